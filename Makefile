@@ -1,0 +1,30 @@
+# Two commands: `make train` and `make test`. Both create .venv with pip when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rnnseq-installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: train test test-all lint clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+train: $(STAMP)  ## train the default speech experiment (extra overrides: ARGS="trainer.max_epochs=2")
+	$(BIN)/python -m rnnseq.train experiment=asr $(ARGS)
+
+test: $(STAMP)  ## default test suite (no slow learning tests)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)  ## everything, learning tests included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check rnnseq tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,61 @@
+"""Callbacks that show what the model does, not only how its numbers move."""
+
+from __future__ import annotations
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to TensorBoard, never to a screen
+import matplotlib.pyplot as plt  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+
+from rnnseq.data.batching import collate_examples  # noqa: E402
+
+ATTENTION_TAG = "val/attention"
+SAMPLES_TAG = "val/samples"
+
+
+class AttentionSamples(L.Callback):
+    """After every validation epoch, decodes a few fixed validation utterances and logs their
+    attention heatmaps (``val/attention/<id>``) and a reference/hypothesis table
+    (``val/samples``) to TensorBoard."""
+
+    def __init__(self, num_utterances: int = 3):
+        self.num_utterances = num_utterances
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        dataset = getattr(trainer.datamodule, "datasets", {}).get("valid")
+        if logger is None or dataset is None or len(dataset) == 0:
+            return
+        items = [dataset[i] for i in range(min(self.num_utterances, len(dataset)))]
+        batch = collate_examples(items)
+        if batch is None:
+            return
+        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+        hypotheses, attention = pl_module.greedy_decode(batch, return_attention=True)
+        step = trainer.global_step
+        memory_lengths = pl_module.model.encoder.output_lengths(batch.feature_lengths)
+        rows = ["| id | reference | hypothesis |", "|---|---|---|"]
+        for i, (utt_id, ref, hyp) in enumerate(zip(batch.ids, batch.texts, hypotheses)):
+            rows.append(f"| {utt_id} | {ref} | {hyp} |")
+            weights = attention[i, : len(hyp) + 1, : int(memory_lengths[i])].float().cpu().numpy()
+            logger.experiment.add_figure(f"{ATTENTION_TAG}/{utt_id}",
+                                         _heatmap(weights, hyp, utt_id), step)
+        logger.experiment.add_text(SAMPLES_TAG, "\n".join(rows), step)
+
+
+def _heatmap(weights, hypothesis: str, title: str):
+    """``(T, S)`` weights as an image with output characters on the vertical axis."""
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.12 * weights.shape[0] + 1)))
+    ax.imshow(weights, aspect="auto", origin="lower", interpolation="nearest", cmap="viridis")
+    labels = [*hypothesis.replace(" ", "_"), "<eos>"][: weights.shape[0]]
+    if len(labels) <= 80:
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_xlabel("encoder frame")
+    ax.set_ylabel("output symbol")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

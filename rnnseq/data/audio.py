@@ -1,0 +1,131 @@
+"""Reading audio and turning it into normalised log-mel features.
+
+Audio goes through ``soundfile`` (its wheel bundles libsndfile) rather than ``torchaudio.load``,
+which now needs FFmpeg through torchcodec. The transforms are ``nn.Module``s from torchaudio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import soundfile
+import torch
+import torchaudio
+from torch import nn
+
+
+class AudioError(RuntimeError):
+    """An audio file that cannot be used; the message names the file and the cause."""
+
+
+def load_audio(path: str, sample_rate: int) -> torch.Tensor:
+    """Reads ``path`` as mono float32 at ``sample_rate`` Hz: ``-> (N,)`` samples.
+
+    Raises :class:`AudioError` naming the file when it cannot be decoded or holds no samples.
+    """
+    try:
+        data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError or OSError
+        raise AudioError(f"cannot read audio file {path}: {err}") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"audio file {path} holds no samples")
+    wave = torch.from_numpy(data).mean(dim=1)  # (N,) mono
+    if file_rate != sample_rate:
+        wave = torchaudio.functional.resample(wave, file_rate, sample_rate)
+    return wave
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How waveforms become features; stored with every checkpoint so that a model can
+    transcribe new audio without its corpus."""
+
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    def num_frames(self, seconds: float) -> int:
+        """Frames that ``seconds`` of audio give (what length bucketing counts)."""
+        return int(seconds * self.sample_rate) // self.hop_length + 1
+
+
+class LogMel(nn.Module):
+    """``(N,) waveform -> (S, n_mels)`` log-mel features, S = N // hop + 1."""
+
+    def __init__(self, config: FeatureConfig = FeatureConfig()):
+        super().__init__()
+        self.config = config
+        win_length = int(round(config.sample_rate * config.win_ms / 1000))
+        n_fft = 1 << (win_length - 1).bit_length()  # next power of two >= window
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=config.hop_length,
+            n_mels=config.n_mels,
+        )
+
+    @torch.no_grad()
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = self.mel(wave)  # (n_mels, S)
+        return torch.log(spec + 1e-6).transpose(0, 1)  # (S, n_mels)
+
+
+class FeatureNormalizer(nn.Module):
+    """Per-dimension mean/variance normalisation with statistics of the training split.
+
+    The statistics are buffers, so they travel inside the model's ``state_dict``.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-5))
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, S, F)`` features and ``(B, S)`` bool mask -> normalised features, zero on padding."""
+        return ((features - self.mean) / self.std) * mask.unsqueeze(-1)
+
+
+class SpecAugment(nn.Module):
+    """Frequency and time masking (Park et al., 2019) from torchaudio, on a padded batch.
+
+    Masks are drawn independently for every utterance. The masked value is 0, which after
+    normalisation is the training mean.
+    """
+
+    def __init__(
+        self,
+        freq_masks: int = 2,
+        freq_width: int = 27,
+        time_masks: int = 2,
+        time_width: int = 40,
+        max_time_ratio: float = 0.2,
+    ):
+        super().__init__()
+        self.freq_masks = nn.ModuleList(
+            torchaudio.transforms.FrequencyMasking(freq_width, iid_masks=True)
+            for _ in range(freq_masks)
+        )
+        self.time_masks = nn.ModuleList(
+            torchaudio.transforms.TimeMasking(time_width, iid_masks=True, p=max_time_ratio)
+            for _ in range(time_masks)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, S, F) -> (B, S, F)``; identity outside training."""
+        if not self.training:
+            return features
+        spec = features.transpose(1, 2).unsqueeze(1)  # (B, 1, F, S) as torchaudio expects
+        for mask in (*self.freq_masks, *self.time_masks):
+            spec = mask(spec)
+        return spec.squeeze(1).transpose(1, 2)

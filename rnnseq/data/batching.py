@@ -1,0 +1,160 @@
+"""The batch contract shared by data and models, its collate function and length bucketing.
+
+Shapes use one vocabulary throughout rnnseq: B batch, S source steps (feature frames),
+F features, T target tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import Sampler
+
+
+class Batch(NamedTuple):
+    """A padded batch. Lengths are absolute integers, never fractions of the padded length."""
+
+    features: torch.Tensor  # (B, S, F) float, zero beyond each length
+    feature_lengths: torch.Tensor  # (B,) long
+    targets: torch.Tensor  # (B, T) long, padded with the tokenizer's pad id (0)
+    target_lengths: torch.Tensor  # (B,) long
+    ids: list[str]
+    texts: list[str]
+
+
+class Example(NamedTuple):
+    """One item as a dataset returns it."""
+
+    id: str
+    features: torch.Tensor  # (S, F)
+    tokens: torch.Tensor  # (T,) long
+    text: str
+
+
+def make_pad_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """``(B,) lengths -> (B, max_len)`` bool mask, True on real steps and False on padding."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    steps = torch.arange(max_len, device=lengths.device)
+    return steps.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def collate_examples(items: Sequence[Example | None], pad_id: int = 0) -> Batch | None:
+    """Pads a list of examples into a :class:`Batch`.
+
+    ``None`` items (utterances whose audio could not be read at run time) are dropped; a batch
+    with nothing left is returned as ``None`` and the training step skips it.
+    """
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    feature_lengths = torch.tensor([it.features.shape[0] for it in items], dtype=torch.long)
+    target_lengths = torch.tensor([it.tokens.shape[0] for it in items], dtype=torch.long)
+    num_features = items[0].features.shape[1]
+    features = torch.zeros(len(items), int(feature_lengths.max()), num_features)
+    targets = torch.full((len(items), int(target_lengths.max())), pad_id, dtype=torch.long)
+    for i, it in enumerate(items):
+        features[i, : it.features.shape[0]] = it.features
+        targets[i, : it.tokens.shape[0]] = it.tokens
+    return Batch(
+        features=features,
+        feature_lengths=feature_lengths,
+        targets=targets,
+        target_lengths=target_lengths,
+        ids=[it.id for it in items],
+        texts=[it.text for it in items],
+    )
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length under a padded-size budget.
+
+    Items are sorted by length (with a small random jitter so that batches differ between
+    epochs), cut greedily into batches whose padded size ``len(batch) * longest`` stays within
+    ``max_frames`` and whose count stays within ``max_batch_size``, and the batches are shuffled.
+    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th batch, and every rank gets
+    the same number of batches (the last few are dropped) so that collective ops stay in step.
+
+    Args:
+        lengths: length of every item, in the unit of ``max_frames`` (feature frames).
+        max_frames: budget of padded frames per batch; an item longer than this forms a batch alone.
+        max_batch_size: most items in one batch.
+        shuffle: shuffle batch order and jitter lengths every epoch (call :meth:`set_epoch`).
+        length_jitter: relative jitter of the sort key, e.g. 0.05 for +-5 %.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames: int,
+        max_batch_size: int = 64,
+        shuffle: bool = True,
+        length_jitter: float = 0.05,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if max_frames <= 0 or max_batch_size <= 0:
+            raise ValueError(
+                f"max_frames ({max_frames}) and max_batch_size ({max_batch_size}) must be positive"
+            )
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside [0, num_replicas={num_replicas})")
+        self.lengths = list(lengths)
+        self.max_frames = max_frames
+        self.max_batch_size = max_batch_size
+        self.shuffle = shuffle
+        self.length_jitter = length_jitter
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        if self.shuffle and self.length_jitter > 0:
+            keys = [n * (1 + rng.uniform(-self.length_jitter, self.length_jitter)) for n in self.lengths]
+        else:
+            keys = self.lengths
+        order = sorted(range(len(self.lengths)), key=keys.__getitem__)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for idx in order:
+            n = self.lengths[idx]
+            new_longest = max(longest, n)
+            if current and (
+                (len(current) + 1) * new_longest > self.max_frames
+                or len(current) >= self.max_batch_size
+            ):
+                batches.append(current)
+                current, new_longest = [], n
+            current.append(idx)
+            longest = new_longest
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._all_batches()
+        per_rank = len(batches) // self.num_replicas if self.num_replicas > 1 else len(batches)
+        yield from batches[self.rank :: self.num_replicas][:per_rank]
+
+    def __len__(self) -> int:
+        n = len(self._all_batches())
+        return n // self.num_replicas if self.num_replicas > 1 else n
+
+
+def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Padded frames over real frames for a list of batches (1.0 means no padding)."""
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return padded / real if real else math.nan

@@ -1,0 +1,275 @@
+"""Speech-to-text data: a dataset over manifest utterances and its LightningDataModule."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import soundfile
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
+from rnnseq.data.batching import BucketBatchSampler, Example, collate_examples
+from rnnseq.data.manifest import DataReport, Utterance, read_manifest
+from rnnseq.data.tokenizer import CharTokenizer
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+class SpeechDataset(Dataset):
+    """Utterances read from disk and turned into ``(S, F)`` log-mel features on the fly.
+
+    Audio that fails to decode at run time gives ``None`` (the collate drops it) and a warning
+    naming the file: one bad file never stops an epoch.
+
+    Args:
+        noise_snr_db: ``(low, high)`` range of signal-to-noise ratios for additive white noise,
+            drawn per utterance; ``None`` adds no noise. Use it for training data only.
+    """
+
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        tokenizer: CharTokenizer,
+        features: FeatureConfig,
+        noise_snr_db: tuple[float, float] | None = None,
+    ):
+        self.utterances = utterances
+        self.tokenizer = tokenizer
+        self.feature_config = features
+        self.logmel = LogMel(features)
+        self.noise_snr_db = noise_snr_db
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def frame_lengths(self) -> list[int]:
+        """Feature frames of every utterance, from the manifest durations (for bucketing)."""
+        return [self.feature_config.num_frames(u.duration) for u in self.utterances]
+
+    def __getitem__(self, index: int) -> Example | None:
+        utt = self.utterances[index]
+        try:
+            wave = load_audio(utt.audio_path, self.feature_config.sample_rate)
+        except AudioError as err:
+            log.warning("skipping utterance %s: %s", utt.id, err)
+            return None
+        if self.noise_snr_db is not None:
+            wave = add_noise(wave, *self.noise_snr_db)
+        tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
+        return Example(id=utt.id, features=self.logmel(wave), tokens=tokens, text=utt.text)
+
+
+def add_noise(wave: torch.Tensor, low_db: float, high_db: float) -> torch.Tensor:
+    """Adds white noise at a signal-to-noise ratio drawn uniformly from ``[low_db, high_db]``."""
+    snr_db = random.uniform(low_db, high_db)
+    power = wave.pow(2).mean().clamp_min(1e-10)
+    noise = torch.randn_like(wave) * torch.sqrt(power / 10 ** (snr_db / 10))
+    return wave + noise
+
+
+def check_audio(utterances: list[Utterance], report: DataReport, split: str) -> list[Utterance]:
+    """Keeps utterances whose audio file exists, opens and holds samples; reports the rest."""
+    good = []
+    for utt in utterances:
+        try:
+            info = soundfile.info(utt.audio_path)
+        except Exception as err:
+            report.add(utt.audio_path, None, f"unreadable audio in {split} split: {err}", id=utt.id)
+            continue
+        if info.frames == 0:
+            report.add(utt.audio_path, None, f"zero-length audio in {split} split", id=utt.id)
+            continue
+        good.append(utt)
+    return good
+
+
+class SpeechDataModule(L.LightningDataModule):
+    """Speech corpora given as JSONL manifests (see :mod:`rnnseq.data.manifest`).
+
+    Exposes what the model must know about the data, so that nothing derivable is typed twice in
+    configs: :attr:`input_dim`, :attr:`tokenizer` and :meth:`feature_statistics`.
+
+    Args:
+        manifests: ``{"train": path, "valid": path, "test": path}``.
+        corpus: an object with ``build() -> manifests`` (e.g. the embedded espeak corpus); when
+            given, its manifests replace ``manifests``. It is built in :meth:`prepare_data`.
+        max_frames: padded feature frames per batch (the bucketing budget).
+        max_duration: utterances longer than this (seconds) are skipped and reported.
+        vocabulary: a fixed symbol list; by default the characters of the training transcripts.
+        noise_snr_db: ``[low, high]`` additive-noise SNR range for training, or ``None``.
+        validate_audio: open every audio header at setup, so bad files are reported up front.
+        stats_utterances: how many training utterances estimate the normalisation statistics.
+    """
+
+    def __init__(
+        self,
+        manifests: Mapping[str, str] | None = None,
+        corpus: Any = None,
+        features: Mapping[str, Any] | None = None,
+        max_frames: int = 20000,
+        max_batch_size: int = 64,
+        max_duration: float | None = None,
+        vocabulary: list[str] | None = None,
+        noise_snr_db: tuple[float, float] | None = None,
+        num_workers: int = 1,
+        validate_audio: bool = True,
+        stats_utterances: int = 500,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if manifests is None and corpus is None:
+            raise ValueError("SpeechDataModule needs data.manifests (train/valid/test) or data.corpus")
+        self.manifests = dict(manifests or {})
+        self.corpus = corpus
+        self.feature_config = FeatureConfig(**(features or {}))
+        self.max_frames = max_frames
+        self.max_batch_size = max_batch_size
+        self.max_duration = max_duration
+        self.vocabulary = vocabulary
+        self.noise_snr_db = tuple(noise_snr_db) if noise_snr_db is not None else None
+        self.num_workers = num_workers
+        self.validate_audio = validate_audio
+        self.stats_utterances = stats_utterances
+        self.seed = seed
+        self.report = DataReport()
+        self.tokenizer: CharTokenizer | None = None
+        self.datasets: dict[str, SpeechDataset] = {}
+
+    # -- what the model needs to know -----------------------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        return self.feature_config.n_mels
+
+    def prepare_data(self) -> None:
+        if self.corpus is not None:
+            self.manifests = dict(self.corpus.build())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if self.corpus is not None and not self.manifests:
+            self.prepare_data()
+        missing = [s for s in SPLITS if s not in self.manifests]
+        if missing:
+            raise ValueError(f"data.manifests lacks split(s) {missing}; give paths for {SPLITS}")
+        utterances = {s: self._read_split(s) for s in SPLITS}
+        if not utterances["train"]:
+            raise ValueError(f"no usable training utterances in {self.manifests['train']}")
+        if self.vocabulary is not None:
+            self.tokenizer = CharTokenizer(self.vocabulary)
+        else:
+            self.tokenizer = CharTokenizer.from_texts(u.text for u in utterances["train"])
+        for split, utts in utterances.items():
+            utts = self._check_vocabulary(utts, split)
+            noise = self.noise_snr_db if split == "train" else None
+            self.datasets[split] = SpeechDataset(utts, self.tokenizer, self.feature_config, noise)
+        counts = {s: len(d) for s, d in self.datasets.items()}
+        log.info("speech data: %s utterances, %d symbols, %s", counts, len(self.tokenizer),
+                 self.report.counts() or "no problems")
+
+    def _read_split(self, split: str) -> list[Utterance]:
+        utts = read_manifest(self.manifests[split], self.report)
+        if self.max_duration is not None:
+            keep = []
+            for u in utts:
+                if u.duration > self.max_duration:
+                    self.report.add(u.audio_path, None,
+                                    f"{u.duration:.1f} s is over data.max_duration={self.max_duration}",
+                                    id=u.id)
+                else:
+                    keep.append(u)
+            utts = keep
+        if self.validate_audio:
+            utts = check_audio(utts, self.report, split)
+        return utts
+
+    def _check_vocabulary(self, utts: list[Utterance], split: str) -> list[Utterance]:
+        """Training utterances with unknown characters are skipped; evaluation ones are kept
+        (the characters become ``<unk>``) so that the test set is never silently shrunk."""
+        keep = []
+        for u in utts:
+            unknown = self.tokenizer.unknown_chars(u.text)
+            if not unknown:
+                keep.append(u)
+                continue
+            chars = "".join(sorted(unknown))
+            if split == "train":
+                self.report.add(self.manifests[split], None,
+                                f"characters {chars!r} are outside the vocabulary", id=u.id)
+            else:
+                self.report.add(self.manifests[split], None,
+                                f"characters {chars!r} are outside the vocabulary; scored as <unk>",
+                                action="kept", id=u.id)
+                keep.append(u)
+        return keep
+
+    @torch.no_grad()
+    def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation ``(F,)`` of the features of (a sample of) the training split."""
+        dataset = self.datasets["train"]
+        rng = random.Random(self.seed)
+        indices = rng.sample(range(len(dataset)), min(self.stats_utterances, len(dataset)))
+        total = torch.zeros(self.input_dim, dtype=torch.float64)
+        total_sq = torch.zeros(self.input_dim, dtype=torch.float64)
+        frames = 0
+        plain = SpeechDataset(dataset.utterances, dataset.tokenizer, self.feature_config)  # no noise
+        for i in indices:
+            example = plain[i]
+            if example is None:
+                continue
+            feats = example.features.double()
+            total += feats.sum(0)
+            total_sq += feats.pow(2).sum(0)
+            frames += feats.shape[0]
+        if frames == 0:
+            raise ValueError("no training audio could be read to compute feature statistics")
+        mean = total / frames
+        std = (total_sq / frames - mean.pow(2)).clamp_min(0).sqrt()
+        return mean.float(), std.float()
+
+    # -- loaders --------------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = BucketBatchSampler(
+            dataset.frame_lengths(),
+            max_frames=self.max_frames,
+            max_batch_size=self.max_batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_examples,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=_single_threaded_worker,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def write_report(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / "data_report.json"
+        self.report.write(path)
+        return path
+
+
+def _single_threaded_worker(_worker_id: int) -> None:
+    # Feature extraction is tiny per item; extra intra-op threads in workers only fight the
+    # training process for the few cores of small machines.
+    torch.set_num_threads(1)

@@ -1,0 +1,61 @@
+"""Metric names (defined once, referenced by configs through ``${metric:NAME}``) and scoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jiwer
+
+TRAIN_LOSS = "train/loss"
+TRAIN_ATTENTION_LOSS = "train/att_loss"
+TRAIN_CTC_LOSS = "train/ctc_loss"
+GRAD_NORM = "train/grad_norm"
+LEARNING_RATE = "train/lr"
+VAL_LOSS = "val/loss"
+VAL_WER = "val/wer"
+VAL_CER = "val/cer"
+TEST_WER = "test/wer"
+TEST_CER = "test/cer"
+
+NAMES = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
+
+
+def metric_name(key: str) -> str:
+    """Resolver behind ``${metric:VAL_WER}`` in configs: the name of a metric constant."""
+    try:
+        return NAMES[key]
+    except KeyError:
+        raise KeyError(f"unknown metric {key!r}; known: {sorted(NAMES)}") from None
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """Corpus-level error rates: total edits over total reference words/characters."""
+
+    wer: float
+    cer: float
+    words: int
+    chars: int
+    utterances: int
+
+
+def error_rates(references: list[str], hypotheses: list[str]) -> ErrorRates:
+    """WER and CER over a whole split (not an average of per-utterance or per-batch rates).
+
+    An empty hypothesis counts every reference word as deleted.
+    """
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    if not references:
+        return ErrorRates(float("nan"), float("nan"), 0, 0, 0)
+    words = jiwer.process_words(references, hypotheses)
+    chars = jiwer.process_characters(references, hypotheses)
+    n_words = words.hits + words.substitutions + words.deletions
+    n_chars = chars.hits + chars.substitutions + chars.deletions
+    return ErrorRates(
+        wer=(words.substitutions + words.deletions + words.insertions) / max(n_words, 1),
+        cer=(chars.substitutions + chars.deletions + chars.insertions) / max(n_chars, 1),
+        words=n_words,
+        chars=n_chars,
+        utterances=len(references),
+    )
