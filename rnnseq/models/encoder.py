@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rnnseq.data.batching import make_pad_mask
-from rnnseq.models.recurrent import rnn_class, run_packed
+from rnnseq.models.recurrent import RecurrentLayer, rnn_class
 
 SUBSAMPLING = ("conv", "pyramid", "none")
 
@@ -45,7 +45,7 @@ class ConvSubsampling(nn.Module):
 def stack_frames(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenates pairs of adjacent frames: ``(B, S, D) -> (B, ceil(S/2), 2D)``.
 
-    An odd last frame is paired with a zero frame (the padding of a packed RNN output is zero).
+    An odd last frame is paired with a zero frame (recurrent layers output zeros on padding).
     """
     b, s, d = x.shape
     if s % 2:
@@ -92,35 +92,29 @@ class RecurrentEncoder(nn.Module):
                 f"input_dim ({input_dim}), hidden_size ({hidden_size}) and num_layers "
                 f"({num_layers}) must be positive"
             )
-        rnn = rnn_class(cell)
+        rnn_class(cell)  # fails early, naming the allowed cells
         directions = 2 if bidirectional else 1
         self.output_dim = hidden_size * directions
         self.subsampling_factor = subsampling_factor if subsampling != "none" else 1
         self.dropout = nn.Dropout(dropout)
         self.front: ConvSubsampling | None = None
-        stacked_layers = 0
+        self.stack_after = 0  # frames are stacked in pairs after this many first layers
         if subsampling == "conv":
             self.front = ConvSubsampling(input_dim, hidden_size, subsampling_factor, conv_channels)
-            first_input = hidden_size
+            size = hidden_size
         else:
-            first_input = input_dim
+            size = input_dim
             if subsampling == "pyramid":
-                stacked_layers = _log2(subsampling_factor)
-                if num_layers <= stacked_layers:
+                self.stack_after = _log2(subsampling_factor)
+                if num_layers <= self.stack_after:
                     raise ValueError(
                         f"pyramid subsampling by {subsampling_factor} needs num_layers > "
-                        f"{stacked_layers} (got {num_layers})"
+                        f"{self.stack_after} (got {num_layers})"
                     )
-        # Layers followed by frame stacking run one at a time; the rest run as one fused stack.
-        self.stacking_layers = nn.ModuleList()
-        size = first_input
-        for _ in range(stacked_layers):
-            self.stacking_layers.append(
-                rnn(size, hidden_size, batch_first=True, bidirectional=bidirectional)
-            )
-            size = 2 * self.output_dim
-        self.rnn = rnn(size, hidden_size, num_layers=num_layers - stacked_layers, batch_first=True,
-                       bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.layers = nn.ModuleList()
+        for i in range(num_layers):
+            self.layers.append(RecurrentLayer(size, hidden_size, cell, bidirectional))
+            size = self.output_dim * (2 if i < self.stack_after else 1)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Memory lengths for input lengths ``(B,)`` (each subsampling step rounds up)."""
@@ -133,11 +127,12 @@ class RecurrentEncoder(nn.Module):
         if self.front is not None:
             x, lengths = self.front(x, lengths)
             x = self.dropout(x)
-        for layer in self.stacking_layers:
-            x = self.dropout(run_packed(layer, x, lengths))
-            x, lengths = stack_frames(x, lengths)
-        x = run_packed(self.rnn, x, lengths)  # (B, S', D)
-        return self.dropout(x), lengths
+        for i, layer in enumerate(self.layers):
+            x = layer(x, lengths)  # (B, S', D), zero on padding
+            if i < self.stack_after:
+                x, lengths = stack_frames(x, lengths)
+            x = self.dropout(x)
+        return x, lengths
 
 
 def _log2(factor: int) -> int:

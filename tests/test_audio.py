@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from rnnseq.data.audio import AudioError, FeatureConfig, FeatureNormalizer, LogMel, SpecAugment, load_audio
+
+
+def test_load_audio_resamples_and_mixes_to_mono(tmp_path):
+    t = np.arange(8000) / 8000
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1) * 0.5
+    soundfile.write(tmp_path / "x.flac", stereo, 8000)
+    wave = load_audio(str(tmp_path / "x.flac"), 16000)
+    assert wave.shape == (16000,) and wave.dtype == torch.float32
+    assert wave.abs().max() == pytest.approx(0.25, abs=0.02)
+
+
+def test_corrupt_and_empty_files_raise_naming_the_file(tmp_path):
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF0000WAVEjunkjunk")
+    with pytest.raises(AudioError, match="corrupt.wav"):
+        load_audio(str(bad), 16000)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0), 16000)
+    with pytest.raises(AudioError, match="empty.wav.*no samples"):
+        load_audio(str(empty), 16000)
+
+
+def test_logmel_frames_match_the_bucketing_count():
+    config = FeatureConfig()
+    feats = LogMel(config)(torch.randn(16000))
+    assert feats.shape == (config.num_frames(1.0), 80) == (101, 80)
+
+
+def test_normalizer_zeroes_padding_and_standardises():
+    norm = FeatureNormalizer(2)
+    norm.set_statistics(torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0]))
+    x = torch.tensor([[[3.0, 6.0], [5.0, 5.0]]])
+    out = norm(x, torch.tensor([[True, False]]))
+    assert out.tolist() == [[[1.0, 1.0], [0.0, 0.0]]]
+
+
+def test_spec_augment_masks_only_in_training():
+    aug = SpecAugment(freq_masks=1, freq_width=10, time_masks=1, time_width=10, max_time_ratio=1.0)
+    x = torch.ones(4, 50, 20)
+    assert torch.equal(aug.eval()(x), x)
+    torch.manual_seed(0)
+    masked = aug.train()(x)
+    assert masked.shape == x.shape and (masked == 0).any() and (masked == 1).any()

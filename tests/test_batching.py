@@ -1,0 +1,71 @@
+import torch
+
+from rnnseq.data.batching import (
+    BucketBatchSampler,
+    Example,
+    collate_examples,
+    make_pad_mask,
+    padding_ratio,
+)
+
+
+def test_pad_mask():
+    mask = make_pad_mask(torch.tensor([1, 3]), 4)
+    assert mask.tolist() == [[True, False, False, False], [True, True, True, False]]
+
+
+def test_collate_pads_and_drops_unreadable_items():
+    items = [
+        Example("a", torch.ones(3, 2), torch.tensor([5, 6]), "xy"),
+        None,
+        Example("b", torch.ones(5, 2) * 2, torch.tensor([7]), "z"),
+    ]
+    batch = collate_examples(items)
+    assert batch.ids == ["a", "b"] and batch.texts == ["xy", "z"]
+    assert batch.features.shape == (2, 5, 2)
+    assert batch.feature_lengths.tolist() == [3, 5]
+    assert batch.features[0, 3:].abs().sum() == 0
+    assert batch.targets.tolist() == [[5, 6], [7, 0]]
+    assert batch.target_lengths.tolist() == [2, 1]
+    assert collate_examples([None, None]) is None
+
+
+def _lengths(n=500, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(50, 600, (n,), generator=g).tolist()
+
+
+def test_bucketing_covers_every_item_once_within_budget():
+    lengths = _lengths()
+    sampler = BucketBatchSampler(lengths, max_frames=4000, max_batch_size=16, seed=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 16
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 4000
+    assert len(sampler) == len(batches)
+    assert padding_ratio(lengths, batches) < 1.05
+
+
+def test_epochs_reshuffle_and_same_epoch_repeats():
+    sampler = BucketBatchSampler(_lengths(), max_frames=4000, seed=1)
+    first = list(sampler)
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_ranks_get_disjoint_batches_of_equal_count():
+    lengths = _lengths(301)
+    per_rank = [list(BucketBatchSampler(lengths, max_frames=3000, num_replicas=2, rank=r))
+                for r in range(2)]
+    assert len(per_rank[0]) == len(per_rank[1])
+    seen = [i for batches in per_rank for b in batches for i in b]
+    assert len(seen) == len(set(seen))
+
+
+def test_no_shuffle_is_sorted_and_deterministic():
+    lengths = _lengths()
+    batches = list(BucketBatchSampler(lengths, max_frames=4000, shuffle=False))
+    longest = [max(lengths[i] for i in b) for b in batches]
+    assert longest == sorted(longest)

@@ -1,0 +1,70 @@
+"""Every experiment config composes and instantiates; every model option builds."""
+
+from dataclasses import asdict
+
+import lightning as L
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from rnnseq.config import CONFIG_DIR
+from rnnseq.data.tokenizer import CharTokenizer
+from tests.conftest import compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+VOCAB = CharTokenizer.from_texts(["abc '"]).symbols
+
+
+def _build(cfg):
+    datamodule = instantiate(cfg.data)
+    task = instantiate(cfg.task, model=cfg.model, vocabulary=VOCAB,
+                       features=asdict(datamodule.feature_config))
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    return datamodule, task, trainer
+
+
+def test_experiments_exist():
+    assert "asr" in EXPERIMENTS
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_instantiates(experiment, tmp_path):
+    cfg = compose_config([f"experiment={experiment}"], tmp_path)
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    OmegaConf.to_container(job, resolve=True)  # every interpolation resolves
+    datamodule, task, trainer = _build(cfg)
+    assert isinstance(trainer, L.Trainer) and isinstance(task, L.LightningModule)
+    assert cfg.study == experiment
+
+
+@pytest.mark.parametrize("override", [
+    "model/attention=none", "model/attention=dot", "model/attention=general",
+    "model/attention=additive", "model/attention=location", "model/encoder=pyramid",
+    "model.encoder.cell=gru", "model.decoder.input_feeding=true", "task.ctc_weight=0",
+    "task/optimizer=adam", "task/scheduler=plateau", "task/scheduler=none", "trainer=cpu",
+])
+def test_model_and_training_options_compose_and_build(override, tmp_path):
+    cfg = compose_config(["experiment=asr", override, "model.encoder.hidden_size=8",
+                          "model.decoder.hidden_size=8"], tmp_path)
+    _, task, _ = _build(cfg)
+    assert task.model.encoder.output_dim == 16
+    assert task.model.decoder.vocab_size == len(VOCAB)
+
+
+def test_monitored_metrics_are_metric_constants(tmp_path):
+    from rnnseq import metrics
+
+    cfg = compose_config(["experiment=asr"], tmp_path)
+    for name in ("model_checkpoint", "early_stopping"):
+        assert cfg.callbacks[name].monitor in metrics.NAMES.values()
+
+
+def test_unknown_config_values_fail_naming_the_key(tmp_path):
+    cfg = compose_config(["experiment=asr", "model.encoder.cell=transformer"], tmp_path)
+    with pytest.raises(Exception, match="unknown recurrent cell 'transformer'"):
+        _build(cfg)
+    cfg = compose_config(["experiment=asr", "task.ctc_weight=2"], tmp_path)
+    with pytest.raises(Exception, match="ctc_weight must be in"):
+        _build(cfg)

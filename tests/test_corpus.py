@@ -1,0 +1,119 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from rnnseq.data.corpus.sentences import extract_sentences, normalize
+from rnnseq.data.corpus.speech_corpus import EspeakSpeechCorpus
+from rnnseq.data.manifest import DataReport, read_manifest
+
+PLAY = """THE TRAGEDY OF TESTING
+
+PERSONS REPRESENTED.
+
+Hamlet, Prince of Denmark.
+
+ACT I.
+
+Scene I. Elsinore. A platform.
+
+[Enter Hamlet and Horatio.]
+
+Ham.
+'Tis now struck twelve; get thee to bed, Horatio!
+What, has this thing appear'd again to-night?
+
+Hor.
+Peace, break thee off. Look where it comes again--
+[Enter Ghost,
+armed.]
+
+First Clown.
+A pick-axe and a spade, a spade.
+"""
+
+
+def test_normalize_keeps_lowercase_letters_apostrophes_and_single_spaces():
+    assert normalize("'Tis NOW, sir!  Appear'd -- to-night?") == "tis now sir appear'd to night"
+
+
+def test_play_text_drops_tags_directions_and_headings():
+    sentences = extract_sentences(PLAY, min_words=3, max_words=12)
+    assert sentences == [
+        "tis now struck twelve",
+        "get thee to bed horatio",
+        "what has this thing appear'd again to night",
+        "peace break thee off",
+        "look where it comes again",
+        "a pick axe and a spade a spade",
+    ]
+    assert extract_sentences(PLAY, min_words=5, max_words=5) == ["get thee to bed horatio",
+                                                                  "look where it comes again"]
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("docs")
+    words = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+             "november oscar papa quebec romeo sierra tango uniform victor whiskey yankee").split()
+    for d, name in enumerate(["one", "two", "three", "four"]):
+        own = words[6 * d : 6 * d + 6]  # each document has words of its own
+        lines = [" ".join(own[(k + j) % 6] for j in range(4)) + "." for k in range(6)]
+        (folder / f"{name}.txt").write_text("\n".join(lines))
+    return folder
+
+
+def _corpus(cache, documents, **kw):
+    settings = dict(text_source=str(documents), valid_documents=["three"],
+                    test_documents=["four"], num_utterances={"train": 6, "valid": 2, "test": 2},
+                    voices=["en-us", "en+f2"], seed=3)
+    settings.update(kw)
+    return EspeakSpeechCorpus(cache_dir=str(cache), num_workers=2, **settings)
+
+
+def test_corpus_build_is_deterministic_cached_and_holds_out_documents(tmp_path, documents):
+    first = _corpus(tmp_path / "a", documents)
+    manifests = first.build()
+    second = _corpus(tmp_path / "b", documents)
+    assert Path(second.build()["train"]).read_text() == Path(manifests["train"]).read_text()
+    assert first.root.name == second.root.name  # same settings, same cache key
+    assert _corpus(tmp_path / "a", documents, seed=4).root != first.root
+
+    texts = {}
+    for split, path in manifests.items():
+        utts = read_manifest(path, DataReport())
+        texts[split] = {u.text for u in utts}
+        for u in utts:
+            assert Path(u.audio_path).is_file() and u.duration > 0.3
+    lines = [json.loads(x) for x in Path(manifests["train"]).read_text().splitlines()]
+    assert {x["voice"] for x in lines} <= {"en-us", "en+f2"}
+    assert len(texts["train"]) == 6 and len(texts["valid"]) == 2 and len(texts["test"]) == 2
+    assert not (texts["valid"] | texts["test"]) & texts["train"]
+    # built once: a second build() returns at once without touching the files
+    mtime = Path(manifests["train"]).stat().st_mtime_ns
+    first.build()
+    assert Path(manifests["train"]).stat().st_mtime_ns == mtime
+    assert not list(tmp_path.glob("a/*.tmp-*"))
+
+
+def test_bad_corpus_settings_name_the_problem(tmp_path, documents):
+    with pytest.raises(ValueError, match="unknown corpus setting.*'voice'"):
+        EspeakSpeechCorpus(cache_dir=str(tmp_path), voice="en-us")
+    with pytest.raises(ValueError, match=r"valid_documents \['nope'\] not found"):
+        _corpus(tmp_path, documents, valid_documents=["nope"]).build()
+    with pytest.raises(ValueError, match="train split wants 999 sentences"):
+        _corpus(tmp_path, documents, num_utterances={"train": 999}).build()
+    with pytest.raises(FileNotFoundError, match="text_source"):
+        _corpus(tmp_path, documents, text_source=str(tmp_path / "missing")).build()
+
+
+def test_default_shakespeare_corpus_has_enough_word_types(data_dir):
+    """The default text selection (before synthesis) has at least 1,000 distinct words and
+    keeps its held-out plays out of training."""
+    corpus = EspeakSpeechCorpus(cache_dir=str(data_dir))
+    sentences = corpus._select_sentences()
+    assert {k: len(v) for k, v in sentences.items()} == {"train": 8000, "valid": 300, "test": 500}
+    words = {w for s in sentences["train"] for w in s.split()}
+    assert len(words) >= 1000
+    assert all(3 <= len(s.split()) <= 12 for v in sentences.values() for s in v)
+    assert not set(sentences["test"]) & set(sentences["train"])

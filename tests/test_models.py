@@ -1,0 +1,130 @@
+"""Encoder, attention and decoder contracts at tiny sizes."""
+
+import functools
+
+import pytest
+import torch
+
+from rnnseq.data.batching import make_pad_mask
+from rnnseq.models import attention as A
+from rnnseq.models.decoder import AttentionDecoder, select_state
+from rnnseq.models.encoder import RecurrentEncoder
+from rnnseq.models.recurrent import reverse_within_lengths
+
+ATTENTIONS = {
+    "none": A.NoAttention,
+    "dot": A.DotAttention,
+    "general": A.GeneralAttention,
+    "additive": functools.partial(A.AdditiveAttention, attention_dim=8),
+    "location": functools.partial(A.LocationAttention, attention_dim=8, conv_channels=3,
+                                  conv_kernel=5),
+}
+
+
+def _memory(b=3, s=7, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([7, 4, 1])[:b]
+    memory = torch.randn(b, s, d, generator=g)
+    return memory, lengths, make_pad_mask(lengths, s)
+
+
+@pytest.mark.parametrize("name", ATTENTIONS)
+def test_attention_weights_sum_to_one_and_ignore_padding(name):
+    torch.manual_seed(0)
+    memory, lengths, mask = _memory()
+    att = ATTENTIONS[name](query_dim=5, memory_dim=6)
+    state = att.init_state(memory, mask)
+    for _ in range(3):  # several steps: location attention feeds its weights back
+        context, weights, state = att(torch.randn(3, 5), memory, mask, state)
+        assert weights.shape == (3, 7) and context.shape == (3, 6)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(3))
+        assert weights[~mask].abs().max() == 0
+    # the context only mixes real frames: changing padding changes nothing
+    padded = memory.masked_fill(~mask.unsqueeze(-1), 1e3)
+    c1, _, _ = att(torch.ones(3, 5), memory, mask, att.init_state(memory, mask))
+    c2, _, _ = att(torch.ones(3, 5), padded, mask, att.init_state(padded, mask))
+    torch.testing.assert_close(c1, c2)
+
+
+@pytest.mark.parametrize("name", ATTENTIONS)
+def test_attention_all_steps_at_once_equals_step_by_step(name):
+    torch.manual_seed(0)
+    memory, _, mask = _memory()
+    att = ATTENTIONS[name](query_dim=5, memory_dim=6)
+    queries = torch.randn(3, 4, 5)
+    contexts, weights = att.forward_all(queries, memory, mask, att.init_state(memory, mask))
+    state = att.init_state(memory, mask)
+    for t in range(4):
+        c, w, state = att(queries[:, t], memory, mask, state)
+        torch.testing.assert_close(contexts[:, t], c)
+        torch.testing.assert_close(weights[:, t], w)
+
+
+def test_reverse_within_lengths_keeps_padding_and_is_an_involution():
+    x = torch.arange(8.0).view(2, 4, 1)
+    lengths = torch.tensor([4, 2])
+    rev = reverse_within_lengths(x, lengths)
+    assert rev[:, :, 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+    torch.testing.assert_close(reverse_within_lengths(rev, lengths), x)
+
+
+@pytest.mark.parametrize("subsampling,cell", [("conv", "lstm"), ("pyramid", "gru"),
+                                              ("none", "rnn"), ("conv", "gru")])
+def test_encoder_padded_batch_equals_each_sequence_alone(subsampling, cell):
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(input_dim=6, hidden_size=5, num_layers=3, cell=cell,
+                           subsampling=subsampling, conv_channels=2, dropout=0.0).eval()
+    lengths = torch.tensor([13, 9, 4])
+    feats = torch.randn(3, 13, 6) * make_pad_mask(lengths).unsqueeze(-1)
+    out, out_lengths = enc(feats, lengths)
+    assert out_lengths.tolist() == enc.output_lengths(lengths).tolist()
+    assert out.shape == (3, int(out_lengths.max()), enc.output_dim) and enc.output_dim == 10
+    for i in range(3):
+        alone, alone_len = enc(feats[i : i + 1, : lengths[i]], lengths[i : i + 1])
+        assert alone_len.item() == out_lengths[i].item()
+        torch.testing.assert_close(out[i, : out_lengths[i]], alone[0], atol=1e-5, rtol=1e-4)
+        assert out[i, out_lengths[i] :].abs().sum() == 0
+
+
+def test_encoder_rejects_bad_settings_naming_the_key():
+    with pytest.raises(ValueError, match="unknown recurrent cell 'transformer'.*gru"):
+        RecurrentEncoder(input_dim=4, cell="transformer")
+    with pytest.raises(ValueError, match="unknown subsampling"):
+        RecurrentEncoder(input_dim=4, subsampling="magic")
+    with pytest.raises(ValueError, match="power of two"):
+        RecurrentEncoder(input_dim=4, subsampling_factor=3)
+    with pytest.raises(ValueError, match="num_layers > 2"):
+        RecurrentEncoder(input_dim=4, subsampling="pyramid", num_layers=2)
+    with pytest.raises(ValueError, match="must be positive"):
+        RecurrentEncoder(input_dim=4, hidden_size=-1)
+
+
+def _decoder(attention, input_feeding):
+    return AttentionDecoder(vocab_size=9, memory_dim=6, attention=ATTENTIONS[attention],
+                            embed_dim=4, hidden_size=5, num_layers=2,
+                            input_feeding=input_feeding, dropout=0.0).eval()
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_teacher_forcing_equals_stepwise_decoding(attention, input_feeding):
+    torch.manual_seed(0)
+    dec = _decoder(attention, input_feeding)
+    memory, _, mask = _memory()
+    tokens = torch.randint(0, 9, (3, 5))
+    logits, weights = dec(memory, mask, tokens)
+    assert logits.shape == (3, 5, 9) and weights.shape == (3, 5, 7)
+    state = dec.init_state(memory, mask)
+    for t in range(5):
+        step_logits, state, w = dec.step(tokens[:, t], state, memory, mask)
+        torch.testing.assert_close(logits[:, t], step_logits, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(weights[:, t], w, atol=1e-5, rtol=1e-4)
+
+
+def test_select_state_reorders_every_tensor_on_batch_dim():
+    dec = _decoder("location", True)
+    memory, _, mask = _memory()
+    state = dec.init_state(memory, mask)
+    picked = select_state(state, torch.tensor([2, 0]))
+    assert picked.h.shape == (2, 2, 5) and picked.attention.keys.shape == (2, 7, 8)
+    torch.testing.assert_close(picked.attention.weights[0], state.attention.weights[2])

@@ -1,0 +1,63 @@
+import functools
+
+import pytest
+import torch
+
+from rnnseq.data.batching import make_pad_mask
+from rnnseq.decoding.search import beam_search, greedy_search, max_decode_lengths
+from rnnseq.models.attention import LocationAttention
+from rnnseq.models.decoder import AttentionDecoder
+
+EOS = 1
+
+
+def _setup(seed=0, b=4):
+    torch.manual_seed(seed)
+    dec = AttentionDecoder(vocab_size=7, memory_dim=6, embed_dim=4, hidden_size=8,
+                           attention=functools.partial(LocationAttention, attention_dim=8,
+                                                       conv_channels=2, conv_kernel=3),
+                           dropout=0.0).eval()
+    # A strong <eos> bias early would end everything at once; a mild one gives varied lengths.
+    with torch.no_grad():
+        dec.output.bias[EOS] = 1.0
+    lengths = torch.tensor([9, 5, 7, 2])[:b]
+    memory = torch.randn(b, 9, 6)
+    return dec, memory, make_pad_mask(lengths, 9), max_decode_lengths(lengths, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_beam_of_one_equals_greedy(seed):
+    dec, memory, mask, max_len = _setup(seed)
+    greedy, _ = greedy_search(dec, memory, mask, max_len, EOS)
+    beam = beam_search(dec, memory, mask, max_len, EOS, beam_size=1)
+    assert [h.tokens for h in beam] == [h.tokens for h in greedy]
+    for g, b in zip(greedy, beam):
+        assert g.score == pytest.approx(b.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("beam_size", [2, 5])
+def test_batched_beam_search_equals_decoding_each_utterance_alone(beam_size):
+    dec, memory, mask, max_len = _setup(1)
+    batched = beam_search(dec, memory, mask, max_len, EOS, beam_size=beam_size)
+    for i in range(memory.shape[0]):
+        alone = beam_search(dec, memory[i : i + 1, : int(mask[i].sum())],
+                            mask[i : i + 1, : int(mask[i].sum())], max_len[i : i + 1], EOS,
+                            beam_size=beam_size)
+        assert alone[0].tokens == batched[i].tokens
+        assert alone[0].score == pytest.approx(batched[i].score, abs=1e-4)
+
+
+def test_hypotheses_respect_length_limits_and_wider_beams_score_no_worse():
+    dec, memory, mask, max_len = _setup(2)
+    greedy, attention = greedy_search(dec, memory, mask, max_len, EOS, return_attention=True)
+    assert attention.shape[0] == 4 and attention.shape[2] == 9
+    wide = beam_search(dec, memory, mask, max_len, EOS, beam_size=6, length_penalty=0.0)
+    for g, w, limit in zip(greedy, wide, max_len.tolist()):
+        assert len(g.tokens) <= limit and len(w.tokens) <= limit
+        assert EOS not in w.tokens
+        # without length normalisation the wider search keeps the greedy path's score or beats it
+        assert w.score >= g.score - 1e-5
+
+
+def test_max_decode_lengths():
+    assert max_decode_lengths(torch.tensor([10, 3, 0]), 0.5).tolist() == [5, 2, 1]

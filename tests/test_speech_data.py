@@ -1,0 +1,90 @@
+"""The speech datamodule on a corpus with bad items: it reports them and keeps going."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from rnnseq.data.speech import SpeechDataModule
+
+
+def _bad_corpus(tiny_corpus, tmp_path) -> dict[str, str]:
+    """A copy of the tiny corpus with one of each kind of bad item added."""
+    out = {}
+    for split, manifest in tiny_corpus.items():
+        lines = [json.loads(x) for x in Path(manifest).read_text().splitlines()]
+        for x in lines:
+            x["audio_filepath"] = str(Path(manifest).parent / x["audio_filepath"])
+        out[split] = lines
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    good = out["train"][0]
+    out["train"] += [
+        {**good, "id": "corrupt", "audio_filepath": str(corrupt)},
+        {**good, "id": "empty", "audio_filepath": str(empty)},
+        {**good, "id": "missing", "audio_filepath": str(tmp_path / "missing.wav")},
+        {**good, "id": "no-text", "text": ""},
+        {**good, "id": "too-long", "duration": 99.0},
+    ]
+    out["test"] += [{**out["test"][0], "id": "accented", "text": "caf\u00e9 ole"}]
+    paths = {}
+    for split, lines in out.items():
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("\n".join(json.dumps(x) for x in lines) + "\n" + '{"truncated": \n')
+        paths[split] = str(path)
+    return paths
+
+
+def test_bad_items_are_reported_and_training_data_still_loads(tiny_corpus, tmp_path):
+    manifests = _bad_corpus(tiny_corpus, tmp_path)
+    dm = SpeechDataModule(manifests=manifests, max_duration=20.0, num_workers=0, max_frames=3000)
+    dm.setup("fit")
+    reasons = {(i.id, i.action): i.reason for i in dm.report.issues}
+    assert "unreadable audio" in reasons[("corrupt", "skipped")]
+    assert "unreadable audio" in reasons[("missing", "skipped")]
+    assert "zero-length" in reasons[("empty", "skipped")]
+    assert reasons[("no-text", "skipped")] == "empty transcript"
+    assert "max_duration" in reasons[("too-long", "skipped")]
+    assert "outside the vocabulary" in reasons[("accented", "kept")]
+    truncated = [i for i in dm.report.issues if "malformed JSON" in i.reason]
+    assert len(truncated) == 3 and all(i.line is not None for i in truncated)
+    assert len(dm.datasets["train"]) == 24 and len(dm.datasets["test"]) == 7
+    report = json.loads(dm.write_report(tmp_path).read_text())
+    assert report["counts"] == {"skipped": 8, "kept": 1}
+
+    seen = 0
+    for batch in dm.train_dataloader():
+        assert batch.features.shape[2] == dm.input_dim == 80
+        assert batch.features.shape[0] * batch.features.shape[1] <= 3000 or len(batch.ids) == 1
+        seen += len(batch.ids)
+    assert seen == 24
+
+
+def test_audio_that_breaks_after_setup_is_dropped_not_fatal(tiny_corpus, tmp_path):
+    manifests = {}
+    for split, manifest in tiny_corpus.items():
+        folder = tmp_path / split
+        shutil.copytree(Path(manifest).parent / "wav" / split, folder / "wav" / split)
+        shutil.copy(manifest, folder / f"{split}.jsonl")
+        manifests[split] = str(folder / f"{split}.jsonl")
+    dm = SpeechDataModule(manifests=manifests, num_workers=0)
+    dm.setup("fit")
+    victim = dm.datasets["train"].utterances[0]
+    Path(victim.audio_path).write_bytes(b"broken")
+    ids = [i for batch in dm.train_dataloader() if batch is not None for i in batch.ids]
+    assert victim.id not in ids and len(ids) == 23
+
+
+def test_statistics_and_vocabulary_come_from_training_data(tiny_corpus):
+    dm = SpeechDataModule(manifests=tiny_corpus, num_workers=0)
+    dm.setup("fit")
+    train_chars = {c for u in dm.datasets["train"].utterances for c in u.text}
+    assert set(dm.tokenizer.symbols[3:]) == train_chars
+    mean, std = dm.feature_statistics()
+    assert mean.shape == std.shape == (80,)
+    assert torch.isfinite(mean).all() and (std > 0).all()
