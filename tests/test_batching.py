@@ -69,3 +69,13 @@ def test_no_shuffle_is_sorted_and_deterministic():
     batches = list(BucketBatchSampler(lengths, max_frames=4000, shuffle=False))
     longest = [max(lengths[i] for i in b) for b in batches]
     assert longest == sorted(longest)
+
+
+def test_sorted_first_epoch_goes_short_to_long_then_shuffles():
+    lengths = _lengths()
+    sampler = BucketBatchSampler(lengths, max_frames=4000, sorted_first_epoch=True, seed=2)
+    longest = [max(lengths[i] for i in b) for b in sampler]
+    assert longest == sorted(longest)
+    sampler.set_epoch(1)
+    longest = [max(lengths[i] for i in b) for b in sampler]
+    assert longest != sorted(longest)

@@ -84,6 +84,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         max_batch_size: most items in one batch.
         shuffle: shuffle batch order and jitter lengths every epoch (call :meth:`set_epoch`).
         length_jitter: relative jitter of the sort key, e.g. 0.05 for +-5 %.
+        sorted_first_epoch: serve epoch 0 from the shortest batch to the longest ("SortaGrad",
+            Amodei et al., 2016): attention learns to align on short utterances first.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         length_jitter: float = 0.05,
         seed: int = 0,
+        sorted_first_epoch: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
     ):
@@ -109,6 +112,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.length_jitter = length_jitter
         self.seed = seed
+        self.sorted_first_epoch = sorted_first_epoch
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
@@ -118,7 +122,8 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
-        if self.shuffle and self.length_jitter > 0:
+        sorted_epoch = self.sorted_first_epoch and self.epoch == 0
+        if self.shuffle and self.length_jitter > 0 and not sorted_epoch:
             keys = [n * (1 + rng.uniform(-self.length_jitter, self.length_jitter)) for n in self.lengths]
         else:
             keys = self.lengths
@@ -139,7 +144,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             longest = new_longest
         if current:
             batches.append(current)
-        if self.shuffle:
+        if self.shuffle and not sorted_epoch:
             rng.shuffle(batches)
         return batches
 

@@ -107,6 +107,7 @@ class SpeechDataModule(L.LightningDataModule):
         noise_snr_db: ``[low, high]`` additive-noise SNR range for training, or ``None``.
         validate_audio: open every audio header at setup, so bad files are reported up front.
         stats_utterances: how many training utterances estimate the normalisation statistics.
+        sorted_first_epoch: first training epoch from short to long utterances (SortaGrad).
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class SpeechDataModule(L.LightningDataModule):
         num_workers: int = 1,
         validate_audio: bool = True,
         stats_utterances: int = 500,
+        sorted_first_epoch: bool = True,
         seed: int = 0,
     ):
         super().__init__()
@@ -138,6 +140,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.validate_audio = validate_audio
         self.stats_utterances = stats_utterances
+        self.sorted_first_epoch = sorted_first_epoch
         self.seed = seed
         self.report = DataReport()
         self.tokenizer: CharTokenizer | None = None
@@ -244,6 +247,7 @@ class SpeechDataModule(L.LightningDataModule):
             max_batch_size=self.max_batch_size,
             shuffle=shuffle,
             seed=self.seed,
+            sorted_first_epoch=shuffle and self.sorted_first_epoch,
         )
         return DataLoader(
             dataset,
