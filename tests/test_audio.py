@@ -3,7 +3,14 @@ import pytest
 import soundfile
 import torch
 
-from rnnseq.data.audio import AudioError, FeatureConfig, FeatureNormalizer, LogMel, SpecAugment, load_audio
+from rnnseq.data.audio import (
+    AudioError,
+    FeatureConfig,
+    FeatureNormalizer,
+    LogMel,
+    SpecAugment,
+    load_audio,
+)
 
 
 def test_load_audio_resamples_and_mixes_to_mono(tmp_path):

@@ -128,3 +128,29 @@ def test_select_state_reorders_every_tensor_on_batch_dim():
     picked = select_state(state, torch.tensor([2, 0]))
     assert picked.h.shape == (2, 2, 5) and picked.attention.keys.shape == (2, 7, 8)
     torch.testing.assert_close(picked.attention.weights[0], state.attention.weights[2])
+
+
+def test_seq2seq_forward_wires_encoder_decoder_and_ctc():
+    from omegaconf import OmegaConf
+
+    from rnnseq.models.seq2seq import build_seq2seq
+
+    torch.manual_seed(0)
+    model_cfg = OmegaConf.create({
+        "encoder": {"_target_": "rnnseq.models.encoder.RecurrentEncoder", "_partial_": True,
+                    "hidden_size": 4, "num_layers": 1, "conv_channels": 2, "dropout": 0.0},
+        "decoder": {"_target_": "rnnseq.models.decoder.AttentionDecoder", "_partial_": True,
+                    "hidden_size": 6, "embed_dim": 3, "dropout": 0.0},
+        "attention": {"_target_": "rnnseq.models.attention.DotAttention", "_partial_": True},
+    })
+    model = build_seq2seq(model_cfg, input_dim=5, vocab_size=11).eval()
+    assert model.decoder.attention.memory_dim == model.encoder.output_dim == 8
+    feats, lengths = torch.randn(2, 17, 5), torch.tensor([17, 9])
+    tokens = torch.randint(0, 11, (2, 4))
+    out = model(feats, lengths, tokens)
+    assert out.logits.shape == (2, 4, 11) and out.ctc_log_probs.shape == (2, 5, 11)
+    assert out.memory_lengths.tolist() == [5, 3]
+    torch.testing.assert_close(out.ctc_log_probs.exp().sum(-1), torch.ones(2, 5))
+    enc = model.encode(feats, lengths)
+    logits, _ = model.decoder(enc.memory, enc.mask, tokens)
+    torch.testing.assert_close(out.logits, logits)

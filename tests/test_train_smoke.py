@@ -24,8 +24,8 @@ TINY_MODEL = [
 
 def run_train(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "RNNSEQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "rnnseq.train", "experiment=asr", *corpus_overrides(),
-           *TINY_MODEL, "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides]
+    cmd = [sys.executable, "-m", "rnnseq.train", "experiment=asr", *TINY_MODEL,
+           "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -34,7 +34,7 @@ def run_train(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_dir, tiny_corpus):
     run_dir = tmp_path_factory.mktemp("runs") / "asr-smoke"
-    run_train(run_dir, data_dir, "trainer.fast_dev_run=2")
+    run_train(run_dir, data_dir, *corpus_overrides(), "trainer.fast_dev_run=2")
     return run_dir
 
 

@@ -18,7 +18,7 @@ from rnnseq.data.audio import FeatureNormalizer, SpecAugment
 from rnnseq.data.batching import Batch, make_pad_mask
 from rnnseq.data.tokenizer import CharTokenizer
 from rnnseq.decoding.search import beam_search, greedy_search, max_decode_lengths
-from rnnseq.models.seq2seq import build_seq2seq
+from rnnseq.models.seq2seq import Encoded, build_seq2seq
 
 
 def _plain(value: Any) -> Any:
@@ -100,34 +100,39 @@ class SpeechToText(L.LightningModule):
         target.scatter_(1, batch.target_lengths.unsqueeze(1), eos)  # <eos> right after each text
         return decoder_input, target
 
-    def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> Encoded:
+        """Encoder memory of a batch (features normalised, augmented in training)."""
+        return self.model.encode(self.prepare_features(batch), batch.feature_lengths)
+
+    def compute_losses(self, batch: Batch, enc: Encoded | None = None) -> dict[str, torch.Tensor]:
+        """``{"loss", "att", "ctc"}`` for a batch; ``enc`` reuses an encoder pass."""
+        enc = self.encode(batch) if enc is None else enc
         decoder_input, target = self._decoder_io(batch)
-        out = self.model(self.prepare_features(batch), batch.feature_lengths, decoder_input)
+        logits, _ = self.model.decoder(enc.memory, enc.mask, decoder_input)  # (B, T + 1, V)
         attention_loss = F.cross_entropy(
-            out.logits.float().transpose(1, 2), target, ignore_index=self.tokenizer.pad_id,
+            logits.float().transpose(1, 2), target, ignore_index=self.tokenizer.pad_id,
             label_smoothing=self.hparams.label_smoothing,
         )
-        losses = {"att": attention_loss}
-        w = self.hparams.ctc_weight
-        if out.ctc_log_probs is not None:
+        losses = {"att": attention_loss, "loss": attention_loss}
+        if self.model.ctc_head is not None:
             ctc_loss = F.ctc_loss(
-                out.ctc_log_probs.transpose(0, 1), batch.targets, out.memory_lengths,
+                self.model.ctc_log_probs(enc.memory).transpose(0, 1), batch.targets, enc.lengths,
                 batch.target_lengths, blank=self.tokenizer.blank_id, reduction="mean",
                 zero_infinity=True,
             )
+            w = self.hparams.ctc_weight
             losses["ctc"] = ctc_loss
             losses["loss"] = (1 - w) * attention_loss + w * ctc_loss
-        else:
-            losses["loss"] = attention_loss
         return losses
 
     def _max_lengths(self, memory_lengths: torch.Tensor) -> torch.Tensor:
         return max_decode_lengths(memory_lengths, self.hparams.decoding.get("max_length_ratio", 1.0))
 
     @torch.no_grad()
-    def greedy_decode(self, batch: Batch, return_attention: bool = False):
+    def greedy_decode(self, batch: Batch, return_attention: bool = False,
+                      enc: Encoded | None = None):
         """Greedy transcripts of a batch, and ``(B, T, S')`` attention weights if asked."""
-        enc = self.model.encode(self.prepare_features(batch), batch.feature_lengths)
+        enc = self.encode(batch) if enc is None else enc
         hyps, attention = greedy_search(self.model.decoder, enc.memory, enc.mask,
                                         self._max_lengths(enc.lengths), self.tokenizer.eos_id,
                                         return_attention=return_attention)
@@ -136,7 +141,7 @@ class SpeechToText(L.LightningModule):
     @torch.no_grad()
     def beam_decode(self, batch: Batch) -> list[str]:
         """Beam-search transcripts of a batch (``decoding.beam_size``, ``length_penalty``)."""
-        enc = self.model.encode(self.prepare_features(batch), batch.feature_lengths)
+        enc = self.encode(batch)
         hyps = beam_search(self.model.decoder, enc.memory, enc.mask,
                            self._max_lengths(enc.lengths), self.tokenizer.eos_id,
                            beam_size=self.hparams.decoding.get("beam_size", 4),
@@ -166,10 +171,13 @@ class SpeechToText(L.LightningModule):
     def _evaluation_step(self, batch: Batch | None, beam: bool) -> None:
         if batch is None:
             return
-        b = batch.targets.shape[0]
-        if not beam:
-            self.log(M.VAL_LOSS, self.compute_losses(batch)["loss"], batch_size=b, prog_bar=True)
-        hyps = self.beam_decode(batch) if beam else self.greedy_decode(batch)[0]
+        if beam:
+            hyps = self.beam_decode(batch)
+        else:
+            enc = self.encode(batch)  # one encoder pass serves the loss and the transcripts
+            self.log(M.VAL_LOSS, self.compute_losses(batch, enc)["loss"],
+                     batch_size=len(batch.ids), prog_bar=True)
+            hyps = self.greedy_decode(batch, enc=enc)[0]
         self._references.extend(batch.texts)
         self._hypotheses.extend(hyps)
         self._ids.extend(batch.ids)
