@@ -117,3 +117,10 @@ def test_default_shakespeare_corpus_has_enough_word_types(data_dir):
     assert len(words) >= 1000
     assert all(3 <= len(s.split()) <= 12 for v in sentences.values() for s in v)
     assert not set(sentences["test"]) & set(sentences["train"])
+
+
+def test_held_out_splits_do_not_depend_on_the_training_size(tmp_path, documents):
+    small = _corpus(tmp_path, documents, num_utterances={"train": 3, "valid": 2, "test": 2})
+    large = _corpus(tmp_path, documents, num_utterances={"train": 6, "valid": 2, "test": 2})
+    a, b = small._select_sentences(), large._select_sentences()
+    assert a["test"] == b["test"] and a["valid"] == b["valid"]

@@ -61,3 +61,21 @@ def test_hypotheses_respect_length_limits_and_wider_beams_score_no_worse():
 
 def test_max_decode_lengths():
     assert max_decode_lengths(torch.tensor([10, 3, 0]), 0.5).tolist() == [5, 2, 1]
+
+
+def test_joint_ctc_search_follows_a_confident_ctc_and_batches_like_alone():
+    dec, memory, mask, max_len = _setup(3)
+    b, s, v = memory.shape[0], memory.shape[1], 7
+    # A CTC that is certain of "3 4" (blank elsewhere) overrides the untrained attention decoder.
+    ctc = torch.full((b, s, v), -20.0)
+    ctc[:, :, 0] = 0.0
+    ctc[:, 0, 0], ctc[:, 0, 3] = -20.0, 0.0
+    ctc[:, 1, 0], ctc[:, 1, 4] = -20.0, 0.0
+    max_len = torch.clamp(max_len, min=3)
+    hyps = beam_search(dec, memory, mask, max_len, EOS, beam_size=3, ctc_log_probs=ctc,
+                       ctc_weight=0.9)
+    assert [h.tokens for h in hyps[:3]] == [[3, 4]] * 3
+    # utterance 3 has 2 frames: still "3 4", and its result does not depend on the batch
+    alone = beam_search(dec, memory[3:, :2], mask[3:, :2], max_len[3:], EOS, beam_size=3,
+                        ctc_log_probs=ctc[3:, :2], ctc_weight=0.9)
+    assert alone[0].tokens == hyps[3].tokens == [3, 4]

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import torch
 
+from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
 from rnnseq.models.decoder import AttentionDecoder, select_state
 
 
@@ -68,12 +69,19 @@ def beam_search(
     eos_id: int,
     beam_size: int = 4,
     length_penalty: float = 1.0,
+    ctc_log_probs: torch.Tensor | None = None,
+    ctc_weight: float = 0.0,
+    blank_id: int = 0,
 ) -> list[Hypothesis]:
     """Beam search over utterances x beams in one batch.
 
     Finished hypotheses keep their place in the beam with a frozen score; the search ends when
     every beam of every utterance has finished. The winner maximises
     ``score / length ** length_penalty`` (length counts ``<eos>``; 0 disables normalisation).
+
+    With ``ctc_weight > 0`` and ``(B, S, V)`` CTC log-probabilities of the same memory frames, every
+    step scores ``(1 - ctc_weight) * attention + ctc_weight * CTC prefix gain`` (joint
+    CTC/attention decoding): CTC vetoes hypotheses that skip or repeat parts of the audio.
     """
     b, k = memory.shape[0], beam_size
     device = memory.device
@@ -89,9 +97,17 @@ def beam_search(
     finished = torch.zeros(b, k, dtype=torch.bool, device=device)
     tokens = torch.full((b * k,), eos_id, dtype=torch.long, device=device)
     history: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tokens, parent beam), each (B, K)
+    ctc = None
+    if ctc_weight > 0 and ctc_log_probs is not None:
+        ctc = CTCPrefixScorer(ctc_log_probs[expand], memory_mask.sum(-1), blank_id, eos_id)
+        ctc_state = ctc.initial_state()
     for t in range(int(max_lengths.max()) + 1):
         logits, state, _ = decoder.step(tokens, state, memory, memory_mask)
         log_probs = torch.log_softmax(logits.float(), dim=-1).view(b, k, -1)  # (B, K, V)
+        if ctc is not None:
+            gain, ctc_scores, ctc_r = ctc.extend(ctc_state)
+            gain = torch.nan_to_num(gain, nan=float("-inf"))  # finished rows: -inf - -inf
+            log_probs = (1 - ctc_weight) * log_probs + ctc_weight * gain.view(b, k, -1)
         # A finished beam may only repeat <eos> at no cost (its score is frozen); a beam at its
         # utterance's length limit must take <eos> at its real cost.
         forced = torch.full_like(log_probs, float("-inf"))
@@ -106,7 +122,10 @@ def beam_search(
         lengths = lengths.gather(1, parent) + (~was_finished).float()
         finished = was_finished | (token == eos_id)
         history.append((token, parent))
-        state = select_state(state, (parent + torch.arange(b, device=device)[:, None] * k).view(-1))
+        rows = (parent + torch.arange(b, device=device)[:, None] * k).view(-1)
+        state = select_state(state, rows)
+        if ctc is not None:
+            ctc_state = ctc.select(ctc_scores, ctc_r, rows, token.view(-1))
         tokens = token.view(-1)
         if bool(finished.all()):
             break

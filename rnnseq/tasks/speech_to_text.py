@@ -45,8 +45,9 @@ class SpeechToText(L.LightningModule):
         ctc_weight: ``loss = (1 - w) * attention + w * ctc``; 0 removes the CTC head.
         label_smoothing: of the attention decoder's cross-entropy.
         spec_augment: :class:`~rnnseq.data.audio.SpecAugment` arguments, or ``None``.
-        decoding: ``max_length_ratio`` (tokens per encoder frame), ``beam_size`` and
-            ``length_penalty`` for test-time beam search.
+        decoding: ``max_length_ratio`` (tokens per encoder frame), ``beam_size``,
+            ``length_penalty`` and ``ctc_weight`` (joint CTC/attention scoring) for test-time
+            beam search.
     """
 
     def __init__(
@@ -140,12 +141,17 @@ class SpeechToText(L.LightningModule):
 
     @torch.no_grad()
     def beam_decode(self, batch: Batch) -> list[str]:
-        """Beam-search transcripts of a batch (``decoding.beam_size``, ``length_penalty``)."""
+        """Beam-search transcripts of a batch (``decoding.beam_size``, ``length_penalty`` and
+        ``ctc_weight`` for joint CTC/attention scoring)."""
         enc = self.encode(batch)
+        decoding = self.hparams.decoding
+        ctc_weight = decoding.get("ctc_weight", 0.0) if self.model.ctc_head is not None else 0.0
         hyps = beam_search(self.model.decoder, enc.memory, enc.mask,
                            self._max_lengths(enc.lengths), self.tokenizer.eos_id,
-                           beam_size=self.hparams.decoding.get("beam_size", 4),
-                           length_penalty=self.hparams.decoding.get("length_penalty", 1.0))
+                           beam_size=decoding.get("beam_size", 4),
+                           length_penalty=decoding.get("length_penalty", 1.0),
+                           ctc_log_probs=self.model.ctc_log_probs(enc.memory) if ctc_weight else None,
+                           ctc_weight=ctc_weight, blank_id=self.tokenizer.blank_id)
         return [self.tokenizer.decode(h.tokens) for h in hyps]
 
     # -- Lightning hooks ------------------------------------------------------------------------

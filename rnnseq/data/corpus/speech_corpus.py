@@ -34,6 +34,7 @@ DEFAULT_VOICES = (
 )
 SPLIT_NAMES = ("train", "valid", "test")
 BUILD_INFO = "corpus.json"
+CORPUS_FORMAT = 2  # bump when the same settings would build a different corpus
 
 
 @dataclass
@@ -55,7 +56,7 @@ class SpeechCorpusSettings:
     seed: int = 0
 
     def digest(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=list)
+        blob = json.dumps({**asdict(self), "format": CORPUS_FORMAT}, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -176,7 +177,6 @@ class EspeakSpeechCorpus:
             pools[split].extend(extract_sentences(path.read_text(encoding="utf-8"),
                                                   s.min_words, s.max_words))
         train_set = set(pools["train"])
-        rng = random.Random(s.seed)
         chosen = {}
         for split in SPLIT_NAMES:
             pool = list(dict.fromkeys(pools[split]))  # distinct, in text order
@@ -187,7 +187,8 @@ class EspeakSpeechCorpus:
                 raise ValueError(
                     f"{split} split wants {wanted} sentences but its documents give {len(pool)}"
                 )
-            chosen[split] = rng.sample(pool, wanted)
+            # One generator per split: resizing training data keeps the same test sentences.
+            chosen[split] = random.Random(f"{s.seed}/{split}").sample(pool, wanted)
         return chosen
 
     def _voice_for(self, utt_id: str) -> tuple[str, int, int]:
