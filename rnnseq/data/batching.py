@@ -148,14 +148,18 @@ class BucketBatchSampler(Sampler[list[int]]):
             rng.shuffle(batches)
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _rank_batches(self) -> list[list[int]]:
         batches = self._all_batches()
-        per_rank = len(batches) // self.num_replicas if self.num_replicas > 1 else len(batches)
-        yield from batches[self.rank :: self.num_replicas][:per_rank]
+        if self.num_replicas == 1:
+            return batches
+        per_rank = len(batches) // self.num_replicas
+        return batches[self.rank :: self.num_replicas][:per_rank]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._rank_batches()
 
     def __len__(self) -> int:
-        n = len(self._all_batches())
-        return n // self.num_replicas if self.num_replicas > 1 else n
+        return len(self._rank_batches())
 
 
 def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
