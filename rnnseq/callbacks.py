@@ -59,3 +59,23 @@ def _heatmap(weights, hypothesis: str, title: str):
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+GENERATED_TAG = "val/generated"
+
+
+class GeneratedText(L.Callback):
+    """After every validation epoch, logs a text sample from a language model to TensorBoard
+    (``val/generated``), drawn with the task's ``generation`` settings and a fixed seed so that
+    epochs can be compared."""
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if logger is None:
+            return
+        text = pl_module.generate_text(**pl_module.hparams.generation)
+        # Markdown in TensorBoard's text view: indent four spaces to keep line breaks and spacing.
+        block = "\n".join("    " + line for line in text.splitlines())
+        logger.experiment.add_text(GENERATED_TAG, block, trainer.global_step)

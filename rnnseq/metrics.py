@@ -16,6 +16,15 @@ VAL_WER = "val/wer"
 VAL_CER = "val/cer"
 TEST_WER = "test/wer"
 TEST_CER = "test/cer"
+# language models: mean negative log-likelihood per token (nats), its exp, and bits per character
+VAL_PPL = "val/ppl"
+VAL_BPC = "val/bpc"
+TEST_LOSS = "test/loss"
+TEST_PPL = "test/ppl"
+TEST_BPC = "test/bpc"
+# text-to-text (g2p): phoneme error rate over symbols, word error rate as whole-word exact match
+VAL_PER = "val/per"
+TEST_PER = "test/per"
 
 NAMES = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
 

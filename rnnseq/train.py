@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -60,13 +59,13 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    task = instantiate(cfg.task, model=cfg.model, vocabulary=datamodule.tokenizer.symbols,
-                       features=asdict(datamodule.feature_config))
-    task.normalizer.set_statistics(*datamodule.feature_statistics())
+    task = instantiate(cfg.task, model=cfg.model, **datamodule.task_arguments())
+    datamodule.prepare_task(task)
     datamodule.write_report(run_dir)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
+    # A config group entry set to null (e.g. `callbacks.attention_samples: null`) is switched off.
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
     trainer = instantiate(quick_run_overrides(cfg.trainer), callbacks=callbacks, logger=loggers)
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.time() - started
@@ -86,9 +85,11 @@ def train(cfg: DictConfig) -> dict:
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path,
                                     weights_only=False)[0]
         results["test"] = {k: _number(v) for k, v in test_metrics.items()}
-        results["test_utterances"] = len(task.test_results)
-        results["decoding"] = dict(task.hparams.decoding)
-        write_results(run_dir / "test_transcripts.json", {"utterances": task.test_results})
+        if getattr(task, "test_results", None):
+            results["test_items"] = len(task.test_results)
+            write_results(run_dir / "test_outputs.json", {"items": task.test_results})
+        if task.hparams.get("decoding"):
+            results["decoding"] = dict(task.hparams.decoding)
     results["wall_seconds"] = round(time.time() - started, 1)
     write_results(run_dir / "results.json", results)
 

@@ -15,12 +15,24 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 VOCAB = CharTokenizer.from_texts(["abc '"]).symbols
 
 
+def _task_arguments(cfg, datamodule) -> dict:
+    """What a datamodule's ``task_arguments()`` would give each task, without reading data."""
+    task = cfg.task._target_.rsplit(".", 1)[-1]
+    tokenizer = CharTokenizer(VOCAB).state()
+    if task == "SpeechToText":
+        return {"vocabulary": VOCAB, "features": asdict(datamodule.feature_config)}
+    if task == "LanguageModel":
+        return {"tokenizer": tokenizer}
+    if task == "TextToText":
+        return {"source_tokenizer": tokenizer, "target_tokenizer": tokenizer}
+    raise AssertionError(f"no test arguments for task {task}")
+
+
 def _build(cfg):
     datamodule = instantiate(cfg.data)
-    task = instantiate(cfg.task, model=cfg.model, vocabulary=VOCAB,
-                       features=asdict(datamodule.feature_config))
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    loggers = [instantiate(c) for c in cfg.logger.values()]
+    task = instantiate(cfg.task, model=cfg.model, **_task_arguments(cfg, datamodule))
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
+    loggers = [instantiate(c) for c in cfg.logger.values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     return datamodule, task, trainer
 

@@ -44,7 +44,7 @@ def test_run_folder_has_config_checkpoints_results_and_report(smoke_run):
     assert "last.ckpt" in checkpoints and any(p.startswith("best-") for p in checkpoints)
     results = json.loads((smoke_run / "results.json").read_text())
     assert set(results["test"]) == {M.TEST_WER, M.TEST_CER}
-    assert 0 <= results["test"][M.TEST_CER] and results["test_utterances"] > 0
+    assert 0 <= results["test"][M.TEST_CER] and results["test_items"] > 0
     assert results["decoding"]["beam_size"] == 4
     assert results["wall_seconds"] > 0 and results["best_checkpoint"]
     assert M.VAL_WER in results["best_val"]

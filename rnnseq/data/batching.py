@@ -18,7 +18,7 @@ from torch.utils.data import Sampler
 class Batch(NamedTuple):
     """A padded batch. Lengths are absolute integers, never fractions of the padded length."""
 
-    features: torch.Tensor  # (B, S, F) float, zero beyond each length
+    features: torch.Tensor  # (B, S, F) float (or (B, S) long source ids), zero beyond each length
     feature_lengths: torch.Tensor  # (B,) long
     targets: torch.Tensor  # (B, T) long, padded with the tokenizer's pad id (0)
     target_lengths: torch.Tensor  # (B,) long
@@ -30,7 +30,7 @@ class Example(NamedTuple):
     """One item as a dataset returns it."""
 
     id: str
-    features: torch.Tensor  # (S, F)
+    features: torch.Tensor  # (S, F) float features, or (S,) long source token ids
     tokens: torch.Tensor  # (T,) long
     text: str
 
@@ -53,8 +53,9 @@ def collate_examples(items: Sequence[Example | None], pad_id: int = 0) -> Batch 
         return None
     feature_lengths = torch.tensor([it.features.shape[0] for it in items], dtype=torch.long)
     target_lengths = torch.tensor([it.tokens.shape[0] for it in items], dtype=torch.long)
-    num_features = items[0].features.shape[1]
-    features = torch.zeros(len(items), int(feature_lengths.max()), num_features)
+    # (B, S, F) float features, or (B, S) token ids for text sources; zero is padding in both.
+    first = items[0].features
+    features = first.new_zeros((len(items), int(feature_lengths.max()), *first.shape[1:]))
     targets = torch.full((len(items), int(target_lengths.max())), pad_id, dtype=torch.long)
     for i, it in enumerate(items):
         features[i, : it.features.shape[0]] = it.features

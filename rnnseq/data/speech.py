@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,15 @@ class SpeechDataModule(L.LightningDataModule):
         mean = total / frames
         std = (total_sq / frames - mean.pow(2)).clamp_min(0).sqrt()
         return mean.float(), std.float()
+
+    # -- what the task needs to know ------------------------------------------------------------
+    def task_arguments(self) -> dict[str, Any]:
+        """Arguments of the task that follow from the data (symbols and feature settings)."""
+        return {"vocabulary": self.tokenizer.symbols, "features": asdict(self.feature_config)}
+
+    def prepare_task(self, task: L.LightningModule) -> None:
+        """Copies the training-split feature statistics into the task's normaliser."""
+        task.normalizer.set_statistics(*self.feature_statistics())
 
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

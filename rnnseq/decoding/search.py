@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
+from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.models.decoder import AttentionDecoder, select_state
 
 
@@ -72,6 +73,8 @@ def beam_search(
     ctc_log_probs: torch.Tensor | None = None,
     ctc_weight: float = 0.0,
     blank_id: int = 0,
+    lm: LMFusion | None = None,
+    lm_weight: float = 0.0,
 ) -> list[Hypothesis]:
     """Beam search over utterances x beams in one batch.
 
@@ -82,6 +85,9 @@ def beam_search(
     With ``ctc_weight > 0`` and ``(B, S, V)`` CTC log-probabilities of the same memory frames, every
     step scores ``(1 - ctc_weight) * attention + ctc_weight * CTC prefix gain`` (joint
     CTC/attention decoding): CTC vetoes hypotheses that skip or repeat parts of the audio.
+
+    With a language model ``lm``, ``lm_weight * log p_LM(token | prefix)`` is added to every
+    step's score (shallow fusion); ``lm_weight = 0`` gives exactly the search without it.
     """
     b, k = memory.shape[0], beam_size
     device = memory.device
@@ -101,6 +107,8 @@ def beam_search(
     if ctc_weight > 0 and ctc_log_probs is not None:
         ctc = CTCPrefixScorer(ctc_log_probs[expand], memory_mask.sum(-1), blank_id, eos_id)
         ctc_state = ctc.initial_state()
+    if lm is not None:
+        lm_log_probs, lm_state = lm.initial(b * k)
     for t in range(int(max_lengths.max()) + 1):
         logits, state, _ = decoder.step(tokens, state, memory, memory_mask)
         log_probs = torch.log_softmax(logits.float(), dim=-1).view(b, k, -1)  # (B, K, V)
@@ -108,6 +116,8 @@ def beam_search(
             gain, ctc_scores, ctc_r = ctc.extend(ctc_state)
             gain = torch.nan_to_num(gain, nan=float("-inf"))  # finished rows: -inf - -inf
             log_probs = (1 - ctc_weight) * log_probs + ctc_weight * gain.view(b, k, -1)
+        if lm is not None:
+            log_probs = log_probs + lm_weight * lm_log_probs.view(b, k, -1)
         # A finished beam may only repeat <eos> at no cost (its score is frozen); a beam at its
         # utterance's length limit must take <eos> at its real cost.
         forced = torch.full_like(log_probs, float("-inf"))
@@ -129,6 +139,8 @@ def beam_search(
         tokens = token.view(-1)
         if bool(finished.all()):
             break
+        if lm is not None:
+            lm_log_probs, lm_state = lm.advance(tokens, lm.select(lm_state, rows))
     normalized = scores / lengths.clamp_min(1).pow(length_penalty)
     best = normalized.argmax(1)  # (B,)
     return [Hypothesis(_backtrack(history, i, int(best[i]), eos_id), float(scores[i, best[i]]))

@@ -13,6 +13,9 @@ import numpy as np
 
 _SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
 _RATE, _PITCH, _RANGE = 1, 3, 4  # espeak_PARAMETER ids
+# espeak_TextToPhonemes: text mode 1 (UTF-8); phoneme mode bit 1 = IPA, bits 8-23 = separator.
+_UTF8_TEXT = 1
+_IPA_SPACE_SEPARATED = (ord(" ") << 8) | 0x02
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -62,6 +65,9 @@ class EspeakSynthesizer:
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
         self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int,
+        ]
         self._voice: str | None = None
 
     @classmethod
@@ -97,3 +103,18 @@ class EspeakSynthesizer:
         if not self._chunks:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(self._chunks).astype(np.float32) / 32768.0
+
+    def phonemes(self, text: str, voice: str = "en-us") -> str:
+        """IPA phonemes of ``text`` separated by spaces, stress marks joined to their vowel:
+        ``"hello" -> "h ə l ˈoʊ"``. Clauses are joined with spaces; empty text gives ``""``."""
+        if voice != self._voice:
+            self.set_voice(Voice(voice))
+        encoded = ctypes.c_char_p(text.encode("utf-8"))
+        pointer = ctypes.pointer(encoded)
+        clauses = []
+        # Each call converts one clause and advances the pointer; it becomes NULL at the end.
+        while pointer.contents.value:
+            result = self._lib.espeak_TextToPhonemes(pointer, _UTF8_TEXT, _IPA_SPACE_SEPARATED)
+            if result:
+                clauses.append(" ".join(result.decode("utf-8").split()))
+        return " ".join(c for c in clauses if c)

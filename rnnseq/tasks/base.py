@@ -1,0 +1,57 @@
+"""What every rnnseq task shares: optimiser and scheduler from configs, and the training
+diagnostics (gradient norm, learning rate) in TensorBoard."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rnnseq import metrics as M
+
+
+def to_plain(value: Any) -> Any:
+    """Hydra configs become plain dicts and lists, so checkpoints hold no OmegaConf objects."""
+    if isinstance(value, DictConfig) or OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class Task(L.LightningModule):
+    """Base of the tasks. Subclasses save ``optimizer`` (a Hydra ``_partial_`` optimiser config)
+    and ``scheduler`` (a ``_partial_`` scheduler config plus ``interval`` and optional
+    ``monitor``, or ``None`` for a constant learning rate) in their hyper-parameters.
+
+    Subclasses may define ``test_results`` (a list of per-item dicts written to
+    ``test_outputs.json``) and ``hparams.decoding`` (recorded in ``results.json``).
+    """
+
+    test_results: list[dict]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Only on logging steps: a norm over every parameter each step would cost time for nothing.
+        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
+            grads = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
+            if grads:
+                self.log(M.GRAD_NORM, torch.stack(grads).norm(), on_step=True, on_epoch=False)
+            self.log(M.LEARNING_RATE, optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.get("scheduler"):
+            return optimizer
+        config = dict(self.hparams.scheduler)
+        interval = config.pop("interval", "step")
+        monitor = config.pop("monitor", None)
+        factory = instantiate(config)  # a partial: the optimizer (and run length) come from here
+        kwargs = {}
+        if "total_steps" in inspect.signature(factory).parameters:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = {"scheduler": factory(optimizer, **kwargs), "interval": interval}
+        if monitor:
+            scheduler["monitor"] = monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

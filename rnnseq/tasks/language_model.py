@@ -1,0 +1,142 @@
+"""Language modelling as a LightningModule: truncated BPTT over token streams (or independent
+lines), loss / perplexity / bits per character, and text generation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from rnnseq import metrics as M
+from rnnseq.data.text import TextBatch
+from rnnseq.data.tokenizer import tokenizer_from_state
+from rnnseq.decoding.sampling import generate
+from rnnseq.models.language_model import LMState, RNNLanguageModel, detach_state
+from rnnseq.tasks.base import Task, to_plain
+
+DEFAULT_GENERATION = {"prompt": "", "length": 300, "temperature": 0.8, "top_k": 0, "top_p": 1.0,
+                      "seed": 0}
+
+
+class LanguageModel(Task):
+    """Next-token prediction with a recurrent language model.
+
+    In stream mode (batches marked ``stateful``) the recurrent state of each batch row is carried
+    into the next batch and detached, so gradients flow through at most ``bptt`` steps while the
+    model still reads the whole stream; validation and test carry their own states the same way.
+    Everything needed to rebuild the model, the tokenizer included, is in the hyper-parameters.
+
+    Args:
+        model: the ``model`` config group; ``model.lm`` builds the network from ``vocab_size``
+            (a Hydra ``_partial_``, e.g. :class:`~rnnseq.models.language_model.RNNLanguageModel`).
+        tokenizer: the tokenizer's saved state (from the datamodule).
+        optimizer, scheduler: see :class:`~rnnseq.tasks.base.Task`.
+        generation: ``prompt``, ``length``, ``temperature``, ``top_k``, ``top_p``, ``seed`` of the
+            sample logged to TensorBoard after every validation epoch.
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        tokenizer: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        generation: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters({
+            "model": to_plain(model), "tokenizer": to_plain(tokenizer),
+            "optimizer": to_plain(optimizer), "scheduler": to_plain(scheduler),
+            "generation": {**DEFAULT_GENERATION, **(to_plain(generation) or {})},
+        })
+        self.tokenizer = tokenizer_from_state(self.hparams.tokenizer)
+        self.model: RNNLanguageModel = instantiate(self.hparams.model["lm"])(
+            vocab_size=len(self.tokenizer))
+        self._states: dict[str, LMState | None] = {}
+        self._totals: dict[str, torch.Tensor] = {}
+
+    @property
+    def is_character_model(self) -> bool:
+        return self.tokenizer.kind == "char"
+
+    def token_nll(self, batch: TextBatch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed negative log-likelihood (nats) of the batch's real target tokens and their count.
+
+        Stateful batches start from (and update) the state carried for ``split``.
+        """
+        state = self._states.get(split) if batch.stateful else None
+        if state is not None and state[0].shape[1] != batch.inputs.shape[0]:
+            state = None  # a different number of streams: a new stream layout starts
+        logits, state = self.model(batch.inputs, state)
+        self._states[split] = detach_state(state) if batch.stateful else None
+        nll = F.cross_entropy(logits.float().transpose(1, 2), batch.targets,
+                              ignore_index=self.tokenizer.pad_id, reduction="sum")
+        return nll, (batch.targets != self.tokenizer.pad_id).sum()
+
+    # -- training -------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._states["train"] = None
+
+    def training_step(self, batch: TextBatch, batch_idx: int):
+        nll, count = self.token_nll(batch, "train")
+        loss = nll / count.clamp_min(1)
+        self.log(M.TRAIN_LOSS, loss, prog_bar=True, batch_size=int(count))
+        return loss
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def _start(self, split: str) -> None:
+        self._states[split] = None
+        self._totals[split] = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def _accumulate(self, batch: TextBatch, split: str) -> None:
+        nll, count = self.token_nll(batch, split)
+        self._totals[split] += torch.stack([nll.double(), count.double()])
+
+    def _log_totals(self, split: str, names: tuple[str, str, str]) -> None:
+        """Corpus-level loss (mean NLL per token over the whole split), perplexity, bits/char."""
+        totals = self.all_gather(self._totals[split])
+        if totals.dim() > 1:
+            totals = totals.sum(0)
+        nll, count = float(totals[0]), float(totals[1])
+        loss = nll / max(count, 1.0)
+        loss_name, ppl_name, bpc_name = names
+        self.log(loss_name, loss, prog_bar=True, rank_zero_only=True)
+        self.log(ppl_name, math.exp(min(loss, 50.0)), prog_bar=True, rank_zero_only=True)
+        if self.is_character_model:
+            self.log(bpc_name, loss / math.log(2), rank_zero_only=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start("valid")
+
+    def validation_step(self, batch: TextBatch, batch_idx: int) -> None:
+        self._accumulate(batch, "valid")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_totals("valid", (M.VAL_LOSS, M.VAL_PPL, M.VAL_BPC))
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def test_step(self, batch: TextBatch, batch_idx: int) -> None:
+        self._accumulate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_totals("test", (M.TEST_LOSS, M.TEST_PPL, M.TEST_BPC))
+
+    # -- generation -----------------------------------------------------------------------------
+    def generate_text(self, prompt: str = "", length: int = 300, temperature: float = 1.0,
+                      top_k: int = 0, top_p: float = 1.0, seed: int | None = 0) -> str:
+        """The prompt followed by ``length`` sampled tokens, as text (``<eos>`` as line breaks)."""
+        generator = torch.Generator(device=self.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
+        prompt_ids = self.tokenizer.encode(prompt) if prompt else []
+        new = generate(self.model, prompt_ids, length, self.tokenizer.eos_id, temperature,
+                       top_k, top_p, generator)
+        return self.tokenizer.decode_stream(prompt_ids + new)
