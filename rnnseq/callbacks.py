@@ -42,16 +42,17 @@ class AttentionSamples(L.Callback):
         for i, (utt_id, ref, hyp) in enumerate(zip(batch.ids, batch.texts, hypotheses)):
             rows.append(f"| {utt_id} | {ref} | {hyp} |")
             weights = attention[i, : len(hyp) + 1, : int(memory_lengths[i])].float().cpu().numpy()
+            labels = [pl_module.tokenizer.symbols[t] for t in pl_module.tokenizer.encode(hyp)]
             logger.experiment.add_figure(f"{ATTENTION_TAG}/{utt_id}",
-                                         _heatmap(weights, hyp, utt_id), step)
+                                         _heatmap(weights, labels, utt_id), step)
         logger.experiment.add_text(SAMPLES_TAG, "\n".join(rows), step)
 
 
-def _heatmap(weights, hypothesis: str, title: str):
-    """``(T, S)`` weights as an image with output characters on the vertical axis."""
+def _heatmap(weights, symbols: list[str], title: str):
+    """``(T, S)`` weights as an image with the output symbols on the vertical axis."""
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.12 * weights.shape[0] + 1)))
     ax.imshow(weights, aspect="auto", origin="lower", interpolation="nearest", cmap="viridis")
-    labels = [*hypothesis.replace(" ", "_"), "<eos>"][: weights.shape[0]]
+    labels = [*("_" if s == " " else s for s in symbols), "<eos>"][: weights.shape[0]]
     if len(labels) <= 80:
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
     ax.set_xlabel("encoder frame")

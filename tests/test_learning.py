@@ -37,3 +37,32 @@ def test_tiny_model_learns_to_transcribe_its_training_utterances(tmp_path, data_
     )
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test"][M.TEST_CER] < 0.10, results
+
+
+@pytest.mark.slow
+def test_character_lm_learns_the_text_of_a_play(tmp_path, data_dir):
+    """A small character LSTM trained on Macbeth must predict its held-out last lines far better
+    than letter frequencies do (about 4.4 bits/char): below 3.0 bits/char."""
+    from rnnseq.data.corpus.shakespeare import fetch_shakespeare
+
+    play = fetch_shakespeare(data_dir / "shakespeare") / "macbeth.txt"
+    run_dir = tmp_path / "lm"
+    run_train(run_dir, data_dir, f"data.source.train={play}", "data/source=files",
+              "data.batch_size=16", "data.bptt=32", "model.lm.embed_dim=32",
+              "model.lm.hidden_size=128", "model.lm.num_layers=1", "trainer.max_steps=400",
+              "trainer.val_check_interval=200", "threads=2", "task.scheduler.warmup_steps=20",
+              experiment="textgen", tiny=[])
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["test"][M.TEST_BPC] < 3.0, results
+
+
+@pytest.mark.slow
+def test_g2p_learns_to_pronounce_unseen_words(tmp_path, data_dir):
+    """A small g2p model trained for a few minutes must pronounce held-out words with a phoneme
+    error rate below 30 %."""
+    run_dir = tmp_path / "g2p"
+    run_train(run_dir, data_dir, "model.encoder.hidden_size=96", "model.decoder.hidden_size=96",
+              "trainer.max_epochs=4", "threads=2", "data.max_tokens=3000",
+              experiment="g2p", tiny=[])
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["test"][M.TEST_PER] < 0.30, results

@@ -29,3 +29,50 @@ def test_bad_tables_are_rejected():
         CharTokenizer(["a", "b"])
     with pytest.raises(ValueError, match="duplicate"):
         CharTokenizer([*SPECIALS, "a", "a"])
+
+
+from rnnseq.data.tokenizer import (  # noqa: E402
+    WordTokenizer,
+    build_tokenizer,
+    tokenizer_from_state,
+)
+
+TEXTS = ["to be or not to be that is the question",
+         "whether tis nobler in the mind to suffer",
+         "the slings and arrows of outrageous fortune"] * 20
+
+
+@pytest.mark.parametrize("kind,vocab_size", [("char", None), ("word", None), ("bpe", 60),
+                                             ("unigram", 60)])
+def test_every_tokenizer_round_trips_and_survives_its_saved_state(kind, vocab_size):
+    tok = build_tokenizer(kind, TEXTS, vocab_size=vocab_size)
+    assert (tok.blank_id, tok.eos_id, tok.unk_id) == (0, 1, 2)
+    for text in ["to be or not to be", "the mind of fortune"]:
+        ids = tok.encode(text)
+        assert all(3 <= i < len(tok) for i in ids)
+        assert tok.decode(ids) == text
+        assert tok.decode([*ids, tok.eos_id, *ids]) == text  # decoding stops at <eos>
+    restored = tokenizer_from_state(tok.state())
+    assert restored == tok and restored.kind == kind
+    assert restored.encode("slings and arrows") == tok.encode("slings and arrows")
+
+
+def test_word_vocabulary_cap_keeps_the_most_frequent_words():
+    tok = WordTokenizer.from_texts(["a a a b b c", "<unk> a"], max_size=5)
+    assert tok.symbols == [*SPECIALS, "a", "b"]
+    assert tok.encode("a c <unk> b") == [3, tok.unk_id, tok.unk_id, 4]
+    with pytest.raises(ValueError, match="more than 3"):
+        WordTokenizer.from_texts(["a"], max_size=3)
+
+
+def test_stream_decoding_turns_eos_into_line_breaks():
+    tok = build_tokenizer("char", ["ab"])
+    ids = [*tok.encode("ab"), tok.eos_id, *tok.encode("ba")]
+    assert tok.decode_stream(ids) == "ab\nba"
+
+
+def test_unknown_kinds_and_missing_sizes_are_explained():
+    with pytest.raises(ValueError, match="unknown tokenizer kind 'bytes'"):
+        build_tokenizer("bytes", TEXTS)
+    with pytest.raises(ValueError, match="needs a vocab_size"):
+        build_tokenizer("bpe", TEXTS)

@@ -22,13 +22,20 @@ TINY_MODEL = [
 ]
 
 
-def run_train(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def run_module(module: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Runs ``python -m <module> <args>`` from the repository root; asserts it succeeded."""
     env = {**os.environ, "RNNSEQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "rnnseq.train", "experiment=asr", *TINY_MODEL,
-           "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides]
+    cmd = [sys.executable, "-m", module, *args]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def run_train(run_dir: Path, data_dir: Path, *overrides: str, experiment: str = "asr",
+              tiny: list[str] = TINY_MODEL) -> subprocess.CompletedProcess:
+    """``python -m rnnseq.train experiment=<experiment>`` with a tiny model, into ``run_dir``."""
+    return run_module("rnnseq.train", data_dir, f"experiment={experiment}", *tiny,
+                      "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides)
 
 
 @pytest.fixture(scope="module")

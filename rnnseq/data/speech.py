@@ -6,7 +6,6 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -15,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
+from rnnseq.data.base import SplitDataModule
 from rnnseq.data.batching import BucketBatchSampler, Example, collate_examples
 from rnnseq.data.manifest import DataReport, Utterance, read_manifest
 from rnnseq.data.tokenizer import CharTokenizer
@@ -92,7 +92,7 @@ def check_audio(utterances: list[Utterance], report: DataReport, split: str) -> 
     return good
 
 
-class SpeechDataModule(L.LightningDataModule):
+class SpeechDataModule(SplitDataModule):
     """Speech corpora given as JSONL manifests (see :mod:`rnnseq.data.manifest`).
 
     Exposes what the model must know about the data, so that nothing derivable is typed twice in
@@ -143,7 +143,6 @@ class SpeechDataModule(L.LightningDataModule):
         self.stats_utterances = stats_utterances
         self.sorted_first_epoch = sorted_first_epoch
         self.seed = seed
-        self.report = DataReport()
         self.tokenizer: CharTokenizer | None = None
         self.datasets: dict[str, SpeechDataset] = {}
 
@@ -267,20 +266,6 @@ class SpeechDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             worker_init_fn=_single_threaded_worker,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def write_report(self, run_dir: str | Path) -> Path:
-        path = Path(run_dir) / "data_report.json"
-        self.report.write(path)
-        return path
 
 
 def _single_threaded_worker(_worker_id: int) -> None:

@@ -14,16 +14,14 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rnnseq.data.base import SplitDataModule
 from rnnseq.data.batching import BucketBatchSampler
 from rnnseq.data.corpus.text_sources import SPLITS
-from rnnseq.data.manifest import DataReport
 from rnnseq.data.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_state
 
 log = logging.getLogger(__name__)
@@ -109,7 +107,7 @@ def collate_lines(items: Sequence[torch.Tensor], eos_id: int, pad_id: int = 0) -
     return TextBatch(inputs, targets, stateful=False)
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(SplitDataModule):
     """Language-model data from a text source (see :mod:`rnnseq.data.corpus.text_sources`).
 
     Args:
@@ -153,7 +151,6 @@ class TextDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.num_workers = num_workers
         self.seed = seed
-        self.report = DataReport()
         self.tokenizer: Tokenizer | None = None
         self.lines: dict[str, list[str]] = {}
         self.datasets: dict[str, Dataset] = {}
@@ -193,9 +190,6 @@ class TextDataModule(L.LightningDataModule):
     def task_arguments(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.state()}
 
-    def prepare_task(self, task: L.LightningModule) -> None:
-        """Nothing to copy into the task: the tokenizer travels in its arguments."""
-
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
@@ -205,17 +199,3 @@ class TextDataModule(L.LightningDataModule):
                                      max_batch_size=self.batch_size, shuffle=shuffle, seed=self.seed)
         return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers,
                           collate_fn=partial(collate_lines, eos_id=self.tokenizer.eos_id))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def write_report(self, run_dir: str | Path) -> Path:
-        path = Path(run_dir) / "data_report.json"
-        self.report.write(path)
-        return path

@@ -94,7 +94,7 @@ class LanguageModel(Task):
 
     def _accumulate(self, batch: TextBatch, split: str) -> None:
         nll, count = self.token_nll(batch, split)
-        self._totals[split] += torch.stack([nll.double(), count.double()])
+        self._totals[split] += torch.stack([nll.detach().double(), count.double()])
 
     def _log_totals(self, split: str, names: tuple[str, str, str]) -> None:
         """Corpus-level loss (mean NLL per token over the whole split), perplexity, bits/char."""
