@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
@@ -169,22 +170,29 @@ def main() -> None:
     model, chars = train_transformer(train, seconds, len(tokenizer), args.seed)
     gpt_loss = transformer_loss(model, valid)
 
-    rows = [("rnnseq LSTM (experiment=textgen)", lstm_loss, results["steps"], None),
-            ("baby GPT (4x4x128, context 64)", gpt_loss, None, chars / seconds)]
-    params = sum(p.numel() for p in model.parameters())
+    data = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["data"]
+    lstm_chars = results["steps"] * data["batch_size"] * data["bptt"]
+    lstm_params = _parameters(run_dir / "checkpoints" / "last.ckpt")
+    gpt_params = sum(p.numel() for p in model.parameters())
+    rows = [("rnnseq LSTM (experiment=textgen)", lstm_loss, lstm_params, lstm_chars),
+            ("baby GPT (4 layers x 4 heads x 128)", gpt_loss, gpt_params, chars)]
     print(f"\nsame wall time: {seconds:.0f} s, {args.threads} threads, validation = "
           f"{source.held_out['valid']} ({valid.numel()} chars)")
-    print(f"{'model':36s} {'val nats/char':>13s} {'bits/char':>9s}")
-    for name, loss, _, _ in rows:
-        print(f"{name:36s} {loss:13.3f} {loss / math.log(2):9.3f}")
-    print(f"transformer: {params / 1e6:.2f} M parameters, {chars / seconds:.0f} chars/s")
+    print(f"{'model':36s} {'val nats/char':>13s} {'bits/char':>9s} {'params':>8s} {'chars/s':>8s}")
+    for name, loss, params, n in rows:
+        print(f"{name:36s} {loss:13.3f} {loss / math.log(2):9.3f} {params / 1e6:7.2f}M "
+              f"{n / seconds:8.0f}")
     print(f"LSTM - transformer: {lstm_loss - gpt_loss:+.3f} nats/char "
           f"({'LSTM' if lstm_loss < gpt_loss else 'transformer'} lower)")
 
 
-def _load_hparams(run_dir: Path) -> dict:
-    import yaml
+def _parameters(checkpoint: Path) -> int:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    unique = {v.data_ptr(): v.numel() for v in state.values()}  # tied weights count once
+    return sum(unique.values())
 
+
+def _load_hparams(run_dir: Path) -> dict:
     return yaml.safe_load((run_dir / "tensorboard" / "hparams.yaml").read_text())
 
 

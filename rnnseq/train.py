@@ -44,6 +44,8 @@ def quick_run_overrides(trainer_cfg: DictConfig) -> DictConfig:
         trainer_cfg.limit_val_batches = n
         trainer_cfg.limit_test_batches = n
         trainer_cfg.num_sanity_val_steps = 0
+        trainer_cfg.val_check_interval = 1.0  # validate once, after the N training batches
+        trainer_cfg.check_val_every_n_epoch = 1
         trainer_cfg.log_every_n_steps = 1
     return trainer_cfg
 
