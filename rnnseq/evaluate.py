@@ -83,7 +83,8 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     record = {
         "run": str(run), "checkpoint": str(checkpoint), "split": split,
         "decoding": dict(task.hparams.decoding),
-        "metrics": {k: float(v) for k, v in metrics.items()},
+        # The task logs under test/ whatever split it scored; name the split that was scored.
+        "metrics": {k.replace("test/", f"{split}/", 1): float(v) for k, v in metrics.items()},
         "seconds": round(time.time() - started, 1),
         "items": getattr(task, "test_results", []),
     }

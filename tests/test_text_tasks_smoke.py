@@ -53,7 +53,7 @@ def test_g2p_runs_and_evaluate_rescores_with_other_decoding(tmp_path, data_dir):
     assert results["test_items"] > 0 and M.VAL_PER in results["best_val"]
     out = run_module("rnnseq.evaluate", data_dir, str(run_dir), "decoding.beam_size=2",
                      "--split", "valid").stdout
-    assert "test/per" in out
+    assert "valid/per" in out
     record = json.loads(next((run_dir / "evaluations").glob("valid-*.json")).read_text())
     assert record["decoding"]["beam_size"] == 2 and record["items"]
 
