@@ -49,8 +49,9 @@ def test_character_lm_learns_the_text_of_a_play(tmp_path, data_dir):
     run_dir = tmp_path / "lm"
     run_train(run_dir, data_dir, f"data.source.train={play}", "data/source=files",
               "data.batch_size=16", "data.bptt=32", "model.lm.embed_dim=32",
-              "model.lm.hidden_size=128", "model.lm.num_layers=1", "trainer.max_steps=400",
-              "trainer.val_check_interval=200", "threads=2", "task.scheduler.warmup_steps=20",
+              "model.lm.hidden_size=192", "model.lm.num_layers=1", "trainer.max_steps=1500",
+              "trainer.max_epochs=100",
+              "trainer.val_check_interval=500", "threads=2", "task.scheduler.warmup_steps=20",
               experiment="textgen", tiny=[])
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test"][M.TEST_BPC] < 3.0, results
