@@ -24,7 +24,7 @@ test-all: $(STAMP)  ## everything, learning tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rnnseq tests
+	$(BIN)/ruff check rnnseq tests bench
 
 clean-venv:
 	rm -rf $(VENV)
