@@ -4,7 +4,9 @@
     python -m rnnseq.evaluate experiments/asr/runs/<time> \\
         decoding.lm=experiments/asr_lm/runs/<time> decoding.lm_weight=0.3
 
-The run's own config (``.hydra/config.yaml``) rebuilds its data; the checkpoint (the run's best
+The run's own config (``.hydra/config.yaml``) rebuilds its data (relative data paths resolve
+against the working directory, as in training: run it from the same folder, or set
+``RNNSEQ_DATA_DIR``); the checkpoint (the run's best
 unless ``--checkpoint`` names one) rebuilds the task. ``decoding.KEY=VALUE`` arguments replace the
 task's decoding settings. Metrics are printed and written, with every output, to
 ``<run>/evaluations/<split>-<time>.json``.
