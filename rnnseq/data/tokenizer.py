@@ -42,6 +42,17 @@ class Tokenizer:
         """Text of ``ids``; stops at the first ``<eos>`` and drops blanks."""
         raise NotImplementedError
 
+    def content_ids(self, ids: Iterable[int]) -> list[int]:
+        """``ids`` up to the first ``<eos>``, blanks (padding) dropped."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.eos_id:
+                break
+            if i != self.blank_id:
+                out.append(i)
+        return out
+
     def state(self) -> dict:
         """A plain dict that :func:`tokenizer_from_state` turns back into this tokenizer."""
         raise NotImplementedError
@@ -90,15 +101,8 @@ class _SymbolTableTokenizer(Tokenizer):
         return [self._index.get(piece, self.unk_id) for piece in self.split(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == self.eos_id:
-                break
-            if i == self.blank_id:
-                continue
-            out.append(self.symbols[i] if 0 <= i < len(self.symbols) else UNK)
-        return self.join(out)
+        n = len(self.symbols)
+        return self.join([self.symbols[i] if 0 <= i < n else UNK for i in self.content_ids(ids)])
 
     def state(self) -> dict:
         return {"kind": self.kind, "symbols": list(self.symbols)}
@@ -204,14 +208,7 @@ class SentencePieceTokenizer(Tokenizer):
         return list(self._sp.encode(text))
 
     def decode(self, ids: Iterable[int]) -> str:
-        kept = []
-        for i in ids:
-            i = int(i)
-            if i == self.eos_id:
-                break
-            if i != self.blank_id:
-                kept.append(i)
-        return self._sp.decode(kept)
+        return self._sp.decode(self.content_ids(ids))
 
     def state(self) -> dict:
         return {"kind": self.kind, "model": base64.b64encode(self._proto).decode("ascii")}
