@@ -80,3 +80,15 @@ def test_unknown_config_values_fail_naming_the_key(tmp_path):
     cfg = compose_config(["experiment=asr", "task.ctc_weight=2"], tmp_path)
     with pytest.raises(Exception, match="ctc_weight must be in"):
         _build(cfg)
+
+
+DEBUG_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("debug", DEBUG_CONFIGS)
+def test_debug_configs_compose_and_build_for_every_experiment(debug, tmp_path):
+    assert {"fdr", "overfit", "limit", "profiler"} <= set(DEBUG_CONFIGS)
+    for experiment in EXPERIMENTS:
+        cfg = compose_config([f"experiment={experiment}", f"debug={debug}"], tmp_path)
+        _, _, trainer = _build(cfg)
+        assert cfg.study == "debug" and isinstance(trainer, L.Trainer)

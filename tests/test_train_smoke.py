@@ -106,3 +106,14 @@ def test_monitored_metrics_are_logged(smoke_run):
     for callback in cfg.callbacks.values():
         if "monitor" in callback:
             assert callback.monitor in events.Tags()["scalars"]
+
+
+def test_debug_overfit_drives_the_training_loss_down(tmp_path, data_dir, tiny_corpus):
+    run_dir = tmp_path / "overfit"
+    run_train(run_dir, data_dir, *corpus_overrides(), "debug=overfit", "trainer.max_epochs=60", "task.spec_augment=null",
+              "task.label_smoothing=0", "task.optimizer.lr=1e-2",
+              "test=false")
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars(M.TRAIN_LOSS)]
+    assert len(losses) >= 50 and losses[-1] < 0.8 * losses[0]
