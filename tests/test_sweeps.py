@@ -1,0 +1,55 @@
+"""Multirun sweeps (basic and joblib launchers) and `rnnseq.summarize`."""
+
+import csv
+import json
+
+import pytest
+
+from tests.conftest import corpus_overrides
+from tests.test_train_smoke import TINY_MODEL, run_module
+
+
+def _job(folder, number, overrides, results):
+    job = folder / str(number)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if results is not None:
+        (job / "results.json").write_text(json.dumps(results))
+
+
+def test_summarize_tabulates_varying_overrides_against_metrics(tmp_path):
+    from rnnseq.summarize import summarize
+
+    _job(tmp_path, 0, ["experiment=asr", "model/attention=dot"],
+         {"best_val": {"val/wer": 0.5}, "test": {"test/wer": 0.25}, "train_seconds": 10.0})
+    _job(tmp_path, 1, ["experiment=asr", "model/attention=location"],
+         {"best_val": {"val/wer": 0.4}, "test": {"test/wer": 0.125}, "train_seconds": 12.0})
+    _job(tmp_path, 2, ["experiment=asr", "model/attention=additive"], None)  # crashed job
+    markdown = summarize(tmp_path)
+    assert markdown.splitlines() == [
+        "| job | model/attention | test/wer | val/wer | train_seconds |",
+        "|---|---|---|---|---|",
+        "| 0 | dot | 0.2500 | 0.5000 | 10.0000 |",
+        "| 1 | location | 0.1250 | 0.4000 | 12.0000 |",
+        "| 2 | additive |  |  |  |",
+    ]
+    rows = list(csv.reader((tmp_path / "summary.csv").open()))
+    assert rows[0] == ["job", "model/attention", "test/wer", "val/wer", "train_seconds"]
+    assert rows[2] == ["1", "location", "0.125", "0.4", "12.0"]
+    with pytest.raises(FileNotFoundError, match="no job folders"):
+        summarize(tmp_path / "0" / "nothing-here")
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
+                         ids=["basic", "joblib"])
+def test_two_job_multirun_writes_one_folder_per_job(launcher, tmp_path, data_dir, tiny_corpus):
+    sweep = tmp_path / "sweep"
+    run_module("rnnseq.train", data_dir, "-m", "experiment=asr", *TINY_MODEL, *corpus_overrides(),
+               "data.num_workers=0", "threads=1", "trainer.fast_dev_run=1",
+               "model.decoder.input_feeding=false,true",
+               f"hydra.sweep.dir={sweep}", *launcher)
+    for job in ("0", "1"):
+        results = json.loads((sweep / job / "results.json").read_text())
+        assert "test/wer" in results["test"]
+    out = run_module("rnnseq.summarize", data_dir, str(sweep)).stdout
+    assert "| 0 | False |" in out and "| 1 | True |" in out  # as Hydra records the sweep values
