@@ -117,3 +117,25 @@ def test_debug_overfit_drives_the_training_loss_down(tmp_path, data_dir, tiny_co
     events.Reload()
     losses = [e.value for e in events.Scalars(M.TRAIN_LOSS)]
     assert len(losses) >= 50 and losses[-1] < 0.8 * losses[0]
+
+
+def test_transcribe_prints_one_line_per_file_at_any_sample_rate(smoke_run, tiny_corpus, tmp_path,
+                                                                data_dir):
+    import soundfile
+
+    from rnnseq.data.manifest import DataReport, read_manifest
+
+    utts = read_manifest(tiny_corpus["test"], DataReport())[:2]
+    wave, rate = soundfile.read(utts[1].audio_path, dtype="float32")
+    resampled = tmp_path / "eight_khz.flac"
+    soundfile.write(resampled, wave[::2], rate // 2)  # crude, but a different rate and format
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF0000WAVEnot really audio")
+    files = [str(utts[0].audio_path), str(resampled), str(broken)]
+    env = {**os.environ, "RNNSEQ_DATA_DIR": str(data_dir)}
+    result = subprocess.run([sys.executable, "-m", "rnnseq.transcribe", f"run={smoke_run}",
+                             *files, "decoding.beam_size=2"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == files[:2]
+    assert result.returncode == 1 and "broken.wav" in result.stderr
