@@ -8,12 +8,14 @@ Returns the best validation metric so that sweeps can optimise it.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -69,7 +71,12 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
     trainer = instantiate(quick_run_overrides(cfg.trainer), callbacks=callbacks, logger=loggers)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
+        state = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+        task.load_state_dict(state)
+        log.info("initialised the model from %s", cfg.ckpt_path)
+    resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
     train_seconds = time.time() - started
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -116,11 +123,42 @@ def _number(value) -> float | None:
     return float(value.item() if hasattr(value, "item") else value)
 
 
+def resume_arguments(argv: list[str]) -> list[str]:
+    """Command-line arguments that continue the run named by ``resume=<run folder>``.
+
+    The run's own overrides (``.hydra/overrides.yaml``) recompose its config, its folder stays the
+    output folder, and arguments given after ``resume=`` (e.g. ``trainer.max_epochs=30``) apply
+    on top. Without ``resume=`` the arguments are returned unchanged.
+    """
+    resumes = [a for a in argv if a.startswith("resume=")]
+    if not resumes:
+        return argv
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise SystemExit("error: resume= continues one run; it cannot be combined with -m")
+    run = Path(resumes[-1].split("=", 1)[1])
+    overrides = run / ".hydra" / "overrides.yaml"
+    if not overrides.is_file():
+        raise SystemExit(f"error: {overrides} is missing: resume= takes a run folder written "
+                         f"by rnnseq.train")
+    if not (run / "checkpoints" / "last.ckpt").is_file():
+        raise SystemExit(f"error: {run} has no checkpoints/last.ckpt to resume from")
+    own = ("resume=", "hydra.run.dir=", "ckpt_path=")
+    saved = [str(o) for o in (yaml.safe_load(overrides.read_text()) or []) if not str(o).startswith(own)]
+    extra = [a for a in argv if not a.startswith("resume=")]
+    return [*saved, f"hydra.run.dir={run}", f"resume={run}", *extra]
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     results = train(cfg)
     best = list(results["best_val"].values())
     return best[0] if best else None
+
+
+def main() -> float | None:
+    """``python -m rnnseq.train [overrides]``; ``resume=<run folder>`` continues a run."""
+    sys.argv = [sys.argv[0], *resume_arguments(sys.argv[1:])]
+    return _hydra_main()
 
 
 if __name__ == "__main__":

@@ -110,8 +110,8 @@ def test_monitored_metrics_are_logged(smoke_run):
 
 def test_debug_overfit_drives_the_training_loss_down(tmp_path, data_dir, tiny_corpus):
     run_dir = tmp_path / "overfit"
-    run_train(run_dir, data_dir, *corpus_overrides(), "debug=overfit", "trainer.max_epochs=60", "task.spec_augment=null",
-              "task.label_smoothing=0", "task.optimizer.lr=1e-2",
+    run_train(run_dir, data_dir, *corpus_overrides(), "debug=overfit", "trainer.max_epochs=60",
+              "task.spec_augment=null", "task.label_smoothing=0", "task.optimizer.lr=1e-2",
               "test=false")
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()

@@ -4,9 +4,11 @@ diagnostics (gradient norm, learning rate) in TensorBoard."""
 from __future__ import annotations
 
 import inspect
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +41,23 @@ class Task(L.LightningModule):
             if grads:
                 self.log(M.GRAD_NORM, torch.stack(grads).norm(), on_step=True, on_epoch=False)
             self.log(M.LEARNING_RATE, optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # Random states travel with checkpoints, so a resumed run draws the same dropout masks,
+    # augmentations and samples as an uninterrupted one.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        # Tensors and plain numbers only, so the checkpoint still loads with weights_only=True.
+        numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                    "numpy": numpy_state}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            torch.set_rng_state(states["torch"])
+            random.setstate(states["python"])
+            name, keys, position, has_gauss, cached = states["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer, params=self.parameters())

@@ -1,0 +1,61 @@
+"""`resume=<run>` continues a run into the same folder and curves; `ckpt_path=` fine-tunes."""
+
+import json
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rnnseq import metrics as M
+from rnnseq.train import resume_arguments
+from tests.conftest import corpus_overrides
+from tests.test_train_smoke import run_module, run_train
+
+SHORT = ["data.max_batch_size=4", "task/scheduler=none", "trainer.log_every_n_steps=1",
+         "callbacks.attention_samples=null", "data.sorted_first_epoch=false"]
+
+
+def _scalars(run_dir, tag):
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir, tiny_corpus):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run_train(whole, data_dir, *corpus_overrides(), *SHORT, "trainer.max_epochs=2")
+    run_train(parts, data_dir, *corpus_overrides(), *SHORT, "trainer.max_epochs=1", "test=false")
+    first_steps = [s for s, _ in _scalars(parts, M.TRAIN_LOSS)]
+    run_module("rnnseq.train", data_dir, f"resume={parts}", "trainer.max_epochs=2", "test=true")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole"]  # no second folder
+    resumed, uninterrupted = _scalars(parts, M.TRAIN_LOSS), _scalars(whole, M.TRAIN_LOSS)
+    steps = [s for s, _ in resumed]
+    assert steps == sorted(set(steps)) and steps[: len(first_steps)] == first_steps  # one curve
+    assert steps == [s for s, _ in uninterrupted]
+    for (_, a), (_, b) in zip(resumed, uninterrupted):
+        assert abs(a - b) < 1e-4
+    test_parts = json.loads((parts / "results.json").read_text())["test"]
+    test_whole = json.loads((whole / "results.json").read_text())["test"]
+    assert test_parts == test_whole
+
+
+def test_ckpt_path_starts_a_new_run_from_another_runs_weights(tmp_path, data_dir, tiny_corpus):
+    source, tuned = tmp_path / "source", tmp_path / "tuned"
+    run_train(source, data_dir, *corpus_overrides(), "trainer.fast_dev_run=1")
+    checkpoint = source / "checkpoints" / "last.ckpt"
+    run_train(tuned, data_dir, *corpus_overrides(), "trainer.fast_dev_run=1",
+              f"ckpt_path={checkpoint}")
+    results = json.loads((tuned / "results.json").read_text())
+    assert results["steps"] == 1  # a fresh optimiser and step counter
+    assert "initialised the model from" in (tuned / "train.log").read_text()
+
+
+def test_resume_arguments_recompose_the_run(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / ".hydra" / "overrides.yaml").write_text("- experiment=asr\n- trainer.max_epochs=1\n")
+    assert resume_arguments(["seed=3"]) == ["seed=3"]
+    assert resume_arguments([f"resume={run}", "trainer.max_epochs=5"]) == [
+        "experiment=asr", "trainer.max_epochs=1", f"hydra.run.dir={run}", f"resume={run}",
+        "trainer.max_epochs=5"]
