@@ -53,3 +53,23 @@ def test_two_job_multirun_writes_one_folder_per_job(launcher, tmp_path, data_dir
         assert "test/wer" in results["test"]
     out = run_module("rnnseq.summarize", data_dir, str(sweep)).stdout
     assert "| 0 | False |" in out and "| 1 | True |" in out  # as Hydra records the sweep values
+
+
+def test_optuna_search_is_stored_in_the_sweep_folder_and_continues(tmp_path, data_dir, tiny_corpus):
+    import optuna
+
+    experiments = tmp_path / "experiments"
+    args = ["-m", "experiment=asr", "hparams_search=asr_optuna", *TINY_MODEL, *corpus_overrides(),
+            "data.num_workers=0", "threads=1", "trainer.fast_dev_run=1",
+            f"paths.experiments_dir={experiments}", "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.params={task.optimizer.lr:'tag(log, interval(1e-4, 1e-2))',"
+            "task.ctc_weight:'interval(0.1, 0.9)'}"]
+    run_module("rnnseq.train", data_dir, *args)
+    sweep = experiments / "asr" / "multiruns" / "optuna-asr_search"
+    storage = f"sqlite:///{sweep}/optuna.db"
+    assert len(optuna.load_study(study_name="asr_search", storage=storage).trials) == 2
+    run_module("rnnseq.train", data_dir, *args)  # the same command continues the study
+    trials = optuna.load_study(study_name="asr_search", storage=storage).trials
+    assert len(trials) == 4 and all(t.value is not None for t in trials)
+    jobs = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
+    assert len(jobs) == 4  # no job folder was overwritten
