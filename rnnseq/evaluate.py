@@ -59,7 +59,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     from omegaconf import OmegaConf
 
     import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
-    from rnnseq.generate import find_checkpoint
+    from rnnseq.checkpoints import find_checkpoint
     from rnnseq.reporting import write_results
 
     config_path = run / ".hydra" / "config.yaml"

@@ -12,26 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-import torch
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """``path`` itself if it is a file, else the newest ``best*.ckpt`` (or ``last.ckpt``) of a run
-    folder's ``checkpoints/``."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{path} is neither a checkpoint file nor a run folder")
-    best = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if best:
-        return best[-1]
-    if (folder / "last.ckpt").is_file():
-        return folder / "last.ckpt"
-    raise FileNotFoundError(f"no best*.ckpt or last.ckpt under {folder}")
+from rnnseq.checkpoints import load_task
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,13 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     from rnnseq.tasks.language_model import LanguageModel
 
     try:
-        checkpoint = find_checkpoint(args.run)
+        task = load_task(LanguageModel, args.run, args.device)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    task = LanguageModel.load_from_checkpoint(checkpoint, map_location=torch.device(args.device),
-                                              weights_only=False)
-    task.eval()
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
         text = task.generate_text(args.prompt, args.length, args.temperature, args.top_k,

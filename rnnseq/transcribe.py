@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+from rnnseq.checkpoints import load_task
 from rnnseq.evaluate import parse_decoding
 
 
@@ -70,16 +71,13 @@ def transcribe(task, paths: list[str], greedy: bool = False, batch_size: int = 8
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from rnnseq.generate import find_checkpoint
     from rnnseq.tasks.speech_to_text import SpeechToText
 
     try:
-        checkpoint = find_checkpoint(args.run)
+        task = load_task(SpeechToText, args.run, args.device)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    task = SpeechToText.load_from_checkpoint(checkpoint, map_location=torch.device(args.device),
-                                             weights_only=False).eval()
     task.hparams.decoding.update(args.decoding)
     status = 0
     with torch.no_grad():

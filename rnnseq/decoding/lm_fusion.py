@@ -53,12 +53,11 @@ class LMFusion:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, target: Tokenizer) -> LMFusion:
-        """Loads a language model from a run folder or checkpoint (see :mod:`rnnseq.generate`)."""
-        from rnnseq.generate import find_checkpoint
+        """Loads a language model from a run folder or checkpoint (see :mod:`rnnseq.checkpoints`)."""
+        from rnnseq.checkpoints import load_task
         from rnnseq.tasks.language_model import LanguageModel
 
-        task = LanguageModel.load_from_checkpoint(find_checkpoint(path), map_location="cpu",
-                                                  weights_only=False)
+        task = load_task(LanguageModel, path)
         return cls(task.model, task.tokenizer, target)
 
     def to(self, device: torch.device) -> LMFusion:
