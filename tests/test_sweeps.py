@@ -73,3 +73,37 @@ def test_optuna_search_is_stored_in_the_sweep_folder_and_continues(tmp_path, dat
     assert len(trials) == 4 and all(t.value is not None for t in trials)
     jobs = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
     assert len(jobs) == 4  # no job folder was overwritten
+
+
+def test_slurm_launcher_composes_with_cluster_settings(tmp_path):
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["experiment=asr", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                          "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4",
+                          "trainer.devices=4"], tmp_path)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.nodes, launcher.gpus_per_node, launcher.timeout_min) == \
+        ("gpu", 1, 4, 240)
+
+
+def test_each_parallel_job_gets_its_own_gpu(tmp_path, monkeypatch):
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["experiment=asr", "trainer=gpu_per_job"], tmp_path)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    devices = []
+    for num in range(4):
+        OmegaConf.set_readonly(cfg.hydra, False)  # HydraConfig froze it
+        with open_dict(cfg):
+            cfg.hydra.job.num = num
+        HydraConfig.instance().set_config(cfg)
+        devices.append(list(cfg.trainer.devices))
+    assert devices == [[0], [1], [0], [1]]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(Exception, match="needs CUDA GPUs"):
+        _ = cfg.trainer.devices
