@@ -33,3 +33,27 @@ def load_task(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> 
     task = task_class.load_from_checkpoint(find_checkpoint(run), map_location=torch.device(device),
                                            weights_only=False)
     return task.eval()
+
+
+def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
+    """The rnnseq task that wrote ``checkpoint``, told by its saved hyper-parameters."""
+    from rnnseq.tasks.language_model import LanguageModel
+    from rnnseq.tasks.speech_to_text import SpeechToText
+    from rnnseq.tasks.text_to_text import TextToText
+
+    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if "features" in hparams:
+        return SpeechToText
+    if "source_tokenizer" in hparams:
+        return TextToText
+    if "tokenizer" in hparams:
+        return LanguageModel
+    raise ValueError(f"{checkpoint} was not written by an rnnseq task (no known hyper-parameters)")
+
+
+def run_folder_of(path: str | Path) -> Path:
+    """The run folder of a run folder or of a checkpoint inside its ``checkpoints/``."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path

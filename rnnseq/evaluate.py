@@ -1,15 +1,18 @@
-"""Score a finished run's checkpoint again, optionally with other decoding settings.
+"""Score a trained model: a split of its run's data or any JSONL manifest, with any decoding.
 
-    python -m rnnseq.evaluate experiments/asr/runs/<time> decoding.beam_size=8
-    python -m rnnseq.evaluate experiments/asr/runs/<time> \\
-        decoding.lm=experiments/asr_lm/runs/<time> decoding.lm_weight=0.3
+    python -m rnnseq.evaluate run=experiments/asr/runs/<time>                    # its test split
+    python -m rnnseq.evaluate run=<run> --split valid decoding.beam_size=1        # greedy, valid
+    python -m rnnseq.evaluate run=<run or .ckpt> --manifest my_audio.jsonl        # your own audio
+    python -m rnnseq.evaluate run=<run> decoding.lm=experiments/asr_lm/runs/<time> \
+        decoding.lm_weight=0.2                                                    # LM fusion
 
-The run's own config (``.hydra/config.yaml``) rebuilds its data (relative data paths resolve
-against the working directory, as in training: run it from the same folder, or set
-``RNNSEQ_DATA_DIR``); the checkpoint (the run's best
-unless ``--checkpoint`` names one) rebuilds the task. ``decoding.KEY=VALUE`` arguments replace the
-task's decoding settings. Metrics are printed and written, with every output, to
-``<run>/evaluations/<split>-<time>.json``.
+The checkpoint (the run's best unless ``--checkpoint`` names one) rebuilds the task;
+``decoding.KEY=VALUE`` replaces its decoding settings (``beam_size=1`` is greedy). A split is
+rebuilt from the run's ``.hydra/config.yaml`` (relative data paths resolve against the working
+directory, as in training; or set ``RNNSEQ_DATA_DIR``). The report, written to
+``<run>/evaluations/<split or manifest>-<time>.json``, holds the settings, metrics, decoding time,
+real-time factor (decoding seconds per second of audio) and every item with its reference,
+hypothesis and word errors; a summary is printed.
 """
 
 from __future__ import annotations
@@ -39,59 +42,119 @@ def parse_decoding(assignments: list[str]) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m rnnseq.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="a run folder written by rnnseq.train")
-    parser.add_argument("decoding", nargs="*", help="decoding.KEY=VALUE overrides")
+    parser.add_argument("items", nargs="+",
+                        help="run=<run folder or .ckpt> (or the path alone), decoding.KEY=VALUE")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to score (default: the best)")
     parser.add_argument("--split", choices=("test", "valid"), default="test")
+    parser.add_argument("--manifest", type=Path,
+                        help="score this JSONL manifest instead of a split of the run's data")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    runs = [i.partition("=")[2] if i.startswith("run=") else i for i in args.items
+            if i.startswith("run=") or "=" not in i]
+    if len(runs) != 1:
+        parser.error("give one run folder or checkpoint (run=PATH)")
+    args.run = Path(runs[0])
     try:
-        args.decoding = parse_decoding(args.decoding)
+        args.decoding = parse_decoding([i for i in args.items if i.startswith(DECODING_PREFIX)])
     except ValueError as err:
         parser.error(str(err))
     return args
 
 
-def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: str = "test") -> dict:
-    """Scores ``split`` of the run's data with its checkpoint; returns the written record."""
-    import lightning as L
-    from hydra.utils import get_class, instantiate
-    from omegaconf import OmegaConf
+def item_errors(reference: str, hypothesis: str) -> dict:
+    """Word-level edit operations of one item."""
+    import jiwer
 
-    import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
-    from rnnseq.checkpoints import find_checkpoint
-    from rnnseq.reporting import write_results
+    out = jiwer.process_words(reference or "<empty>", hypothesis)
+    words = out.hits + out.substitutions + out.deletions
+    return {"words": words, "substitutions": out.substitutions, "deletions": out.deletions,
+            "insertions": out.insertions,
+            "wer": (out.substitutions + out.deletions + out.insertions) / max(words, 1)}
+
+
+def _manifest_loader(task, manifest: Path):
+    """A test loader over any JSONL manifest, with the checkpoint's own symbols and features."""
+    from torch.utils.data import DataLoader
+
+    from rnnseq.data.audio import FeatureConfig
+    from rnnseq.data.batching import BucketBatchSampler, collate_examples
+    from rnnseq.data.manifest import DataReport, read_manifest
+    from rnnseq.data.speech import SpeechDataset
+
+    if "features" not in task.hparams:
+        raise ValueError("--manifest scores speech models; this checkpoint is not one")
+    utterances = read_manifest(manifest, DataReport())
+    if not utterances:
+        raise ValueError(f"{manifest} has no usable utterances (see the warnings above)")
+    dataset = SpeechDataset(utterances, task.tokenizer, FeatureConfig(**task.hparams.features))
+    sampler = BucketBatchSampler(dataset.frame_lengths(), max_frames=20000, max_batch_size=32,
+                                 shuffle=False)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_examples), utterances
+
+
+def _run_data_loader(run: Path, split: str):
+    """The ``split`` loader of the data the run was trained on (rebuilt from its config)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     config_path = run / ".hydra" / "config.yaml"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} is missing: is {run} a folder written by rnnseq.train?")
-    cfg = OmegaConf.load(config_path)
+        raise FileNotFoundError(f"{config_path} is missing: give --manifest, or a run folder "
+                                f"written by rnnseq.train")
+    datamodule = instantiate(OmegaConf.load(config_path).data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+    utterances = getattr(datamodule.datasets[split], "utterances", None)
+    return loader, utterances
+
+
+def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: str = "test",
+             manifest: Path | None = None) -> dict:
+    """Scores a split of the run's data (or ``manifest``) with its checkpoint; writes and returns
+    the report: settings, metrics, real-time factor and every item with its errors."""
+    import lightning as L
+
+    import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
+    from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
+    from rnnseq.reporting import write_results
+
     checkpoint = checkpoint or find_checkpoint(run)
-    task = get_class(cfg.task._target_).load_from_checkpoint(checkpoint, map_location="cpu",
-                                                             weights_only=False)
+    run = run_folder_of(run)
+    task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
+                                                           weights_only=False)
     unknown = set(decoding) - set(task.hparams.get("decoding", {})) - {"lm", "lm_weight"}
     if unknown:
         raise ValueError(f"unknown decoding settings {sorted(unknown)}; this task has "
                          f"{sorted(task.hparams.get('decoding', {}))}")
     task.hparams.decoding.update(decoding)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+    if manifest is not None:
+        loader, utterances = _manifest_loader(task, manifest)
+        label = manifest.stem
+    else:
+        loader, utterances = _run_data_loader(run, split)
+        label = split
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)
     started = time.time()
     metrics = trainer.test(task, dataloaders=loader, verbose=False)[0]
+    seconds = time.time() - started
+    items = [{**item, "errors": item_errors(item["reference"], item["hypothesis"])}
+             for item in getattr(task, "test_results", [])]
+    audio_seconds = sum(u.duration for u in utterances) if utterances else None
     record = {
-        "run": str(run), "checkpoint": str(checkpoint), "split": split,
+        "run": str(run), "checkpoint": str(checkpoint), "data": str(manifest or split),
         "decoding": dict(task.hparams.decoding),
-        # The task logs under test/ whatever split it scored; name the split that was scored.
-        "metrics": {k.replace("test/", f"{split}/", 1): float(v) for k, v in metrics.items()},
-        "seconds": round(time.time() - started, 1),
-        "items": getattr(task, "test_results", []),
+        # The task logs under test/ whatever it scored; name what was scored.
+        "metrics": {k.replace("test/", f"{label}/", 1): float(v) for k, v in metrics.items()},
+        "items_scored": len(items), "seconds": round(seconds, 2),
+        "audio_seconds": round(audio_seconds, 2) if audio_seconds else None,
+        "real_time_factor": round(seconds / audio_seconds, 4) if audio_seconds else None,
+        "items": items,
     }
-    out = run / "evaluations" / f"{split}-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
-    out.parent.mkdir(exist_ok=True)
+    out = run / "evaluations" / f"{label}-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_results(out, record)
     record["path"] = str(out)
     return record
@@ -104,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        record = evaluate(args.run, args.decoding, args.checkpoint, args.split)
+        record = evaluate(args.run, args.decoding, args.checkpoint, args.split, args.manifest)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"decoding: {record['decoding']}")
     for name, value in sorted(record["metrics"].items()):
         print(f"{name}: {value:.4f}")
+    print(f"items: {record['items_scored']}, decoding time: {record['seconds']} s"
+          + (f", real-time factor: {record['real_time_factor']}" if record["real_time_factor"] else ""))
     print(f"written to {record['path']}")
     return 0
 

@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam")
     parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     runs = [i.partition("=")[2] for i in args.items if i.startswith("run=")]
     args.decoding = [i for i in args.items if i.startswith("decoding.")]
     args.files = [i for i in args.items if not i.startswith(("run=", "decoding."))]

@@ -139,3 +139,19 @@ def test_transcribe_prints_one_line_per_file_at_any_sample_rate(smoke_run, tiny_
     lines = result.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == files[:2]
     assert result.returncode == 1 and "broken.wav" in result.stderr
+
+
+def test_evaluate_scores_any_manifest_with_errors_and_real_time_factor(smoke_run, tiny_corpus,
+                                                                       data_dir):
+    checkpoint = smoke_run / "checkpoints" / "last.ckpt"
+    out = run_module("rnnseq.evaluate", data_dir, f"run={checkpoint}", "--manifest",
+                     tiny_corpus["valid"], "decoding.beam_size=1").stdout
+    assert "valid/wer" in out and "real-time factor" in out
+    report = json.loads(next((smoke_run / "evaluations").glob("valid-*.json")).read_text())
+    assert report["items_scored"] == 6 and report["real_time_factor"] > 0
+    assert report["decoding"]["beam_size"] == 1 and report["audio_seconds"] > 0
+    item = report["items"][0]
+    errors = item["errors"]
+    assert errors["words"] == len(item["reference"].split())
+    assert errors["wer"] == (errors["substitutions"] + errors["deletions"]
+                             + errors["insertions"]) / errors["words"]
