@@ -2,6 +2,7 @@
 
     python -m rnnseq.evaluate run=experiments/asr/runs/<time>                    # its test split
     python -m rnnseq.evaluate run=<run> --split valid decoding.beam_size=1        # greedy, valid
+    python -m rnnseq.evaluate run=<run> data.manifests.test=/corpus/other.jsonl   # data overrides
     python -m rnnseq.evaluate run=<run or .ckpt> --manifest my_audio.jsonl        # your own audio
     python -m rnnseq.evaluate run=<run> decoding.lm=experiments/asr_lm/runs/<time> \
         decoding.lm_weight=0.2                                                    # LM fusion
@@ -59,6 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.decoding = parse_decoding([i for i in args.items if i.startswith(DECODING_PREFIX)])
     except ValueError as err:
         parser.error(str(err))
+    args.data = [i for i in args.items if i.startswith("data.")]
+    unknown = [i for i in args.items if "=" in i and not i.startswith(("run=", "data.",
+                                                                       DECODING_PREFIX))]
+    if unknown:
+        parser.error(f"expected run=, data.KEY=VALUE or decoding.KEY=VALUE, got {unknown}")
     return args
 
 
@@ -93,8 +99,9 @@ def _manifest_loader(task, manifest: Path):
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_examples), utterances
 
 
-def _run_data_loader(run: Path, split: str):
-    """The ``split`` loader of the data the run was trained on (rebuilt from its config)."""
+def _run_data_loader(run: Path, split: str, data_overrides: list[str]):
+    """The ``split`` loader of the data the run was trained on (rebuilt from its config, with
+    ``data.KEY=VALUE`` overrides, e.g. another manifest or batch budget)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -102,7 +109,13 @@ def _run_data_loader(run: Path, split: str):
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} is missing: give --manifest, or a run folder "
                                 f"written by rnnseq.train")
-    datamodule = instantiate(OmegaConf.load(config_path).data)
+    cfg = OmegaConf.load(config_path)
+    for item in data_overrides:
+        key, _, value = item.partition("=")
+        if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+            raise ValueError(f"{key} is not in the run's data config; see {config_path}")
+        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+    datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
     loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
@@ -111,7 +124,7 @@ def _run_data_loader(run: Path, split: str):
 
 
 def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: str = "test",
-             manifest: Path | None = None) -> dict:
+             manifest: Path | None = None, data_overrides: list[str] | None = None) -> dict:
     """Scores a split of the run's data (or ``manifest``) with its checkpoint; writes and returns
     the report: settings, metrics, real-time factor and every item with its errors."""
     import lightning as L
@@ -133,7 +146,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
         loader, utterances = _manifest_loader(task, manifest)
         label = manifest.stem
     else:
-        loader, utterances = _run_data_loader(run, split)
+        loader, utterances = _run_data_loader(run, split, data_overrides or [])
         label = split
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)
@@ -167,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        record = evaluate(args.run, args.decoding, args.checkpoint, args.split, args.manifest)
+        record = evaluate(args.run, args.decoding, args.checkpoint, args.split, args.manifest,
+                          args.data)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

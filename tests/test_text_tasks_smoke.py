@@ -52,10 +52,13 @@ def test_g2p_runs_and_evaluate_rescores_with_other_decoding(tmp_path, data_dir):
     assert set(results["test"]) == {M.TEST_PER, M.TEST_WER}
     assert results["test_items"] > 0 and M.VAL_PER in results["best_val"]
     out = run_module("rnnseq.evaluate", data_dir, str(run_dir), "decoding.beam_size=2",
-                     "--split", "valid").stdout
+                     "--split", "valid", "data.max_batch_size=4").stdout
     assert "valid/per" in out
     record = json.loads(next((run_dir / "evaluations").glob("valid-*.json")).read_text())
     assert record["decoding"]["beam_size"] == 2 and record["items"]
+    from rnnseq.evaluate import main
+
+    assert main([f"run={run_dir}", "data.no_such_key=1"]) == 2  # named, not a traceback
 
 
 def test_lm_fusion_through_evaluate(tmp_path, data_dir, tiny_corpus):
