@@ -107,3 +107,14 @@ def test_each_parallel_job_gets_its_own_gpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(Exception, match="needs CUDA GPUs"):
         _ = cfg.trainer.devices
+
+
+@pytest.mark.parametrize("sampler,target", [("tpe", "TPESampler"), ("random", "RandomSampler"),
+                                            ("grid", "GridSampler")])
+def test_optuna_samplers_are_selectable(sampler, target, tmp_path):
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["experiment=asr", "hparams_search=asr_optuna",
+                          f"hydra/sweeper/sampler={sampler}"], tmp_path)
+    assert cfg.hydra.sweeper.sampler._target_.endswith(target)
+    assert cfg.hydra.sweeper.direction == "minimize" and "sqlite:///" in cfg.hydra.sweeper.storage
