@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,3 +58,13 @@ def run_folder_of(path: str | Path) -> Path:
     if path.is_file():
         return path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return path
+
+
+def load_task_or_report(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> TaskT | None:
+    """:func:`load_task` for command-line tools: a missing run or checkpoint is printed as one
+    ``error:`` line on stderr (no traceback) and gives ``None``."""
+    try:
+        return load_task(task_class, run, device)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rnnseq.checkpoints import load_task
+from rnnseq.checkpoints import load_task_or_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,10 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from rnnseq.tasks.language_model import LanguageModel
 
-    try:
-        task = load_task(LanguageModel, args.run, args.device)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+    task = load_task_or_report(LanguageModel, args.run, args.device)
+    if task is None:
         return 2
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from rnnseq.checkpoints import load_task
+from rnnseq.checkpoints import load_task_or_report
 from rnnseq.evaluate import parse_decoding
 
 
@@ -73,10 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from rnnseq.tasks.speech_to_text import SpeechToText
 
-    try:
-        task = load_task(SpeechToText, args.run, args.device)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+    task = load_task_or_report(SpeechToText, args.run, args.device)
+    if task is None:
         return 2
     task.hparams.decoding.update(args.decoding)
     status = 0

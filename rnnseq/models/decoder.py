@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from rnnseq.models.attention import Attention, AttentionState
+from rnnseq.models.recurrent import require_positive
 
 
 class DecoderState(NamedTuple):
@@ -58,9 +59,8 @@ class AttentionDecoder(nn.Module):
         dropout: float = 0.1,
     ):
         super().__init__()
-        if min(vocab_size, memory_dim, embed_dim, hidden_size, num_layers) <= 0:
-            raise ValueError("decoder sizes (vocab_size, memory_dim, embed_dim, hidden_size, "
-                             "num_layers) must all be positive")
+        require_positive("decoder", vocab_size=vocab_size, memory_dim=memory_dim,
+                         embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers

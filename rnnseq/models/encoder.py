@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rnnseq.data.batching import make_pad_mask
-from rnnseq.models.recurrent import RecurrentLayer, rnn_class
+from rnnseq.models.recurrent import RecurrentLayer, require_positive, rnn_class
 
 SUBSAMPLING = ("conv", "pyramid", "none")
 
@@ -87,11 +87,8 @@ class RecurrentEncoder(nn.Module):
         super().__init__()
         if subsampling not in SUBSAMPLING:
             raise ValueError(f"unknown subsampling {subsampling!r}; allowed: {list(SUBSAMPLING)}")
-        if input_dim <= 0 or hidden_size <= 0 or num_layers <= 0:
-            raise ValueError(
-                f"input_dim ({input_dim}), hidden_size ({hidden_size}) and num_layers "
-                f"({num_layers}) must be positive"
-            )
+        require_positive("encoder", input_dim=input_dim, hidden_size=hidden_size,
+                         num_layers=num_layers)
         rnn_class(cell)  # fails early, naming the allowed cells
         directions = 2 if bidirectional else 1
         self.output_dim = hidden_size * directions

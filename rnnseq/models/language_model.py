@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnseq.models.recurrent import rnn_class
+from rnnseq.models.recurrent import require_positive, rnn_class
 
 # The recurrent state as the cell returns it: (h, c) for an LSTM, (h,) otherwise; each tensor is
 # (num_layers, B, H), so the batch is dim 1.
@@ -43,9 +43,8 @@ class RNNLanguageModel(nn.Module):
         tie_weights: bool = False,
     ):
         super().__init__()
-        if min(vocab_size, embed_dim, hidden_size, num_layers) <= 0:
-            raise ValueError("language model sizes (vocab_size, embed_dim, hidden_size, num_layers) "
-                             "must all be positive")
+        require_positive("language model", vocab_size=vocab_size, embed_dim=embed_dim,
+                         hidden_size=hidden_size, num_layers=num_layers)
         self.vocab_size = vocab_size
         self.cell = cell
         self.num_layers = num_layers

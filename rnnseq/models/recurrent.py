@@ -18,6 +18,14 @@ from rnnseq.data.batching import make_pad_mask
 RNN_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
+def require_positive(module: str, **sizes: int) -> None:
+    """Raises a ``ValueError`` naming every size of ``module`` that is not positive."""
+    bad = {name: value for name, value in sizes.items() if value <= 0}
+    if bad:
+        listed = ", ".join(f"{name}={value}" for name, value in bad.items())
+        raise ValueError(f"{module} sizes must be positive, got {listed}")
+
+
 def rnn_class(cell: str) -> type[nn.RNNBase]:
     """The fused torch module for ``cell`` (``lstm``, ``gru`` or ``rnn``)."""
     try:

@@ -114,7 +114,8 @@ class Seq2SeqTask(Task):
             return None
         if self._fusion is None:
             self._fusion = LMFusion.from_checkpoint(decoding["lm"], self.tokenizer)
-        self._fusion.to(self.device)
+        if self._fusion.index.device != self.device:
+            self._fusion.to(self.device)
         return self._fusion
 
     @torch.no_grad()
