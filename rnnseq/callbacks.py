@@ -7,11 +7,42 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to TensorBoard, never to a screen
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import TQDMProgressBar  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
+from rnnseq import metrics as M  # noqa: E402
 from rnnseq.data.batching import collate_examples  # noqa: E402
 
 ATTENTION_TAG = "val/attention"
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, with the training loss shown without a host-device sync per step.
+
+    A metric logged with ``prog_bar=True`` is turned into a Python number after every batch, which
+    on a GPU waits for all queued work each step. The tasks therefore log the training loss without
+    ``prog_bar``; this bar reads it only on the steps that the loggers write anyway (every
+    ``trainer.log_every_n_steps``), where the value is fetched from the device in any case.
+    """
+
+    def __init__(self, refresh_rate: int = 1, leave: bool = False,
+                 train_metrics: tuple[str, ...] = (M.TRAIN_LOSS,)):
+        super().__init__(refresh_rate=refresh_rate, leave=leave)
+        self.train_metrics = tuple(train_metrics)
+        self._shown: dict[str, float] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            for name in self.train_metrics:
+                value = trainer.callback_metrics.get(name)
+                if isinstance(value, torch.Tensor):
+                    self._shown[name] = value.item()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        shown = {name.split("/")[-1]: f"{value:.3f}" for name, value in self._shown.items()}
+        return {**super().get_metrics(trainer, pl_module), **shown}
 SAMPLES_TAG = "val/samples"
 
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnseq.config import CONFIG_DIR
 from rnnseq.reporting import log_hparams_with_metrics, write_results
+from rnnseq.resources import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,7 @@ def train(cfg: DictConfig) -> dict:
     """Runs one experiment described by ``cfg``; returns the dict written to ``results.json``."""
     started = time.time()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    set_threads(cfg.get("threads"))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)

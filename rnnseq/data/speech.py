@@ -16,8 +16,10 @@ from torch.utils.data import DataLoader, Dataset
 from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
 from rnnseq.data.base import SplitDataModule
 from rnnseq.data.batching import BucketBatchSampler, Example, collate_examples
+from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
 from rnnseq.data.manifest import DataReport, Utterance, read_manifest
 from rnnseq.data.tokenizer import CharTokenizer
+from rnnseq.resources import available_cores, data_workers, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ class SpeechDataset(Dataset):
     Args:
         noise_snr_db: ``(low, high)`` range of signal-to-noise ratios for additive white noise,
             drawn per utterance; ``None`` adds no noise. Use it for training data only.
+        cache: precomputed features of the same utterances (:mod:`rnnseq.data.feature_cache`),
+            read instead of the audio; not with ``noise_snr_db``, which needs the waveform.
     """
 
     def __init__(
@@ -41,7 +45,14 @@ class SpeechDataset(Dataset):
         tokenizer: CharTokenizer,
         features: FeatureConfig,
         noise_snr_db: tuple[float, float] | None = None,
+        cache: FeatureCache | None = None,
     ):
+        if cache is not None and noise_snr_db is not None:
+            raise ValueError("cached features cannot take waveform noise; pass one of them")
+        if cache is not None and len(cache) != len(utterances):
+            raise ValueError(f"the feature cache {cache.folder} holds {len(cache)} utterances, "
+                             f"not {len(utterances)}")
+        self.cache = cache
         self.utterances = utterances
         self.tokenizer = tokenizer
         self.feature_config = features
@@ -57,6 +68,20 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example | None:
         utt = self.utterances[index]
+        features = self._cached(index) if self.cache is not None else self._extract(utt)
+        if features is None:
+            return None
+        tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
+        return Example(id=utt.id, features=features, tokens=tokens, text=utt.text)
+
+    def _cached(self, index: int) -> torch.Tensor | None:
+        features = self.cache[index]
+        if features is None:
+            log.warning("skipping utterance %s: its audio could not be read when the features "
+                        "were cached", self.utterances[index].id)
+        return features
+
+    def _extract(self, utt: Utterance) -> torch.Tensor | None:
         try:
             wave = load_audio(utt.audio_path, self.feature_config.sample_rate)
         except AudioError as err:
@@ -64,8 +89,7 @@ class SpeechDataset(Dataset):
             return None
         if self.noise_snr_db is not None:
             wave = add_noise(wave, *self.noise_snr_db)
-        tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
-        return Example(id=utt.id, features=self.logmel(wave), tokens=tokens, text=utt.text)
+        return self.logmel(wave)
 
 
 def add_noise(wave: torch.Tensor, low_db: float, high_db: float) -> torch.Tensor:
@@ -103,9 +127,18 @@ class SpeechDataModule(SplitDataModule):
         corpus: an object with ``build() -> manifests`` (e.g. the embedded espeak corpus); when
             given, its manifests replace ``manifests``. It is built in :meth:`prepare_data`.
         max_frames: padded feature frames per batch (the bucketing budget).
+        length_jitter: relative jitter of the length sort key in training, so that batches differ
+            between epochs (see :class:`~rnnseq.data.batching.BucketBatchSampler`).
         max_duration: utterances longer than this (seconds) are skipped and reported.
         vocabulary: a fixed symbol list; by default the characters of the training transcripts.
         noise_snr_db: ``[low, high]`` additive-noise SNR range for training, or ``None``.
+        num_workers: DataLoader worker processes that read audio or cached features, or
+            ``auto`` (:func:`rnnseq.resources.data_workers`: none on two cores, two above).
+        worker_nice: how much lower the workers' scheduling priority is (``os.nice``); 0 keeps
+            the training process's priority (``bench/threads.py`` found no gain on 2 cores).
+        feature_cache: a folder where the features of every split are computed once and read
+            back in every epoch and run (:mod:`rnnseq.data.feature_cache`); ``None`` computes them
+            from the audio every time. Training audio with ``noise_snr_db`` is never cached.
         validate_audio: open every audio header at setup, so bad files are reported up front.
         stats_utterances: how many training utterances estimate the normalisation statistics.
         sorted_first_epoch: first training epoch from short to long utterances (SortaGrad).
@@ -118,10 +151,13 @@ class SpeechDataModule(SplitDataModule):
         features: Mapping[str, Any] | None = None,
         max_frames: int = 20000,
         max_batch_size: int = 64,
+        length_jitter: float = 0.02,
         max_duration: float | None = None,
         vocabulary: list[str] | None = None,
         noise_snr_db: tuple[float, float] | None = None,
-        num_workers: int = 1,
+        num_workers: int | str = "auto",
+        worker_nice: int = 0,
+        feature_cache: str | None = None,
         validate_audio: bool = True,
         stats_utterances: int = 500,
         sorted_first_epoch: bool = True,
@@ -135,10 +171,13 @@ class SpeechDataModule(SplitDataModule):
         self.feature_config = FeatureConfig(**(features or {}))
         self.max_frames = max_frames
         self.max_batch_size = max_batch_size
+        self.length_jitter = length_jitter
         self.max_duration = max_duration
         self.vocabulary = vocabulary
         self.noise_snr_db = tuple(noise_snr_db) if noise_snr_db is not None else None
-        self.num_workers = num_workers
+        self.num_workers = data_workers(num_workers)
+        self.worker_nice = worker_nice
+        self.feature_cache = feature_cache
         self.validate_audio = validate_audio
         self.stats_utterances = stats_utterances
         self.sorted_first_epoch = sorted_first_epoch
@@ -173,7 +212,13 @@ class SpeechDataModule(SplitDataModule):
         for split, utts in utterances.items():
             utts = self._check_vocabulary(utts, split)
             noise = self.noise_snr_db if split == "train" else None
-            self.datasets[split] = SpeechDataset(utts, self.tokenizer, self.feature_config, noise)
+            cache = None
+            if self.feature_cache and noise is None:
+                cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
+                                            num_workers=available_cores(),
+                                            description=f"log-mel features of {split}")
+            self.datasets[split] = SpeechDataset(utts, self.tokenizer, self.feature_config, noise,
+                                                 cache)
         counts = {s: len(d) for s, d in self.datasets.items()}
         log.info("speech data: %s utterances, %d symbols, %s", counts, len(self.tokenizer),
                  self.report.counts() or "no problems")
@@ -223,7 +268,8 @@ class SpeechDataModule(SplitDataModule):
         total = torch.zeros(self.input_dim, dtype=torch.float64)
         total_sq = torch.zeros(self.input_dim, dtype=torch.float64)
         frames = 0
-        plain = SpeechDataset(dataset.utterances, dataset.tokenizer, self.feature_config)  # no noise
+        plain = dataset if dataset.noise_snr_db is None else SpeechDataset(
+            dataset.utterances, dataset.tokenizer, self.feature_config)  # without the noise
         for i in indices:
             example = plain[i]
             if example is None:
@@ -255,6 +301,7 @@ class SpeechDataModule(SplitDataModule):
             max_frames=self.max_frames,
             max_batch_size=self.max_batch_size,
             shuffle=shuffle,
+            length_jitter=self.length_jitter,
             seed=self.seed,
             sorted_first_epoch=shuffle and self.sorted_first_epoch,
         )
@@ -264,11 +311,5 @@ class SpeechDataModule(SplitDataModule):
             collate_fn=collate_examples,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=_single_threaded_worker,
+            worker_init_fn=worker_init(self.worker_nice),
         )
-
-
-def _single_threaded_worker(_worker_id: int) -> None:
-    # Feature extraction is tiny per item; extra intra-op threads in workers only fight the
-    # training process for the few cores of small machines.
-    torch.set_num_threads(1)

@@ -84,7 +84,9 @@ class LanguageModel(Task):
     def training_step(self, batch: TextBatch, batch_idx: int):
         nll, count = self.token_nll(batch, "train")
         loss = nll / count.clamp_min(1)
-        self.log(M.TRAIN_LOSS, loss, prog_bar=True, batch_size=int(count))
+        # Neither prog_bar (callbacks.ProgressBar shows it) nor a batch size read from a tensor:
+        # both would wait for the device every step.
+        self.log(M.TRAIN_LOSS, loss, batch_size=batch.targets.shape[0])
         return loss
 
     # -- evaluation -----------------------------------------------------------------------------

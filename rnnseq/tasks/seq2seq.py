@@ -87,7 +87,7 @@ class Seq2SeqTask(Task):
             return None
         losses = self.compute_losses(batch)
         b = batch.targets.shape[0]
-        self.log(M.TRAIN_LOSS, losses["loss"], prog_bar=True, batch_size=b)
+        self.log(M.TRAIN_LOSS, losses["loss"], batch_size=b)  # shown by callbacks.ProgressBar
         self.log(M.TRAIN_ATTENTION_LOSS, losses["att"], batch_size=b)
         if "ctc" in losses:
             self.log(M.TRAIN_CTC_LOSS, losses["ctc"], batch_size=b)

@@ -1,0 +1,135 @@
+"""What the benchmarks share: the repository on the import path, the machine they ran on, the
+experiment config composed as ``python -m rnnseq.train`` would, and interleaved timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def machine() -> str:
+    """One line naming the CPU (and GPU), core count, torch version and intra-op threads."""
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{cpu}, {cores} cores{gpu}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} intra-op threads")
+
+
+def compose(overrides: list[str], run_dir: str | Path | None = None):
+    """The config ``python -m rnnseq.train <overrides>`` would run with, its output folder set to
+    ``run_dir`` (a new temporary folder by default) so that ``${hydra:...}`` values resolve."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from rnnseq.config import CONFIG_DIR
+
+    run_dir = Path(run_dir or tempfile.mkdtemp(prefix="rnnseq-bench-"))
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int) -> dict[str, list[float]]:
+    """Runs every case once per round, ``repeats`` rounds, alternating the order each round so
+    that neither side always runs first (warm caches, turbo, other load hit both alike).
+
+    A case returns its own measurement (e.g. seconds per step), or ``None`` to be timed whole.
+    """
+    names = list(cases)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            value = cases[name]()
+            results[name].append(time.perf_counter() - start if value is None else value)
+    return results
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def timed(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def build_experiment(cfg):
+    """The datamodule (set up) and the task (feature statistics set) that ``rnnseq.train`` would
+    build from ``cfg``."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from rnnseq.resources import set_threads
+
+    set_threads(cfg.get("threads"))
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    task = instantiate(cfg.task, model=cfg.model, **datamodule.task_arguments())
+    datamodule.prepare_task(task)
+    return datamodule, task
+
+
+def plain_training(task, loader, cfg, steps: int) -> tuple[list[float], list[torch.Tensor]]:
+    """A minimal hand-written loop over ``loader`` with the optimiser, schedule and gradient
+    clipping of ``cfg``: the time after each of ``steps`` steps, and each step's loss."""
+    from hydra.utils import instantiate
+
+    task.train()
+    optimizer = instantiate(cfg.task.optimizer, params=task.parameters())
+    schedule = {k: v for k, v in cfg.task.scheduler.items() if k not in ("interval", "monitor")}
+    scheduler = instantiate(schedule)(optimizer, total_steps=steps)
+    clip = cfg.trainer.gradient_clip_val
+    times, losses = [], []
+    for batch in loader:
+        loss = task.compute_losses(batch)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(task.parameters(), clip)
+        optimizer.step()
+        scheduler.step()
+        times.append(time.perf_counter())
+        losses.append(loss.detach())
+        if len(times) == steps:
+            break
+    return times, losses
+
+
+def mean_step(times: list[float], warmup: int) -> float:
+    """Mean seconds per step after the first ``warmup`` steps, from per-step end times."""
+    return (times[-1] - times[warmup]) / (len(times) - 1 - warmup)

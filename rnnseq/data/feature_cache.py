@@ -1,0 +1,168 @@
+"""Log-mel features computed once per corpus split and read back from one memory-mapped file.
+
+Reading a WAV file and computing its log-mel spectrogram costs about 1/900 of the audio's
+duration on one core (``bench/data_pipeline.py``). Done again every epoch, in the training process
+or in a worker competing with it, that is several percent of every training step on a small
+machine; sweeps repeat it in every job. The cache does it once, in parallel, with a progress bar:
+
+``<cache_dir>/<key>/features.f32``
+    every utterance's ``(S, F)`` float32 features, one after another;
+``<cache_dir>/<key>/index.npy``
+    ``(N, 2)`` int64 ``[offset in frames, frames]``; ``frames = -1`` marks audio that could not
+    be read (the dataset then skips the utterance, as it does without a cache).
+
+The key hashes the feature settings and, for every utterance, its id, audio path, size and
+modification time, so changed audio or settings make a new cache. The folder is written under a
+temporary name and renamed when complete: an interrupted build leaves nothing that looks valid.
+Cached features are bit-identical to features computed on the fly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
+from rnnseq.data.manifest import Utterance
+
+log = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.f32"
+INDEX_FILE = "index.npy"
+
+
+def cache_key(utterances: Sequence[Utterance], config: FeatureConfig) -> str:
+    """Hash of the feature settings and of every utterance's id, path, size and mtime."""
+    digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode())
+    for utt in utterances:
+        try:
+            stat = os.stat(utt.audio_path)
+            signature = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            signature = "missing"
+        digest.update(f"{utt.id}\t{utt.audio_path}\t{signature}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class FeatureCache:
+    """Read access to one built cache: ``cache[i]`` is utterance ``i``'s ``(S, F)`` features, or
+    ``None`` if its audio could not be read when the cache was built."""
+
+    def __init__(self, folder: str | Path, num_features: int):
+        self.folder = Path(folder)
+        self.index = np.load(self.folder / INDEX_FILE)
+        total = int(self.index[:, 1].clip(min=0).sum())
+        self.num_features = num_features
+        self._features: np.memmap | None = None
+        self._shape = (total, num_features)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def features(self) -> np.memmap:
+        # Opened lazily, so that DataLoader workers each map the file after they start.
+        if self._features is None:
+            self._features = np.memmap(self.folder / FEATURES_FILE, dtype=np.float32, mode="r",
+                                       shape=self._shape)
+        return self._features
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        offset, frames = (int(v) for v in self.index[i])
+        if frames < 0:
+            return None
+        return torch.from_numpy(np.array(self.features[offset:offset + frames]))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_features": None}
+
+
+def build_feature_cache(
+    utterances: Sequence[Utterance],
+    config: FeatureConfig,
+    cache_dir: str | Path,
+    num_workers: int = 1,
+    description: str = "features",
+) -> FeatureCache:
+    """The cache of ``utterances`` under ``cache_dir``: reused if it exists, built otherwise."""
+    folder = Path(cache_dir) / cache_key(utterances, config)
+    if (folder / INDEX_FILE).is_file():
+        return FeatureCache(folder, config.n_mels)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    index = np.zeros((len(utterances), 2), dtype=np.int64)
+    offset = 0
+    paths = [u.audio_path for u in utterances]
+    try:
+        with open(tmp / FEATURES_FILE, "wb") as out, _extractors(num_workers, config) as extract:
+            for i, features in enumerate(tqdm(extract(_extract, paths), total=len(paths),
+                                              desc=description, unit="utt", mininterval=2.0)):
+                if features is None:
+                    index[i] = (offset, -1)
+                    continue
+                out.write(features.tobytes())
+                index[i] = (offset, features.shape[0])
+                offset += features.shape[0]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    np.save(tmp / INDEX_FILE, index)
+    try:
+        tmp.rename(folder)  # atomic: the cache appears complete or not at all
+    except OSError:
+        if not (folder / INDEX_FILE).is_file():
+            raise
+        shutil.rmtree(tmp)  # another process finished the same cache first
+    failed = int((index[:, 1] < 0).sum())
+    log.info("cached features of %d utterances in %s%s", len(paths), folder,
+             f" ({failed} unreadable)" if failed else "")
+    return FeatureCache(folder, config.n_mels)
+
+
+_logmel: LogMel | None = None
+_sample_rate = 16000
+
+
+def _init_extractor(config: FeatureConfig) -> None:
+    global _logmel, _sample_rate
+    torch.set_num_threads(1)
+    _logmel, _sample_rate = LogMel(config), config.sample_rate
+
+
+def _extract(path: str) -> np.ndarray | None:
+    try:
+        return _logmel(load_audio(path, _sample_rate)).numpy()
+    except AudioError as err:
+        log.warning("%s", err)
+        return None
+
+
+@contextlib.contextmanager
+def _extractors(num_workers: int, config: FeatureConfig):
+    """Yields an ordered ``map`` over ``num_workers`` extractor processes (or this process)."""
+    threads = torch.get_num_threads()
+    try:
+        if num_workers > 1:
+            context = multiprocessing.get_context("fork")
+            with context.Pool(num_workers, _init_extractor, (config,)) as pool:
+                yield functools.partial(pool.imap, chunksize=8)
+        else:
+            _init_extractor(config)
+            yield map
+    finally:
+        torch.set_num_threads(threads)
