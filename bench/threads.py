@@ -19,7 +19,7 @@ import os
 
 import lightning as L
 import torch
-from common import build_experiment, compose, interleaved, machine, mean_step, median, plain_training
+from common import build_experiment, compose, interleaved, machine, median, plain_training
 
 
 def main() -> None:
@@ -45,8 +45,9 @@ def main() -> None:
             datamodule.worker_nice = nice
             task = copy.deepcopy(template)
             L.seed_everything(cfg.seed, verbose=False)
-            times, _ = plain_training(task, datamodule.train_dataloader(), cfg, args.steps)
-            return mean_step(times, args.warmup)
+            seconds, _ = plain_training(task, datamodule.train_dataloader(), cfg, args.steps,
+                                        args.warmup)
+            return seconds
         return run
 
     cases = {}

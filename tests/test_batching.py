@@ -1,4 +1,8 @@
+import random
+
+import lightning as L
 import torch
+from torch.utils.data import DataLoader
 
 from rnnseq.data.batching import (
     BucketBatchSampler,
@@ -79,3 +83,37 @@ def test_sorted_first_epoch_goes_short_to_long_then_shuffles():
     sampler.set_epoch(1)
     longest = [max(lengths[i] for i in b) for b in sampler]
     assert longest != sorted(longest)
+
+
+class _RecordBatches(L.LightningModule):
+    """Trains nothing; records which items each training batch held, per epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: dict[int, list[list[int]]] = {}
+
+    def training_step(self, batch, batch_idx):
+        self.seen.setdefault(self.current_epoch, []).append(batch.tolist())
+        return (self.weight * 0).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_moves_the_bucketing_sampler_to_each_new_epoch(tmp_path):
+    lengths = [random.Random(i).randint(5, 100) for i in range(60)]
+    sampler = BucketBatchSampler(lengths, max_frames=400, max_batch_size=8, seed=3,
+                                 sorted_first_epoch=True)
+    loader = DataLoader(list(range(60)), batch_sampler=sampler)
+    module = _RecordBatches()
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=loader)
+
+    longest = [max(lengths[i] for i in batch) for batch in module.seen[0]]
+    assert longest == sorted(longest)  # epoch 0: SortaGrad, short to long
+    assert module.seen[1] != module.seen[0] and module.seen[2] != module.seen[1]
+    assert [max(lengths[i] for i in b) for b in module.seen[1]] != sorted(longest)  # shuffled
+    assert sampler.epoch == 2

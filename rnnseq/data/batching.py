@@ -123,6 +123,13 @@ class BucketBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> BucketBatchSampler:
+        """This object. Lightning calls ``set_epoch`` at the start of every epoch (and after
+        resuming) on ``dataloader.batch_sampler.sampler``, not on the batch sampler itself; without
+        this, every epoch would be epoch 0: the same batches, in SortaGrad's sorted order."""
+        return self
+
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
         sorted_epoch = self.sorted_first_epoch and self.epoch == 0
