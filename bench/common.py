@@ -55,6 +55,11 @@ def compose(overrides: list[str], run_dir: str | Path | None = None):
     return cfg
 
 
+# Steps timed on a representative mix of lengths: the first epoch is otherwise sorted short to
+# long (SortaGrad), and its first steps hold the shortest utterances of the corpus.
+SHUFFLED = "data.sorted_epochs=0"
+
+
 def interleaved(cases: dict[str, Callable[[], float | None]], repeats: int) -> dict[str, list[float]]:
     """Runs every case once per round, ``repeats`` rounds, alternating the order each round so
     that neither side always runs first (warm caches, turbo, other load hit both alike).

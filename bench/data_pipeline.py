@@ -75,7 +75,9 @@ def data_wait_share(datamodule, template, cfg, steps: int, warmup: int) -> tuple
     L.seed_everything(cfg.seed, verbose=False)
     task.train()
     optimizer = instantiate(cfg.task.optimizer, params=task.parameters())
+    sorted_epochs, datamodule.sorted_epochs = datamodule.sorted_epochs, 0  # a mix of lengths
     iterator = iter(datamodule.train_dataloader())
+    datamodule.sorted_epochs = sorted_epochs
     waits, totals = [], []
     for _ in range(steps):
         start = time.perf_counter()

@@ -14,9 +14,11 @@ schedule and gradient clipping, from the same random state:
 
 On a GPU both run there (Lightning's ``accelerator: auto``), timed without per-step waits.
 
-Runs alternate (plain, rnnseq, rnnseq, plain, ...). Each run's step time is its mean over the
-steps after ``--warmup`` (data loading included); the script prints the median over repeats, the
-ratio, and the largest difference between the two sides' losses at every step.
+Batches are shuffled from the first step (``data.sorted_epochs=0``), so that the timed
+steps hold a representative mix of lengths. Runs alternate (plain, rnnseq, rnnseq, plain, ...).
+Each run's step time is its mean over the steps after ``--warmup`` (data loading included); the
+script prints the median over repeats, the ratio, and the largest difference between the two
+sides' losses at every step.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from common import StepTimer, build_experiment, compose, interleaved, machine, median, plain_training
+from common import (
+    SHUFFLED,
+    StepTimer,
+    build_experiment,
+    compose,
+    interleaved,
+    machine,
+    median,
+    plain_training,
+)
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
@@ -58,7 +69,8 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="rnnseq-overhead-"))
     # Validation is off, so early stopping finds no metric at the end of the run; its check only
     # runs there, so relaxing it costs the steps nothing.
-    cfg = compose(["experiment=asr", "++callbacks.early_stopping.strict=false", *args.overrides],
+    cfg = compose(["experiment=asr", SHUFFLED, "++callbacks.early_stopping.strict=false",
+                   *args.overrides],
                   out)
     datamodule, template = build_experiment(cfg)
     print(f"machine: {machine()}")

@@ -5,7 +5,8 @@
 On a machine with few cores, torch's intra-op threads in the training process and the feature
 extraction in DataLoader workers compete for the same cores; an oversubscribed core makes the small
 matrix products of an RNN wait for a descheduled thread. Every ``THREADSxWORKERS`` setting trains
-the same steps of ``experiment=asr`` in a plain loop (same weights, batches and random state),
+the same steps of ``experiment=asr`` in a plain loop (same weights, batches and random state;
+batches shuffled from the first step, a representative mix of lengths),
 settings interleaved, and the script prints the median seconds per step and the ratio to the
 fastest. Workers always run single-threaded; ``nNICE`` lowers their priority by NICE
 (``data.worker_nice``).
@@ -19,7 +20,7 @@ import os
 
 import lightning as L
 import torch
-from common import build_experiment, compose, interleaved, machine, median, plain_training
+from common import SHUFFLED, build_experiment, compose, interleaved, machine, median, plain_training
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides of experiment=asr")
     args = parser.parse_args()
 
-    cfg = compose(["experiment=asr", *args.overrides])
+    cfg = compose(["experiment=asr", SHUFFLED, *args.overrides])
     datamodule, template = build_experiment(cfg)
     print(f"machine: {machine().rsplit(';', 1)[0]}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
 

@@ -1,6 +1,7 @@
 import random
 
 import lightning as L
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -77,12 +78,27 @@ def test_no_shuffle_is_sorted_and_deterministic():
 
 def test_sorted_first_epoch_goes_short_to_long_then_shuffles():
     lengths = _lengths()
-    sampler = BucketBatchSampler(lengths, max_frames=4000, sorted_first_epoch=True, seed=2)
+    sampler = BucketBatchSampler(lengths, max_frames=4000, sorted_epochs=1, seed=2)
     longest = [max(lengths[i] for i in b) for b in sampler]
     assert longest == sorted(longest)
     sampler.set_epoch(1)
     longest = [max(lengths[i] for i in b) for b in sampler]
     assert longest != sorted(longest)
+
+
+def test_sorted_epochs_sort_the_first_n_epochs_alike_then_shuffle():
+    lengths = _lengths()
+    sampler = BucketBatchSampler(lengths, max_frames=4000, sorted_epochs=2, seed=2)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    assert epochs[0] == epochs[1]
+    assert [max(lengths[i] for i in b) for b in epochs[1]] == sorted(max(lengths[i] for i in b)
+                                                                    for b in epochs[1])
+    assert epochs[2] != epochs[1]
+    with pytest.raises(ValueError, match="sorted_epochs must be >= 0"):
+        BucketBatchSampler(lengths, max_frames=4000, sorted_epochs=-1)
 
 
 class _RecordBatches(L.LightningModule):
@@ -104,7 +120,7 @@ class _RecordBatches(L.LightningModule):
 def test_lightning_moves_the_bucketing_sampler_to_each_new_epoch(tmp_path):
     lengths = [random.Random(i).randint(5, 100) for i in range(60)]
     sampler = BucketBatchSampler(lengths, max_frames=400, max_batch_size=8, seed=3,
-                                 sorted_first_epoch=True)
+                                 sorted_epochs=1)
     loader = DataLoader(list(range(60)), batch_sampler=sampler)
     module = _RecordBatches()
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,

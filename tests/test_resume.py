@@ -10,7 +10,7 @@ from tests.conftest import corpus_overrides
 from tests.test_train_smoke import run_module, run_train
 
 SHORT = ["data.max_batch_size=4", "task/scheduler=none", "trainer.log_every_n_steps=1",
-         "callbacks.attention_samples=null", "data.sorted_first_epoch=false"]
+         "callbacks.attention_samples=null", "data.sorted_epochs=0"]
 
 
 def _scalars(run_dir, tag):

@@ -88,3 +88,9 @@ def test_statistics_and_vocabulary_come_from_training_data(tiny_corpus):
     mean, std = dm.feature_statistics()
     assert mean.shape == std.shape == (80,)
     assert torch.isfinite(mean).all() and (std > 0).all()
+
+
+def test_the_older_sorted_first_epoch_key_still_loads(tiny_corpus):
+    assert SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=False).sorted_epochs == 0
+    assert SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=True).sorted_epochs == 1
+    assert SpeechDataModule(manifests=tiny_corpus, sorted_epochs=3).sorted_epochs == 3

@@ -87,8 +87,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         length_jitter: relative jitter of the sort key, e.g. 0.02 for +-2 %: enough for every
             batch to differ between epochs, while padding stays near 2 % (about 5 % at 0.05;
             ``bench/data_pipeline.py``).
-        sorted_first_epoch: serve epoch 0 from the shortest batch to the longest ("SortaGrad",
-            Amodei et al., 2016): attention learns to align on short utterances first.
+        sorted_epochs: serve the first this many epochs from the shortest batch to the longest,
+            without jitter ("SortaGrad", Amodei et al., 2016: attention learns to align on short
+            utterances first); later epochs are shuffled. 0 shuffles from the start.
     """
 
     def __init__(
@@ -99,7 +100,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         length_jitter: float = 0.02,
         seed: int = 0,
-        sorted_first_epoch: bool = False,
+        sorted_epochs: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
     ):
@@ -115,7 +116,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.length_jitter = length_jitter
         self.seed = seed
-        self.sorted_first_epoch = sorted_first_epoch
+        if sorted_epochs < 0:
+            raise ValueError(f"sorted_epochs must be >= 0, got {sorted_epochs}")
+        self.sorted_epochs = sorted_epochs
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
@@ -132,7 +135,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
-        sorted_epoch = self.sorted_first_epoch and self.epoch == 0
+        sorted_epoch = self.epoch < self.sorted_epochs
         if self.shuffle and self.length_jitter > 0 and not sorted_epoch:
             keys = [n * (1 + rng.uniform(-self.length_jitter, self.length_jitter)) for n in self.lengths]
         else:

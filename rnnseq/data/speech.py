@@ -141,7 +141,11 @@ class SpeechDataModule(SplitDataModule):
             from the audio every time. Training audio with ``noise_snr_db`` is never cached.
         validate_audio: open every audio header at setup, so bad files are reported up front.
         stats_utterances: how many training utterances estimate the normalisation statistics.
-        sorted_first_epoch: first training epoch from short to long utterances (SortaGrad).
+        sorted_epochs: training epochs served from short to long utterances before shuffling
+            starts (1: SortaGrad). ``experiment=asr`` sorts all three: see
+            ``experiments/asr/README.md``.
+        sorted_first_epoch: the older spelling of ``sorted_epochs`` (``True`` is 1, ``False`` 0),
+            accepted so that run folders written before it still load.
     """
 
     def __init__(
@@ -160,7 +164,8 @@ class SpeechDataModule(SplitDataModule):
         feature_cache: str | None = None,
         validate_audio: bool = True,
         stats_utterances: int = 500,
-        sorted_first_epoch: bool = True,
+        sorted_epochs: int = 1,
+        sorted_first_epoch: bool | None = None,
         seed: int = 0,
     ):
         super().__init__()
@@ -180,7 +185,7 @@ class SpeechDataModule(SplitDataModule):
         self.feature_cache = feature_cache
         self.validate_audio = validate_audio
         self.stats_utterances = stats_utterances
-        self.sorted_first_epoch = sorted_first_epoch
+        self.sorted_epochs = int(sorted_first_epoch) if sorted_first_epoch is not None else sorted_epochs
         self.seed = seed
         self.tokenizer: CharTokenizer | None = None
         self.datasets: dict[str, SpeechDataset] = {}
@@ -303,7 +308,7 @@ class SpeechDataModule(SplitDataModule):
             shuffle=shuffle,
             length_jitter=self.length_jitter,
             seed=self.seed,
-            sorted_first_epoch=shuffle and self.sorted_first_epoch,
+            sorted_epochs=self.sorted_epochs if shuffle else 0,
         )
         return DataLoader(
             dataset,
