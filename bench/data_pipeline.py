@@ -110,12 +110,17 @@ def main() -> None:
           f"{datamodule.num_workers} worker(s)")
 
     print("\n1. padded frames / real frames (target <= 1.05)")
-    for split, epoch, label in [("train", 0, "train, epoch 0 (sorted)"),
-                                ("train", 1, "train, epoch 1 (shuffled)"),
-                                ("train", 2, "train, epoch 2 (shuffled)"),
-                                ("valid", 0, "valid"), ("test", 0, "test")]:
+    sorted_epochs = datamodule.sorted_epochs
+    rows = [("train", e, f"train, epoch {e} ({'sorted' if e < sorted_epochs else 'shuffled'})")
+            for e in range(sorted_epochs + 1)]
+    for split, epoch, label in [*rows, ("valid", 0, "valid"), ("test", 0, "test")]:
         ratio, count = loader_padding(datamodule, split, epoch)
         print(f"   {label:<28} {ratio:.4f}  ({count} batches)")
+    datamodule.sorted_epochs = 0
+    for epoch in (0, 1):
+        ratio, count = loader_padding(datamodule, "train", epoch)
+        print(f"   {f'train, sorted_epochs=0, epoch {epoch}':<28} {ratio:.4f}  ({count} batches)")
+    datamodule.sorted_epochs = sorted_epochs
 
     print("\n2. log-mel extraction, one thread (target >= 1000x real time)")
     transform, with_reading, cached = extraction_speed(datamodule, args.utterances)
