@@ -2,6 +2,7 @@
 
 from dataclasses import asdict
 
+import hydra.utils
 import lightning as L
 import pytest
 from hydra.utils import instantiate
@@ -49,6 +50,18 @@ def test_experiment_composes_and_instantiates(experiment, tmp_path):
     datamodule, task, trainer = _build(cfg)
     assert isinstance(trainer, L.Trainer) and isinstance(task, L.LightningModule)
     assert cfg.study == experiment
+
+
+def test_asr_recipe_on_your_own_manifests_has_no_embedded_corpus(tmp_path, tiny_corpus):
+    """`experiment=asr data=speech data.manifests...` (the README's own-data command) keeps the
+    recipe's batch settings and reads the given manifests, with no corpus left over."""
+    cfg = compose_config(["experiment=asr", "data=speech",
+                          *(f"data.manifests.{k}={v}" for k, v in tiny_corpus.items())], tmp_path)
+    assert cfg.data.corpus is None and cfg.data.sorted_epochs == 3
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert len(datamodule.datasets["train"]) == 24
 
 
 @pytest.mark.parametrize("override", [
