@@ -12,10 +12,9 @@ each attention type.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from common import interleaved, machine, median
+from common import device_from, interleaved, machine, median
+from common import parser as bench_parser
 
 from rnnseq.data.batching import make_pad_mask
 from rnnseq.models.attention import AdditiveAttention, DotAttention, LocationAttention
@@ -39,19 +38,13 @@ def decode(decoder: AttentionDecoder, memory, mask, tokens: int, per_step_keys: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, repeats=7)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--frames", type=int, default=75, help="encoder frames S")
     parser.add_argument("--memory-dim", type=int, default=512)
     parser.add_argument("--tokens", type=int, default=60)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_from(args)
     print(f"machine: {machine()}; device {device}")
     print(f"batch {args.batch}, {args.frames} encoder frames of {args.memory_dim}, "
           f"{args.tokens} greedy steps, no gradients")

@@ -3,6 +3,7 @@ experiment config composed as ``python -m rnnseq.train`` would, and interleaved 
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -17,6 +18,23 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+def parser(description: str, repeats: int) -> argparse.ArgumentParser:
+    """The command line every benchmark shares: ``--repeats``, ``--threads``, ``--device``."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=repeats, help="interleaved rounds")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def device_from(args: argparse.Namespace) -> torch.device:
+    """Applies ``--threads`` and returns ``--device``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device)
 
 
 def machine() -> str:

@@ -18,10 +18,9 @@ Cases are interleaved and the medians printed with the ratio to the padded path.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from common import interleaved, machine, median
+from common import device_from, interleaved, machine, median
+from common import parser as bench_parser
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -54,20 +53,14 @@ class PackedStack(nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, repeats=7)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, nargs="+", default=[60, 120],
                         help="longest sequence (encoder frames after subsampling)")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_from(args)
     torch.manual_seed(0)
     padded = nn.ModuleList(
         RecurrentLayer(args.hidden if i == 0 else 2 * args.hidden, args.hidden)
