@@ -55,22 +55,10 @@ def machine() -> str:
 
 def compose(overrides: list[str], run_dir: str | Path | None = None):
     """The config ``python -m rnnseq.train <overrides>`` would run with, its output folder set to
-    ``run_dir`` (a new temporary folder by default) so that ``${hydra:...}`` values resolve."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    ``run_dir`` (a new temporary folder by default)."""
+    from rnnseq.config import compose_train_config
 
-    from rnnseq.config import CONFIG_DIR
-
-    run_dir = Path(run_dir or tempfile.mkdtemp(prefix="rnnseq-bench-"))
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose_train_config(overrides, run_dir or tempfile.mkdtemp(prefix="rnnseq-bench-"))
 
 
 # Steps timed on a representative mix of lengths: the first epoch is otherwise sorted short to
@@ -113,19 +101,9 @@ def timed(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
 def build_experiment(cfg):
     """The datamodule (set up) and the task (feature statistics set) that ``rnnseq.train`` would
     build from ``cfg``."""
-    import lightning as L
-    from hydra.utils import instantiate
+    from rnnseq.train import build_data_and_task
 
-    from rnnseq.resources import set_threads
-
-    set_threads(cfg.get("threads"))
-    L.seed_everything(cfg.seed, verbose=False)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    task = instantiate(cfg.task, model=cfg.model, **datamodule.task_arguments())
-    datamodule.prepare_task(task)
-    return datamodule, task
+    return build_data_and_task(cfg)
 
 
 class StepTimer:

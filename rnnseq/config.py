@@ -1,4 +1,5 @@
-"""Config helpers: the ``${metric:NAME}`` resolver and the config folder's location."""
+"""Config helpers: the resolvers (``${metric:NAME}`` ...), the config folder's location, and the
+config of a run composed without running it."""
 
 from __future__ import annotations
 
@@ -43,3 +44,19 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose_train_config(overrides: list[str], run_dir: str | Path):
+    """The config ``python -m rnnseq.train <overrides>`` would run with, outside a Hydra run (tests,
+    benchmarks, notebooks): its output folder is ``run_dir``, so that ``${hydra:...}`` resolves."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg

@@ -53,18 +53,24 @@ def quick_run_overrides(trainer_cfg: DictConfig) -> DictConfig:
     return trainer_cfg
 
 
-def train(cfg: DictConfig) -> dict:
-    """Runs one experiment described by ``cfg``; returns the dict written to ``results.json``."""
-    started = time.time()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def build_data_and_task(cfg: DictConfig):
+    """Threads and seeds set, the datamodule prepared and set up, and the task built with the sizes
+    and statistics of the data: ``(datamodule, task)``."""
     set_threads(cfg.get("threads"))
     L.seed_everything(cfg.seed, workers=True)
-
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     task = instantiate(cfg.task, model=cfg.model, **datamodule.task_arguments())
     datamodule.prepare_task(task)
+    return datamodule, task
+
+
+def train(cfg: DictConfig) -> dict:
+    """Runs one experiment described by ``cfg``; returns the dict written to ``results.json``."""
+    started = time.time()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    datamodule, task = build_data_and_task(cfg)
     datamodule.write_report(run_dir)
 
     # A config group entry set to null (e.g. `callbacks.attention_samples: null`) is switched off.

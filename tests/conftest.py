@@ -56,16 +56,6 @@ def corpus_overrides(prefix: str = "data.corpus") -> list[str]:
 def compose_config(overrides: list[str], run_dir: Path):
     """The config `python -m rnnseq.train <overrides>` would run with, its run folder set to
     ``run_dir`` so that ``${hydra:runtime.output_dir}`` resolves."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from rnnseq.config import compose_train_config
 
-    from rnnseq.config import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose_train_config(overrides, run_dir)
