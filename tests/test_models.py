@@ -60,6 +60,14 @@ def test_attention_all_steps_at_once_equals_step_by_step(name):
         torch.testing.assert_close(weights[:, t], w)
 
 
+def test_location_features_equal_the_convolution_then_the_projection():
+    attention = A.LocationAttention(query_dim=4, memory_dim=6, attention_dim=8, conv_channels=3,
+                                    conv_kernel=5)
+    weights = torch.softmax(torch.randn(2, 9), -1)
+    reference = attention.location_proj(attention.conv(weights.unsqueeze(1)).transpose(1, 2))
+    assert torch.allclose(attention.location_features(weights), reference, atol=1e-6)
+
+
 def test_reverse_within_lengths_keeps_padding_and_is_an_involution():
     x = torch.arange(8.0).view(2, 4, 1)
     lengths = torch.tensor([4, 2])
