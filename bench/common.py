@@ -30,6 +30,18 @@ def parser(description: str, repeats: int) -> argparse.ArgumentParser:
     return parser
 
 
+def training_parser(description: str, steps: int, warmup: int) -> argparse.ArgumentParser:
+    """The command line of the benchmarks that time training steps of ``experiment=asr``:
+    ``--steps``, ``--warmup``, ``--repeats`` and Hydra overrides after the options."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--warmup", type=int, default=warmup, help="steps left out of the timing")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("overrides", nargs="*", help="extra hydra overrides of experiment=asr")
+    return parser
+
+
 def device_from(args: argparse.Namespace) -> torch.device:
     """Applies ``--threads`` and returns ``--device``."""
     if args.threads:

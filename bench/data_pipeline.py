@@ -13,13 +13,12 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 
 import lightning as L
 import torch
-from common import build_experiment, compose, machine, median
+from common import build_experiment, compose, machine, median, training_parser
 
 from rnnseq.data.audio import LogMel, load_audio
 from rnnseq.data.batching import padding_ratio
@@ -94,13 +93,8 @@ def data_wait_share(datamodule, template, cfg, steps: int, warmup: int) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = training_parser(__doc__, steps=40, warmup=5)
     parser.add_argument("--utterances", type=int, default=300, help="for the extraction speed")
-    parser.add_argument("overrides", nargs="*", help="extra hydra overrides of experiment=asr")
     args = parser.parse_args()
 
     cfg = compose(["experiment=asr", *args.overrides])

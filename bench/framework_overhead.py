@@ -23,7 +23,6 @@ sides' losses at every step.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import shutil
 import tempfile
@@ -40,6 +39,7 @@ from common import (
     machine,
     median,
     plain_training,
+    training_parser,
 )
 from hydra.utils import instantiate
 from omegaconf import open_dict
@@ -58,12 +58,7 @@ class StepClock(L.Callback):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("overrides", nargs="*", help="extra hydra overrides of experiment=asr")
+    parser = training_parser(__doc__, steps=60, warmup=10)
     args = parser.parse_args()
 
     out = Path(tempfile.mkdtemp(prefix="rnnseq-overhead-"))

@@ -14,25 +14,28 @@ fastest. Workers always run single-threaded; ``nNICE`` lowers their priority by 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 
 import lightning as L
 import torch
-from common import SHUFFLED, build_experiment, compose, interleaved, machine, median, plain_training
+from common import (
+    SHUFFLED,
+    build_experiment,
+    compose,
+    interleaved,
+    machine,
+    median,
+    plain_training,
+    training_parser,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = training_parser(__doc__, steps=30, warmup=5)
     parser.add_argument("--grid", default="2x0,1x1,2x1,2x1n10,2x2n10",
                         help="comma-separated THREADSxWORKERS[nNICE] settings (nNICE: workers "
                              "run NICE steps lower in priority)")
-    parser.add_argument("overrides", nargs="*", help="extra hydra overrides of experiment=asr")
     args = parser.parse_args()
 
     cfg = compose(["experiment=asr", SHUFFLED, *args.overrides])
