@@ -32,6 +32,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from rnnseq.checkpoints import load_checkpoint  # noqa: E402
 from rnnseq.data.corpus.text_sources import ShakespeareText  # noqa: E402
 from rnnseq.data.text import encode_stream  # noqa: E402
 from rnnseq.data.tokenizer import tokenizer_from_state  # noqa: E402
@@ -187,7 +188,7 @@ def main() -> None:
 
 
 def _parameters(checkpoint: Path) -> int:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_checkpoint(checkpoint)["state_dict"]
     unique = {v.data_ptr(): v.numel() for v in state.values()}  # tied weights count once
     return sum(unique.values())
 

@@ -1,15 +1,97 @@
-"""Finding and loading the checkpoint of a run folder."""
+"""Checkpoint files: written atomically, found in run folders, loaded without running code."""
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
+import tempfile
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 TaskT = TypeVar("TaskT", bound=L.LightningModule)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made crash-safe on local disks: the checkpoint is written to
+    a temporary file in the same folder, flushed to disk, and renamed over the old one. A kill or
+    a full disk during the write leaves the previous ``last.ckpt`` whole; the temporary file is
+    removed when Python gets the chance. Remote paths (``s3://`` ...) use Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Makes a rename inside ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, read with ``weights_only=True``: tensors, numbers, strings and
+    containers only, so a tampered file cannot run code. rnnseq writes nothing else into its
+    checkpoints (configs are plain dicts, tokenizers their symbol lists, random states tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} holds objects other than tensors and plain data, so it was not "
+                         f"written by rnnseq or has been altered; rnnseq does not load it "
+                         f"({str(err).splitlines()[0]})") from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from None
+
+
+def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor],
+                            path: str | Path, key: str) -> None:
+    """Raises a ``ValueError`` before training when the weights in ``state`` do not fit ``model``:
+    names every parameter whose shape differs, and those missing on either side."""
+    own = model.state_dict()
+    wrong = [f"{name}: checkpoint {tuple(state[name].shape)}, config {tuple(own[name].shape)}"
+             for name in own if name in state and state[name].shape != own[name].shape]
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if not (wrong or missing or extra):
+        return
+    lines = [f"{key}={path} does not fit the model this config builds:"]
+    lines += [f"  shape {w}" for w in wrong[:10]]
+    if missing:
+        lines.append(f"  not in the checkpoint: {', '.join(missing[:10])}")
+    if extra:
+        lines.append(f"  not in the model: {', '.join(extra[:10])}")
+    lines.append("The vocabulary (data) or the model sizes (model.*) differ from the run that wrote "
+                 "it; use that run's data and model config, or train without " + key + ".")
+    raise ValueError("\n".join(lines))
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -32,7 +114,7 @@ def find_checkpoint(path: str | Path) -> Path:
 def load_task(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> TaskT:
     """The task of a run folder's best checkpoint (or of a checkpoint file), in eval mode."""
     task = task_class.load_from_checkpoint(find_checkpoint(run), map_location=torch.device(device),
-                                           weights_only=False)
+                                           weights_only=True)
     return task.eval()
 
 
@@ -42,7 +124,7 @@ def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
     from rnnseq.tasks.speech_to_text import SpeechToText
     from rnnseq.tasks.text_to_text import TextToText
 
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    hparams = load_checkpoint(checkpoint).get("hyper_parameters", {})
     if "features" in hparams:
         return SpeechToText
     if "source_tokenizer" in hparams:

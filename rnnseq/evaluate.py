@@ -136,7 +136,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     checkpoint = checkpoint or find_checkpoint(run)
     run = run_folder_of(run)
     task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
-                                                           weights_only=False)
+                                                           weights_only=True)
     unknown = set(decoding) - set(task.hparams.get("decoding", {})) - {"lm", "lm_weight"}
     if unknown:
         raise ValueError(f"unknown decoding settings {sorted(unknown)}; this task has "

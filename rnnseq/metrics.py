@@ -11,6 +11,7 @@ TRAIN_ATTENTION_LOSS = "train/att_loss"
 TRAIN_CTC_LOSS = "train/ctc_loss"
 GRAD_NORM = "train/grad_norm"
 LEARNING_RATE = "train/lr"
+SKIPPED_STEPS = "train/skipped_steps"  # steps with a non-finite loss or gradient (safeguards)
 VAL_LOSS = "val/loss"
 VAL_WER = "val/wer"
 VAL_CER = "val/cer"

@@ -47,3 +47,20 @@ def write_results(path: str | Path, results: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
     return path
+
+
+DATA_REPORT_TAG = "data/report"
+
+
+def log_data_report(logger: TensorBoardLogger, report) -> None:
+    """The data report's counts as scalars (``data/skipped``, ``data/kept``) and its first 50
+    items as a table (``data/report``), so a glance at TensorBoard shows what was left out."""
+    counts = report.counts()
+    for action in ("skipped", "kept"):
+        logger.experiment.add_scalar(f"data/{action}", counts.get(action, 0), 0)
+    if report.issues:
+        rows = ["| item | reason | action |", "|---|---|---|"]
+        rows += [f"| {i.id or i.source} | {i.reason} | {i.action} |" for i in report.issues[:50]]
+        if len(report.issues) > 50:
+            rows.append(f"| ... | {len(report.issues) - 50} more in data_report.json | |")
+        logger.experiment.add_text(DATA_REPORT_TAG, "\n".join(rows), 0)

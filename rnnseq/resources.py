@@ -39,6 +39,16 @@ def set_threads(threads: int | str | None) -> int:
     return count
 
 
+def share_cores(threads: int | str | None, trainer) -> None:
+    """With ``threads=auto`` and several training processes on this machine's CPU (``trainer=
+    ddp_cpu``), gives each process an equal share of the cores instead of all of them."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    processes = trainer.num_devices if isinstance(trainer.accelerator, CPUAccelerator) else 1
+    if threads in (None, "auto") and processes > 1:
+        torch.set_num_threads(max(1, available_cores() // processes))
+
+
 def data_workers(workers: int | str | None) -> int:
     """DataLoader worker processes: a number, or ``auto``: none on machines with at most two cores
     (with cached features, a worker there slowed training steps by 13 %, ``bench/threads.py``),

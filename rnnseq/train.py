@@ -14,7 +14,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -22,9 +21,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rnnseq.checkpoints import load_checkpoint, require_matching_shapes
 from rnnseq.config import CONFIG_DIR
-from rnnseq.reporting import log_hparams_with_metrics, write_results
-from rnnseq.resources import set_threads
+from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
+from rnnseq.resources import set_threads, share_cores
+from rnnseq.safeguards import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,31 @@ def train(cfg: DictConfig) -> dict:
     started = time.time()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule, task = build_data_and_task(cfg)
-    datamodule.write_report(run_dir)
 
     # A config group entry set to null (e.g. `callbacks.attention_samples: null`) is switched off.
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
     trainer = instantiate(quick_run_overrides(cfg.trainer), callbacks=callbacks, logger=loggers)
+    share_cores(cfg.get("threads"), trainer)
+    tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
+    if trainer.is_global_zero:
+        datamodule.write_report(run_dir)
+        if tb is not None:
+            log_data_report(tb, datamodule.report)
     if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
-        state = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint(cfg.ckpt_path)["state_dict"]
+        require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
         task.load_state_dict(state)
         log.info("initialised the model from %s", cfg.ckpt_path)
     resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+    if resume_from is not None:
+        require_matching_shapes(task, load_checkpoint(resume_from)["state_dict"], resume_from,
+                                "resume")
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except TrainingInterrupted as stop:
+        log.warning("%s. Continue with: python -m rnnseq.train resume=%s", stop, run_dir)
+        raise
     train_seconds = time.time() - started
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -98,17 +112,19 @@ def train(cfg: DictConfig) -> dict:
     }
     if cfg.get("test", True):
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path,
-                                    weights_only=False)[0]
+                                    weights_only=True)[0]
         results["test"] = {k: _number(v) for k, v in test_metrics.items()}
         if getattr(task, "test_results", None):
             results["test_items"] = len(task.test_results)
-            write_results(run_dir / "test_outputs.json", {"items": task.test_results})
+            if trainer.is_global_zero:
+                write_results(run_dir / "test_outputs.json", {"items": task.test_results})
         if task.hparams.get("decoding"):
             results["decoding"] = dict(task.hparams.decoding)
     results["wall_seconds"] = round(time.time() - started, 1)
+    if not trainer.is_global_zero:  # the other ranks of a distributed run hold the same results
+        return results
     write_results(run_dir / "results.json", results)
 
-    tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
     if tb is not None:
         final = {**results["best_val"], **results.get("test", {})}
         log_hparams_with_metrics(tb, OmegaConf.to_container(cfg.model, resolve=True)
@@ -156,7 +172,10 @@ def resume_arguments(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    results = train(cfg)
+    try:
+        results = train(cfg)
+    except TrainingInterrupted as stop:  # checkpoint written: a clean exit, no traceback
+        raise SystemExit(stop.exit_code) from None
     best = list(results["best_val"].values())
     return best[0] if best else None
 

@@ -69,6 +69,43 @@ def test_ranks_get_disjoint_batches_of_equal_count():
     assert len(seen) == len(set(seen))
 
 
+def test_evaluation_ranks_score_every_item_exactly_once():
+    lengths = _lengths(301)
+    per_rank = [list(BucketBatchSampler(lengths, max_frames=3000, shuffle=False, num_replicas=2,
+                                        rank=r, drop_uneven=False)) for r in range(2)]
+    seen = sorted(i for batches in per_rank for b in batches for i in b)
+    assert seen == list(range(len(lengths)))
+    assert abs(len(per_rank[0]) - len(per_rank[1])) <= 1
+
+
+def test_resume_at_serves_the_rest_of_an_epoch_then_moves_on():
+    sampler = BucketBatchSampler(_lengths(), max_frames=4000, seed=1)
+    sampler.set_epoch(2)
+    epoch2 = list(sampler)
+    sampler.set_epoch(3)
+    epoch3 = list(sampler)
+
+    sampler.resume_at(2, 5)
+    assert list(sampler) == epoch2[5:]
+    assert list(sampler) == epoch2  # the skip applies to one pass only
+    sampler.resume_at(2, 5)
+    sampler.set_epoch(2)  # Lightning sets the same epoch again after loading: still skipped
+    assert list(sampler) == epoch2[5:]
+    sampler.resume_at(2, len(epoch2))  # saved at the end of epoch 2
+    assert sampler.epoch == 3 and list(sampler) == epoch3
+
+
+def test_stream_windows_resume_in_order_too():
+    from rnnseq.data.batching import InOrderBatches
+
+    sampler = InOrderBatches(5)
+    assert list(sampler) == [[0], [1], [2], [3], [4]]
+    sampler.resume_at(0, 2)
+    assert list(sampler) == [[2], [3], [4]]
+    sampler.resume_at(0, 5)
+    assert sampler.epoch == 1 and len(list(sampler)) == 5
+
+
 def test_no_shuffle_is_sorted_and_deterministic():
     lengths = _lengths()
     batches = list(BucketBatchSampler(lengths, max_frames=4000, shuffle=False))

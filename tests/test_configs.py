@@ -93,6 +93,11 @@ def test_unknown_config_values_fail_naming_the_key(tmp_path):
     cfg = compose_config(["experiment=asr", "task.ctc_weight=2"], tmp_path)
     with pytest.raises(Exception, match="ctc_weight must be in"):
         _build(cfg)
+    cfg = compose_config(["experiment=asr", "model.encoder.hidden_size=-8"], tmp_path)
+    with pytest.raises(Exception, match="sizes must be positive, got hidden_size=-8"):
+        _build(cfg)
+    with pytest.raises(Exception, match=r"(?s)model/attention/luong.*Available options.*location"):
+        compose_config(["experiment=asr", "model/attention=luong"], tmp_path)
 
 
 DEBUG_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))

@@ -5,7 +5,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import torch
 
 from rnnseq.data import feature_cache as FC
@@ -61,16 +63,21 @@ def test_a_cache_is_reused_and_rebuilt_when_the_audio_changes(tiny_corpus, tmp_p
     assert torch.equal(changed.datasets["train"][0].features, changed.datasets["train"][1].features)
 
 
-def test_audio_unreadable_at_build_time_is_skipped(tiny_corpus, tmp_path):
+def test_audio_unusable_at_build_time_is_reported_and_left_out(tiny_corpus, tmp_path):
     manifests = _copy_corpus(tiny_corpus, tmp_path)
     dm = SpeechDataModule(manifests=manifests, num_workers=0, validate_audio=False,
                           feature_cache=str(tmp_path / "features"))
-    victim = json.loads(Path(manifests["train"]).read_text().splitlines()[0])
-    (tmp_path / victim["audio_filepath"]).write_bytes(b"broken")
+    lines = [json.loads(x) for x in Path(manifests["train"]).read_text().splitlines()]
+    broken, silent = lines[0], lines[1]
+    (tmp_path / broken["audio_filepath"]).write_bytes(b"broken")
+    soundfile.write(tmp_path / silent["audio_filepath"], np.zeros(8000, dtype=np.float32), 16000)
     dm.setup("fit")
-    assert dm.datasets["train"][0] is None
-    ids = [i for batch in dm.train_dataloader() if batch is not None for i in batch.ids]
-    assert victim["id"] not in ids and len(ids) == len(dm.datasets["train"]) - 1
+    reasons = {issue.id: issue.reason for issue in dm.report.issues}
+    assert "cannot read audio" in reasons[broken["id"]]
+    assert "is silent" in reasons[silent["id"]]
+    assert len(dm.datasets["train"]) == len(lines) - 2
+    ids = [i for batch in dm.train_dataloader() for i in batch.ids]
+    assert sorted(ids) == sorted(x["id"] for x in lines[2:])
 
 
 def test_an_interrupted_build_leaves_no_cache(tiny_corpus, tmp_path, monkeypatch):

@@ -23,13 +23,17 @@ def _bad_corpus(tiny_corpus, tmp_path) -> dict[str, str]:
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     empty = tmp_path / "empty.wav"
     soundfile.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(16000, dtype=np.float32), 16000)
     good = out["train"][0]
     out["train"] += [
         {**good, "id": "corrupt", "audio_filepath": str(corrupt)},
         {**good, "id": "empty", "audio_filepath": str(empty)},
+        {**good, "id": "silent", "audio_filepath": str(silent), "duration": 1.0},
         {**good, "id": "missing", "audio_filepath": str(tmp_path / "missing.wav")},
         {**good, "id": "no-text", "text": ""},
         {**good, "id": "too-long", "duration": 99.0},
+        {**good},  # the same id twice
     ]
     out["test"] += [{**out["test"][0], "id": "accented", "text": "caf\u00e9 ole"}]
     paths = {}
@@ -42,9 +46,13 @@ def _bad_corpus(tiny_corpus, tmp_path) -> dict[str, str]:
 
 def test_bad_items_are_reported_and_training_data_still_loads(tiny_corpus, tmp_path):
     manifests = _bad_corpus(tiny_corpus, tmp_path)
-    dm = SpeechDataModule(manifests=manifests, max_duration=20.0, num_workers=0, max_frames=3000)
+    dm = SpeechDataModule(manifests=manifests, max_duration=20.0, num_workers=0, max_frames=3000,
+                          feature_cache=str(tmp_path / "features"))
     dm.setup("fit")
     reasons = {(i.id, i.action): i.reason for i in dm.report.issues}
+    assert "is silent" in reasons[("silent", "skipped")]
+    duplicate = json.loads(Path(manifests["train"]).read_text().splitlines()[0])["id"]
+    assert "duplicate id" in reasons[(duplicate, "skipped")]
     assert "unreadable audio" in reasons[("corrupt", "skipped")]
     assert "unreadable audio" in reasons[("missing", "skipped")]
     assert "zero-length" in reasons[("empty", "skipped")]
@@ -55,7 +63,7 @@ def test_bad_items_are_reported_and_training_data_still_loads(tiny_corpus, tmp_p
     assert len(truncated) == 3 and all(i.line is not None for i in truncated)
     assert len(dm.datasets["train"]) == 24 and len(dm.datasets["test"]) == 7
     report = json.loads(dm.write_report(tmp_path).read_text())
-    assert report["counts"] == {"skipped": 8, "kept": 1}
+    assert report["counts"] == {"skipped": 10, "kept": 1}
 
     seen = 0
     for batch in dm.train_dataloader():
@@ -94,3 +102,29 @@ def test_the_older_sorted_first_epoch_key_still_loads(tiny_corpus):
     assert SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=False).sorted_epochs == 0
     assert SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=True).sorted_epochs == 1
     assert SpeechDataModule(manifests=tiny_corpus, sorted_epochs=3).sorted_epochs == 3
+
+
+def test_training_on_a_corpus_full_of_bad_items_runs_to_the_end_and_reports_them(
+        tiny_corpus, tmp_path, data_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.test_train_smoke import run_train
+
+    manifests = _bad_corpus(tiny_corpus, tmp_path)
+    run = tmp_path / "run"
+    run_train(run, data_dir, "data=speech",
+              *(f"data.manifests.{split}={path}" for split, path in manifests.items()),
+              "data.max_duration=20", f"data.feature_cache={tmp_path / 'features'}",
+              "data.max_batch_size=8", "trainer.max_epochs=1")
+    report = json.loads((run / "data_report.json").read_text())
+    reasons = " | ".join(issue["reason"] for issue in report["issues"])
+    for expected in ("unreadable audio", "zero-length audio", "is silent", "empty transcript",
+                     "max_duration", "duplicate id", "malformed JSON", "outside the vocabulary"):
+        assert expected in reasons, expected
+    assert report["counts"] == {"skipped": 10, "kept": 1}
+    results = json.loads((run / "results.json").read_text())
+    assert results["data_issues"] == report["counts"]
+    assert results["steps"] == 3 and results["test_items"] == 7  # 24 good train items, batches of 8
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("data/skipped")] == [10]

@@ -35,6 +35,19 @@ def load_audio(path: str, sample_rate: int) -> torch.Tensor:
     return wave
 
 
+SILENCE_PEAK = 1e-4  # -80 dBFS: below 16-bit dither, nothing a recogniser could transcribe
+
+
+def require_sound(wave: torch.Tensor, path: str) -> torch.Tensor:
+    """``wave`` itself, or :class:`AudioError` when it is silence only (peak below -80 dBFS):
+    training on a transcript with nothing audible teaches the model to hallucinate it."""
+    peak = float(wave.abs().max()) if wave.numel() else 0.0
+    if peak < SILENCE_PEAK:
+        raise AudioError(f"audio file {path} is silent (peak amplitude {peak:.1e} is below "
+                         f"{SILENCE_PEAK:.0e}, -80 dBFS)")
+    return wave
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """How waveforms become features; stored with every checkpoint so that a model can

@@ -3,13 +3,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Dataset
 
+from rnnseq.data.batching import BucketBatchSampler, ResumableBatches
 from rnnseq.data.manifest import DataReport
+
+
+def own_generator(seed: int) -> torch.Generator:
+    """A DataLoader's own random generator. Every new iterator draws its workers' seed from it;
+    without one it comes from the global generator, so a validation pass would shift the dropout
+    and augmentation draws of all later training steps, and a resumed run (which starts with a
+    sanity validation) would draw differently from an uninterrupted one."""
+    return torch.Generator().manual_seed(seed)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a :class:`~rnnseq.data.batching.ResumableBatches` batch sampler whose
+    place in training travels with checkpoints, so that a run resumed mid-epoch sees exactly the
+    batches it would have seen.
+
+    Lightning saves ``state_dict()`` in every checkpoint and hands it back through
+    ``load_state_dict()`` before the first batch after a resume. ``position`` tells how many
+    batches of the current epoch training has consumed (the prefetched one is not counted).
+
+    The loader's own random generator, reseeded from ``seed`` and the epoch, draws the seed of its
+    worker processes, so creating an iterator (on resume, too) never moves the global random state
+    that dropout and augmentation draw from.
+    """
+
+    def __init__(self, dataset: Dataset, batch_sampler: ResumableBatches, seed: int = 0,
+                 position: Callable[[], int] | None = None, **kwargs: Any):
+        kwargs.setdefault("generator", own_generator(seed))
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        self.seed = seed
+        self.position = position
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed * 100_003 + self.batch_sampler.epoch)
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, int]:
+        done = self.position() if self.position is not None else 0
+        return {"epoch": self.batch_sampler.epoch, "batches_done": done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.resume_at(int(state["epoch"]), int(state["batches_done"]))
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -22,6 +66,29 @@ class SplitDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         raise NotImplementedError
+
+    def distributed(self) -> tuple[int, int]:
+        """``(number of processes, rank of this one)`` in distributed training, else ``(1, 0)``."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _batches_done(self) -> int:
+        """Training batches consumed so far in the current epoch (read when checkpointing)."""
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer else 0
+
+    def bucket_loader(self, dataset: Dataset, lengths: Sequence[int], shuffle: bool,
+                      seed: int, sampler_args: dict[str, Any], **loader_args: Any) -> DataLoader:
+        """A length-bucketed loader: resumable and with shuffled batches for training, in order
+        for evaluation; with this rank's share of the batches under distributed training."""
+        replicas, rank = self.distributed()
+        sampler = BucketBatchSampler(lengths, shuffle=shuffle, seed=seed, num_replicas=replicas,
+                                     rank=rank, drop_uneven=shuffle, **sampler_args)
+        if not shuffle:
+            return DataLoader(dataset, batch_sampler=sampler, generator=own_generator(seed),
+                              **loader_args)
+        return ResumableLoader(dataset, sampler, seed=seed, position=self._batches_done,
+                               **loader_args)
 
     def task_arguments(self) -> dict[str, Any]:
         """Arguments of the task that follow from the data (tokenizers, feature settings)."""

@@ -70,14 +70,64 @@ def collate_examples(items: Sequence[Example | None], pad_id: int = 0) -> Batch 
     )
 
 
-class BucketBatchSampler(Sampler[list[int]]):
+class ResumableBatches(Sampler[list[int]]):
+    """What a batch sampler needs for exact resumption: an epoch that Lightning moves on (through
+    :attr:`sampler`, where Lightning looks for ``set_epoch``), and :meth:`resume_at` to start an
+    epoch part-way. Subclasses implement ``_epoch_batches()`` (the batches of ``self.epoch``)."""
+
+    epoch: int = 0
+    _skip: int = 0  # batches of the current epoch already served before a resume
+
+    def _epoch_batches(self) -> list[list[int]]:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._skip = 0
+        self.epoch = epoch
+
+    @property
+    def sampler(self) -> ResumableBatches:
+        """This object. Lightning calls ``set_epoch`` at the start of every epoch (and after
+        resuming) on ``dataloader.batch_sampler.sampler``, not on the batch sampler itself; without
+        this, every epoch would be epoch 0."""
+        return self
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Makes the next iteration serve epoch ``epoch`` without its first ``batches_done``
+        batches, as an interrupted run would have gone on; a finished epoch moves to the next."""
+        self.epoch, self._skip = epoch, batches_done
+        if batches_done >= len(self):
+            self.epoch, self._skip = epoch + 1, 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        yield from self._epoch_batches()[skip:]
+
+    def __len__(self) -> int:
+        return len(self._epoch_batches())
+
+
+class InOrderBatches(ResumableBatches):
+    """Items ``0 .. n-1`` in order, one per batch: for datasets whose items are whole batches
+    already (a language model's stream windows, where order carries the hidden state)."""
+
+    def __init__(self, num_items: int):
+        self.num_items = num_items
+
+    def _epoch_batches(self) -> list[list[int]]:
+        return [[i] for i in range(self.num_items)]
+
+
+class BucketBatchSampler(ResumableBatches):
     """Batches of similar length under a padded-size budget.
 
     Items are sorted by length (with a small random jitter so that batches differ between
     epochs), cut greedily into batches whose padded size ``len(batch) * longest`` stays within
     ``max_frames`` and whose count stays within ``max_batch_size``, and the batches are shuffled.
-    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th batch, and every rank gets
-    the same number of batches (the last few are dropped) so that collective ops stay in step.
+    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th batch. In training
+    (``drop_uneven``) every rank gets the same number of batches (the last few are dropped) so that
+    gradient all-reduces stay in step; evaluation keeps them all, so every item is scored once.
 
     Args:
         lengths: length of every item, in the unit of ``max_frames`` (feature frames).
@@ -103,6 +153,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         sorted_epochs: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        drop_uneven: bool = True,
     ):
         if max_frames <= 0 or max_batch_size <= 0:
             raise ValueError(
@@ -121,17 +172,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.sorted_epochs = sorted_epochs
         self.num_replicas = num_replicas
         self.rank = rank
+        self.drop_uneven = drop_uneven
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    @property
-    def sampler(self) -> BucketBatchSampler:
-        """This object. Lightning calls ``set_epoch`` at the start of every epoch (and after
-        resuming) on ``dataloader.batch_sampler.sampler``, not on the batch sampler itself; without
-        this, every epoch would be epoch 0: the same batches, in SortaGrad's sorted order."""
-        return self
 
     def _all_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed + self.epoch)
@@ -161,18 +203,15 @@ class BucketBatchSampler(Sampler[list[int]]):
             rng.shuffle(batches)
         return batches
 
-    def _rank_batches(self) -> list[list[int]]:
+    def _epoch_batches(self) -> list[list[int]]:
+        """This rank's batches of the current epoch."""
         batches = self._all_batches()
         if self.num_replicas == 1:
             return batches
-        per_rank = len(batches) // self.num_replicas
-        return batches[self.rank :: self.num_replicas][:per_rank]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self._rank_batches()
-
-    def __len__(self) -> int:
-        return len(self._rank_batches())
+        mine = batches[self.rank :: self.num_replicas]
+        if not self.drop_uneven:  # evaluation: every item once, ranks may get one batch less
+            return mine
+        return mine[: len(batches) // self.num_replicas]
 
 
 def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:

@@ -9,7 +9,9 @@ machine; sweeps repeat it in every job. The cache does it once, in parallel, wit
     every utterance's ``(S, F)`` float32 features, one after another;
 ``<cache_dir>/<key>/index.npy``
     ``(N, 2)`` int64 ``[offset in frames, frames]``; ``frames = -1`` marks audio that could not
-    be read (the dataset then skips the utterance, as it does without a cache).
+    be used (undecodable or silent);
+``<cache_dir>/<key>/problems.json``
+    ``{row: reason}`` for those rows, so that the data report can name the cause.
 
 The key hashes the feature settings and, for every utterance, its id, audio path, size and
 modification time, so changed audio or settings make a new cache. The folder is written under a
@@ -20,6 +22,7 @@ Cached features are bit-identical to features computed on the fly.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import json
@@ -35,18 +38,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
+from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio, require_sound
 from rnnseq.data.manifest import Utterance
 
 log = logging.getLogger(__name__)
 
 FEATURES_FILE = "features.f32"
 INDEX_FILE = "index.npy"
+PROBLEMS_FILE = "problems.json"
+
+
+# Bumped when what a cache holds changes (2: silent audio is refused), so old caches are rebuilt.
+CACHE_FORMAT = 2
 
 
 def cache_key(utterances: Sequence[Utterance], config: FeatureConfig) -> str:
-    """Hash of the feature settings and of every utterance's id, path, size and mtime."""
+    """Hash of the cache format, the feature settings and of every utterance's id, path, size and
+    mtime."""
     digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode())
+    digest.update(f"format {CACHE_FORMAT}\n".encode())
     for utt in utterances:
         try:
             stat = os.stat(utt.audio_path)
@@ -71,6 +81,19 @@ class FeatureCache:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def problems(self) -> dict[int, str]:
+        """Row -> why its audio could not be used, for every row without features."""
+        path = self.folder / PROBLEMS_FILE
+        saved = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+        return {int(i): saved.get(int(i), "audio could not be read when the features were cached")
+                for i in np.flatnonzero(self.index[:, 1] < 0)}
+
+    def select(self, rows: Sequence[int]) -> FeatureCache:
+        """The same cache seen through ``rows`` only (e.g. without the unusable ones)."""
+        view = copy.copy(self)
+        view.index = self.index[np.asarray(rows, dtype=np.int64)].reshape(-1, 2)
+        return view
 
     @property
     def features(self) -> np.memmap:
@@ -106,14 +129,16 @@ def build_feature_cache(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     index = np.zeros((len(utterances), 2), dtype=np.int64)
+    problems: dict[int, str] = {}
     offset = 0
     paths = [u.audio_path for u in utterances]
     try:
         with open(tmp / FEATURES_FILE, "wb") as out, _extractors(num_workers, config) as extract:
             for i, features in enumerate(tqdm(extract(_extract, paths), total=len(paths),
                                               desc=description, unit="utt", mininterval=2.0)):
-                if features is None:
+                if isinstance(features, str):
                     index[i] = (offset, -1)
+                    problems[i] = features
                     continue
                 out.write(features.tobytes())
                 index[i] = (offset, features.shape[0])
@@ -122,15 +147,15 @@ def build_feature_cache(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     np.save(tmp / INDEX_FILE, index)
+    (tmp / PROBLEMS_FILE).write_text(json.dumps(problems, indent=0))
     try:
         tmp.rename(folder)  # atomic: the cache appears complete or not at all
     except OSError:
         if not (folder / INDEX_FILE).is_file():
             raise
         shutil.rmtree(tmp)  # another process finished the same cache first
-    failed = int((index[:, 1] < 0).sum())
     log.info("cached features of %d utterances in %s%s", len(paths), folder,
-             f" ({failed} unreadable)" if failed else "")
+             f" ({len(problems)} unusable)" if problems else "")
     return FeatureCache(folder, config.n_mels)
 
 
@@ -144,12 +169,12 @@ def _init_extractor(config: FeatureConfig) -> None:
     _logmel, _sample_rate = LogMel(config), config.sample_rate
 
 
-def _extract(path: str) -> np.ndarray | None:
+def _extract(path: str) -> np.ndarray | str:
+    """Features of one file, or why there are none."""
     try:
-        return _logmel(load_audio(path, _sample_rate)).numpy()
+        return _logmel(require_sound(load_audio(path, _sample_rate), path)).numpy()
     except AudioError as err:
-        log.warning("%s", err)
-        return None
+        return str(err)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rnnseq.data.base import SplitDataModule
-from rnnseq.data.batching import BucketBatchSampler, Example, collate_examples
+from rnnseq.data.batching import Example, collate_examples
 from rnnseq.data.manifest import DataReport
 from rnnseq.data.tokenizer import CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_state
 
@@ -224,8 +224,7 @@ class PairDataModule(SplitDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        sampler = BucketBatchSampler(dataset.lengths(), max_frames=self.max_tokens,
-                                     max_batch_size=self.max_batch_size, shuffle=shuffle,
-                                     seed=self.seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_examples,
-                          num_workers=self.num_workers)
+        return self.bucket_loader(
+            dataset, dataset.lengths(), shuffle, self.seed,
+            dict(max_frames=self.max_tokens, max_batch_size=self.max_batch_size),
+            collate_fn=collate_examples, num_workers=self.num_workers)

@@ -13,9 +13,9 @@ import soundfile
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
+from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio, require_sound
 from rnnseq.data.base import SplitDataModule
-from rnnseq.data.batching import BucketBatchSampler, Example, collate_examples
+from rnnseq.data.batching import Example, collate_examples
 from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
 from rnnseq.data.manifest import DataReport, Utterance, read_manifest
 from rnnseq.data.tokenizer import CharTokenizer
@@ -83,7 +83,8 @@ class SpeechDataset(Dataset):
 
     def _extract(self, utt: Utterance) -> torch.Tensor | None:
         try:
-            wave = load_audio(utt.audio_path, self.feature_config.sample_rate)
+            wave = require_sound(load_audio(utt.audio_path, self.feature_config.sample_rate),
+                                 utt.audio_path)
         except AudioError as err:
             log.warning("skipping utterance %s: %s", utt.id, err)
             return None
@@ -222,6 +223,7 @@ class SpeechDataModule(SplitDataModule):
                 cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
                                             num_workers=available_cores(),
                                             description=f"log-mel features of {split}")
+                utts, cache = self._drop_unusable(utts, cache, split)
             self.datasets[split] = SpeechDataset(utts, self.tokenizer, self.feature_config, noise,
                                                  cache)
         counts = {s: len(d) for s, d in self.datasets.items()}
@@ -243,6 +245,17 @@ class SpeechDataModule(SplitDataModule):
         if self.validate_audio:
             utts = check_audio(utts, self.report, split)
         return utts
+
+    def _drop_unusable(self, utts: list[Utterance], cache: FeatureCache, split: str):
+        """Utterances whose audio gave features, and the cache seen through them; the others
+        (undecodable or silent audio) go to the report."""
+        problems = cache.problems()
+        if not problems:
+            return utts, cache
+        for row, reason in sorted(problems.items()):
+            self.report.add(utts[row].audio_path, None, f"{reason} ({split} split)", id=utts[row].id)
+        rows = [i for i in range(len(utts)) if i not in problems]
+        return [utts[i] for i in rows], cache.select(rows)
 
     def _check_vocabulary(self, utts: list[Utterance], split: str) -> list[Utterance]:
         """Training utterances with unknown characters are skipped; evaluation ones are kept
@@ -301,18 +314,11 @@ class SpeechDataModule(SplitDataModule):
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        sampler = BucketBatchSampler(
-            dataset.frame_lengths(),
-            max_frames=self.max_frames,
-            max_batch_size=self.max_batch_size,
-            shuffle=shuffle,
-            length_jitter=self.length_jitter,
-            seed=self.seed,
-            sorted_epochs=self.sorted_epochs if shuffle else 0,
-        )
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
+        return self.bucket_loader(
+            dataset, dataset.frame_lengths(), shuffle, self.seed,
+            dict(max_frames=self.max_frames, max_batch_size=self.max_batch_size,
+                 length_jitter=self.length_jitter,
+                 sorted_epochs=self.sorted_epochs if shuffle else 0),
             collate_fn=collate_examples,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

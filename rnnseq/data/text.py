@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rnnseq.data.base import SplitDataModule
-from rnnseq.data.batching import BucketBatchSampler
+from rnnseq.data.base import ResumableLoader, SplitDataModule, own_generator
+from rnnseq.data.batching import InOrderBatches
 from rnnseq.data.corpus.text_sources import SPLITS
 from rnnseq.data.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_state
 
@@ -52,6 +52,11 @@ def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
         raise ValueError(f"a stream of {stream.numel()} tokens is too short for {batch_size} rows; "
                          f"lower the batch size")
     return stream[: per_row * batch_size].view(batch_size, per_row)
+
+
+def _the_only_item(items: list[TextBatch]) -> TextBatch:
+    """Collate of one-item batches whose item is a whole batch already."""
+    return items[0]
 
 
 class StreamWindows(Dataset):
@@ -194,8 +199,20 @@ class TextDataModule(SplitDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
         if self.mode == "stream":  # each item is already a batch, and order matters
-            return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=self.num_workers)
-        sampler = BucketBatchSampler(dataset.lengths(), max_frames=self.max_tokens,
-                                     max_batch_size=self.batch_size, shuffle=shuffle, seed=self.seed)
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=partial(collate_lines, eos_id=self.tokenizer.eos_id))
+            replicas, rank = self.distributed()
+            if replicas > 1:  # each rank carries its own rows: the global batch stays batch_size
+                if dataset.rows.shape[0] < replicas:
+                    raise ValueError(f"stream mode needs at least one row per process: "
+                                     f"batch size {dataset.rows.shape[0]} < {replicas} processes")
+                dataset = StreamWindows(dataset.rows[rank::replicas], dataset.bptt)
+            if not shuffle:
+                return DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
+                                  generator=own_generator(self.seed))
+            return ResumableLoader(dataset, InOrderBatches(len(dataset)), seed=self.seed,
+                                   position=self._batches_done, collate_fn=_the_only_item,
+                                   num_workers=self.num_workers)
+        return self.bucket_loader(
+            dataset, dataset.lengths(), shuffle, self.seed,
+            dict(max_frames=self.max_tokens, max_batch_size=self.batch_size),
+            num_workers=self.num_workers,
+            collate_fn=partial(collate_lines, eos_id=self.tokenizer.eos_id))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rnnseq.models.attention import Attention, AttentionState
-from rnnseq.models.recurrent import require_positive
+from rnnseq.models.recurrent import require_positive, run_fused
 
 
 class DecoderState(NamedTuple):
@@ -96,7 +96,7 @@ class AttentionDecoder(nn.Module):
         if self.input_feeding:
             x = torch.cat([x, state.attentional], dim=-1)
         hidden = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
-        out, (h, c) = self.lstm(x.unsqueeze(1), hidden)  # out (B, 1, H); h, c (L, B, H)
+        out, (h, c) = run_fused(self.lstm, x.unsqueeze(1), hidden)  # out (B, 1, H); h, c (L, B, H)
         context, weights, att_state = self.attention(out[:, 0], memory, memory_mask, state.attention)
         attentional = self._attentional(out[:, 0], context)  # (B, H)
         new_state = DecoderState(h.transpose(0, 1), c.transpose(0, 1), attentional, att_state)
@@ -118,6 +118,6 @@ class AttentionDecoder(nn.Module):
                 weights.append(w)
             return torch.stack(logits, 1), torch.stack(weights, 1)
         x = self.dropout(self.embed(tokens))  # (B, T, E)
-        out, _ = self.lstm(x)  # (B, T, H): causal, so trailing padding cannot reach real steps
+        out, _ = run_fused(self.lstm, x)  # (B, T, H): causal, so trailing padding cannot reach real steps
         contexts, weights = self.attention.forward_all(out, memory, memory_mask, state.attention)
         return self.output(self._attentional(out, contexts)), weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnseq.models.recurrent import require_positive, rnn_class
+from rnnseq.models.recurrent import require_positive, rnn_class, run_fused
 
 # The recurrent state as the cell returns it: (h, c) for an LSTM, (h,) otherwise; each tensor is
 # (num_layers, B, H), so the batch is dim 1.
@@ -73,9 +73,9 @@ class RNNLanguageModel(nn.Module):
         """``(B, T)`` tokens and an optional carried state -> ``(B, T, V)`` logits, new state."""
         x = self.embedding_dropout(self.embed(tokens))
         if state is None:
-            out, new_state = self.rnn(x)
+            out, new_state = run_fused(self.rnn, x)
         else:
-            out, new_state = self.rnn(x, state if self.cell == "lstm" else state[0])
+            out, new_state = run_fused(self.rnn, x, state if self.cell == "lstm" else state[0])
         out = self.output_dropout(out)
         if self.projection is not None:
             out = self.projection(out)

@@ -10,6 +10,8 @@ equals the packed computation exactly.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -32,6 +34,30 @@ def rnn_class(cell: str) -> type[nn.RNNBase]:
         return RNN_CELLS[cell]
     except KeyError:
         raise ValueError(f"unknown recurrent cell {cell!r}; allowed: {sorted(RNN_CELLS)}") from None
+
+
+@functools.cache
+def _cpu_has_bf16_rnn_kernels() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _as_float(state):
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.float()
+    return type(state)(_as_float(s) for s in state)
+
+
+def run_fused(rnn: nn.RNNBase, x: torch.Tensor, hidden=None):
+    """``rnn(x, hidden)``: one fused call. Under CPU autocast (``trainer.precision=bf16-mixed``)
+    on a CPU without bfloat16 kernels (no AVX-512 BF16 or AMX), oneDNN cannot build a bfloat16
+    recurrent layer, so the layer runs in float32 there and the rest of the network in bfloat16."""
+    if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and not _cpu_has_bf16_rnn_kernels()):
+        with torch.autocast("cpu", enabled=False):
+            return rnn(x.float(), _as_float(hidden))
+    return rnn(x, hidden)
 
 
 def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -58,8 +84,8 @@ class RecurrentLayer(nn.Module):
         self.backward_rnn = rnn(input_size, hidden_size, batch_first=True) if bidirectional else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, _ = self.forward_rnn(x)
+        out, _ = run_fused(self.forward_rnn, x)
         if self.backward_rnn is not None:
-            back, _ = self.backward_rnn(reverse_within_lengths(x, lengths))
+            back, _ = run_fused(self.backward_rnn, reverse_within_lengths(x, lengths))
             out = torch.cat([out, reverse_within_lengths(back, lengths)], dim=-1)
         return out * make_pad_mask(lengths, x.shape[1]).unsqueeze(-1).to(out.dtype)

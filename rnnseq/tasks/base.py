@@ -4,6 +4,7 @@ diagnostics (gradient norm, learning rate) in TensorBoard."""
 from __future__ import annotations
 
 import inspect
+import math
 import random
 from typing import Any
 
@@ -21,6 +22,24 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, DictConfig) or OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def planned_steps(trainer: L.Trainer) -> int:
+    """Optimizer steps the run will take (what ``trainer.estimated_stepping_batches`` gives),
+    counted from a fresh training loader of the datamodule.
+
+    Lightning's property sets up the fit loop's own loader and fetches its first batch, and
+    optimizers are configured before a checkpoint is restored: a resumed run would then start
+    its first epoch from that batch instead of where it stopped.
+    """
+    datamodule = trainer.datamodule
+    if datamodule is None or trainer.max_epochs in (None, -1):
+        return int(trainer.estimated_stepping_batches)
+    batches = len(datamodule.train_dataloader())
+    limit = trainer.limit_train_batches
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    steps = math.ceil(batches / trainer.accumulate_grad_batches) * max(trainer.max_epochs, 1)
+    return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
 
 
 class Task(L.LightningModule):
@@ -69,7 +88,7 @@ class Task(L.LightningModule):
         factory = instantiate(config)  # a partial: the optimizer (and run length) come from here
         kwargs = {}
         if "total_steps" in inspect.signature(factory).parameters:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            kwargs["total_steps"] = planned_steps(self.trainer)
         scheduler = {"scheduler": factory(optimizer, **kwargs), "interval": interval}
         if monitor:
             scheduler["monitor"] = monitor

@@ -106,10 +106,12 @@ class LanguageModel(Task):
         nll, count = float(totals[0]), float(totals[1])
         loss = nll / max(count, 1.0)
         loss_name, ppl_name, bpc_name = names
-        self.log(loss_name, loss, prog_bar=True, rank_zero_only=True)
-        self.log(ppl_name, math.exp(min(loss, 50.0)), prog_bar=True, rank_zero_only=True)
+        # Every rank holds the same totals, so every rank logs the same value (and callbacks that
+        # monitor it, such as checkpointing and early stopping, agree across ranks).
+        self.log(loss_name, loss, prog_bar=True)
+        self.log(ppl_name, math.exp(min(loss, 50.0)), prog_bar=True)
         if self.is_character_model:
-            self.log(bpc_name, loss / math.log(2), rank_zero_only=True)
+            self.log(bpc_name, loss / math.log(2))
 
     def on_validation_epoch_start(self) -> None:
         self._start("valid")

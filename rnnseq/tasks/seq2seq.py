@@ -142,7 +142,7 @@ class Seq2SeqTask(Task):
         else:
             enc = self.encode(batch)  # one encoder pass serves the loss and the outputs
             self.log(M.VAL_LOSS, self.compute_losses(batch, enc)["loss"],
-                     batch_size=len(batch.ids), prog_bar=True)
+                     batch_size=len(batch.ids), prog_bar=True, sync_dist=True)
             hyps = self.greedy_decode(batch, enc=enc)[0]
         self._references.extend(batch.texts)
         self._hypotheses.extend(hyps)
@@ -151,7 +151,21 @@ class Seq2SeqTask(Task):
     def _reset_collected(self) -> None:
         self._references, self._hypotheses, self._ids = [], [], []
 
+    def _gather_collected(self) -> None:
+        """Under distributed training each rank decoded its own share of the split; corpus-level
+        scores need all of it, so every rank receives every rank's outputs."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        mine = list(zip(self._ids, self._references, self._hypotheses))
+        parts: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, mine)
+        rows = [row for part in parts for row in part]
+        self._ids = [r[0] for r in rows]
+        self._references = [r[1] for r in rows]
+        self._hypotheses = [r[2] for r in rows]
+
     def _log_scores(self, split: str) -> None:
+        self._gather_collected()
         for name, value in self.score(self._references, self._hypotheses, split).items():
             self.log(name, value, prog_bar=name in self.VALIDATION_METRICS)
 
