@@ -147,6 +147,7 @@ def _fit(batches: list[_Batch], poisoned: set[int], callback: L.Callback,
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                         **trainer_args)
     trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    model.logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return model
 
 
@@ -160,7 +161,7 @@ def test_nonfinite_steps_are_skipped_and_counted():
     batches = _batches(6)
     guard = NonFiniteGuard(max_consecutive=2)
     poisoned = _fit(batches, {1, 4}, guard)
-    assert guard.skipped == 2
+    assert guard.skipped == 2 and poisoned.logged["train/skipped_steps"] == 2
     # Skipping a step is the same as never having seen the batch.
     clean = _fit([b for i, b in enumerate(batches) if i not in (1, 4)], set(), NonFiniteGuard())
     assert torch.equal(poisoned.layer.weight, clean.layer.weight)
