@@ -111,3 +111,39 @@ class GeneratedText(L.Callback):
         # Markdown in TensorBoard's text view: indent four spaces to keep line breaks and spacing.
         block = "\n".join("    " + line for line in text.splitlines())
         logger.experiment.add_text(GENERATED_TAG, block, trainer.global_step)
+
+
+CONFUSION_TAG = "confusion"
+
+
+class ConfusionMatrix(L.Callback):
+    """After every validation and after the test, draws the classifier's confusion matrix
+    (``val/confusion``, ``test/confusion``; rows are the true labels, columns the predicted ones)
+    from the scores the task keeps in ``last_scores``."""
+
+    def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        scores = getattr(pl_module, "last_scores", {}).get(split)
+        if logger is None or scores is None:
+            return
+        labels = pl_module.tokenizer.labels
+        first = len(pl_module.tokenizer.symbols) - len(labels)  # the specials come first
+        matrix = scores.confusion[first:, first:].float().numpy()
+        size = max(4.0, 0.22 * len(labels) + 2)
+        fig, ax = plt.subplots(figsize=(size, size))
+        ax.imshow(matrix, cmap="Blues", interpolation="nearest")
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{split}: accuracy {scores.accuracy:.3f}, macro F1 {scores.macro_f1:.3f}")
+        fig.tight_layout()
+        logger.experiment.add_figure(f"{split}/{CONFUSION_TAG}", fig, trainer.global_step)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "test")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jiwer
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+)
 
 TRAIN_LOSS = "train/loss"
 TRAIN_ATTENTION_LOSS = "train/att_loss"
@@ -26,6 +32,11 @@ TEST_BPC = "test/bpc"
 # text-to-text (g2p): phoneme error rate over symbols, word error rate as whole-word exact match
 VAL_PER = "val/per"
 TEST_PER = "test/per"
+# classification (spoken commands): share of correct labels, F1 averaged over classes
+VAL_ACCURACY = "val/accuracy"
+VAL_F1 = "val/macro_f1"
+TEST_ACCURACY = "test/accuracy"
+TEST_F1 = "test/macro_f1"
 
 NAMES = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
 
@@ -69,3 +80,25 @@ def error_rates(references: list[str], hypotheses: list[str]) -> ErrorRates:
         chars=n_chars,
         utterances=len(references),
     )
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Scores of a classifier over a whole split."""
+
+    accuracy: float
+    macro_f1: float  # F1 of each class, averaged over the classes that occur (in truth or output)
+    confusion: torch.Tensor  # (C, C) counts: row = true class, column = predicted class
+
+
+def classification_scores(references: Sequence[int], predictions: Sequence[int],
+                          num_classes: int) -> ClassScores:
+    """Accuracy, macro F1 and the confusion matrix of class ids (torchmetrics)."""
+    if len(references) != len(predictions):
+        raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
+    if not references:
+        return ClassScores(float("nan"), float("nan"), torch.zeros(num_classes, num_classes))
+    target, preds = torch.tensor(list(references)), torch.tensor(list(predictions))
+    f1 = multiclass_f1_score(preds, target, num_classes, average="macro")
+    confusion = multiclass_confusion_matrix(preds, target, num_classes)
+    return ClassScores(float((preds == target).float().mean()), float(f1), confusion)

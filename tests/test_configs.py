@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from rnnseq.config import CONFIG_DIR
-from rnnseq.data.tokenizer import CharTokenizer
+from rnnseq.data.tokenizer import CharTokenizer, LabelTokenizer
 from tests.conftest import compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -22,6 +22,9 @@ def _task_arguments(cfg, datamodule) -> dict:
     tokenizer = CharTokenizer(VOCAB).state()
     if task == "SpeechToText":
         return {"vocabulary": VOCAB, "features": asdict(datamodule.feature_config)}
+    if task == "SpeechClassification":
+        labels = LabelTokenizer.from_texts(["yes", "no"]).symbols
+        return {"vocabulary": labels, "features": asdict(datamodule.feature_config)}
     if task == "LanguageModel":
         return {"tokenizer": tokenizer}
     if task == "TextToText":

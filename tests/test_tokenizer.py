@@ -15,7 +15,7 @@ def test_unknown_characters_become_unk_and_decode_stops_at_eos():
     tok = CharTokenizer.from_texts(["abc"])
     ids = tok.encode("abz")
     assert ids[-1] == tok.unk_id
-    assert tok.unknown_chars("abzy") == {"z", "y"}
+    assert tok.unknown_symbols("abzy") == {"z", "y"}
     assert tok.decode([*tok.encode("ab"), tok.eos_id, *tok.encode("c")]) == "ab"
     assert tok.decode([tok.blank_id, *tok.encode("a"), tok.blank_id]) == "a"
 

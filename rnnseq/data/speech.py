@@ -18,7 +18,7 @@ from rnnseq.data.base import SplitDataModule
 from rnnseq.data.batching import Example, collate_examples
 from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
 from rnnseq.data.manifest import DataReport, Utterance, read_manifest
-from rnnseq.data.tokenizer import CharTokenizer
+from rnnseq.data.tokenizer import SPECIALS, CharTokenizer, LabelTokenizer
 from rnnseq.resources import available_cores, data_workers, worker_init
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class SpeechDataset(Dataset):
     def __init__(
         self,
         utterances: list[Utterance],
-        tokenizer: CharTokenizer,
+        tokenizer: CharTokenizer | LabelTokenizer,
         features: FeatureConfig,
         noise_snr_db: tuple[float, float] | None = None,
         cache: FeatureCache | None = None,
@@ -131,7 +131,10 @@ class SpeechDataModule(SplitDataModule):
         length_jitter: relative jitter of the length sort key in training, so that batches differ
             between epochs (see :class:`~rnnseq.data.batching.BucketBatchSampler`).
         max_duration: utterances longer than this (seconds) are skipped and reported.
-        vocabulary: a fixed symbol list; by default the characters of the training transcripts.
+        vocabulary: a fixed list of characters (or labels); by default those of the training
+            transcripts.
+        targets: ``char`` (transcripts as character sequences, for recognition) or ``label``
+            (each whole transcript is one class, for spoken-command classification).
         noise_snr_db: ``[low, high]`` additive-noise SNR range for training, or ``None``.
         num_workers: DataLoader worker processes that read audio or cached features, or
             ``auto`` (:func:`rnnseq.resources.data_workers`: none on two cores, two above).
@@ -159,6 +162,7 @@ class SpeechDataModule(SplitDataModule):
         length_jitter: float = 0.02,
         max_duration: float | None = None,
         vocabulary: list[str] | None = None,
+        targets: str = "char",
         noise_snr_db: tuple[float, float] | None = None,
         num_workers: int | str = "auto",
         worker_nice: int = 0,
@@ -180,6 +184,9 @@ class SpeechDataModule(SplitDataModule):
         self.length_jitter = length_jitter
         self.max_duration = max_duration
         self.vocabulary = vocabulary
+        if targets not in ("char", "label"):
+            raise ValueError(f"data.targets must be 'char' or 'label', got {targets!r}")
+        self.targets = targets
         self.noise_snr_db = tuple(noise_snr_db) if noise_snr_db is not None else None
         self.num_workers = data_workers(num_workers)
         self.worker_nice = worker_nice
@@ -188,7 +195,7 @@ class SpeechDataModule(SplitDataModule):
         self.stats_utterances = stats_utterances
         self.sorted_epochs = int(sorted_first_epoch) if sorted_first_epoch is not None else sorted_epochs
         self.seed = seed
-        self.tokenizer: CharTokenizer | None = None
+        self.tokenizer: CharTokenizer | LabelTokenizer | None = None
         self.datasets: dict[str, SpeechDataset] = {}
 
     # -- what the model needs to know -----------------------------------------------------------
@@ -211,10 +218,11 @@ class SpeechDataModule(SplitDataModule):
         utterances = {s: self._read_split(s) for s in SPLITS}
         if not utterances["train"]:
             raise ValueError(f"no usable training utterances in {self.manifests['train']}")
+        table = LabelTokenizer if self.targets == "label" else CharTokenizer
         if self.vocabulary is not None:
-            self.tokenizer = CharTokenizer(self.vocabulary)
+            self.tokenizer = table([*SPECIALS, *(v for v in self.vocabulary if v not in SPECIALS)])
         else:
-            self.tokenizer = CharTokenizer.from_texts(u.text for u in utterances["train"])
+            self.tokenizer = table.from_texts(u.text for u in utterances["train"])
         for split, utts in utterances.items():
             utts = self._check_vocabulary(utts, split)
             noise = self.noise_snr_db if split == "train" else None
@@ -258,21 +266,21 @@ class SpeechDataModule(SplitDataModule):
         return [utts[i] for i in rows], cache.select(rows)
 
     def _check_vocabulary(self, utts: list[Utterance], split: str) -> list[Utterance]:
-        """Training utterances with unknown characters are skipped; evaluation ones are kept
-        (the characters become ``<unk>``) so that the test set is never silently shrunk."""
+        """Training utterances with unknown characters (labels) are skipped; evaluation ones are
+        kept (they become ``<unk>``) so that the test set is never silently shrunk."""
         keep = []
         for u in utts:
-            unknown = self.tokenizer.unknown_chars(u.text)
+            unknown = self.tokenizer.unknown_symbols(u.text)
             if not unknown:
                 keep.append(u)
                 continue
-            chars = "".join(sorted(unknown))
+            symbols = "".join(sorted(unknown))
+            what = (f"characters {symbols!r} are outside the vocabulary" if self.targets == "char"
+                    else f"label {symbols!r} is not one of the training labels")
             if split == "train":
-                self.report.add(self.manifests[split], None,
-                                f"characters {chars!r} are outside the vocabulary", id=u.id)
+                self.report.add(self.manifests[split], None, what, id=u.id)
             else:
-                self.report.add(self.manifests[split], None,
-                                f"characters {chars!r} are outside the vocabulary; scored as <unk>",
+                self.report.add(self.manifests[split], None, f"{what}; scored as <unk>",
                                 action="kept", id=u.id)
                 keep.append(u)
         return keep

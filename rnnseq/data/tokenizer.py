@@ -100,6 +100,10 @@ class _SymbolTableTokenizer(Tokenizer):
         """Ids of ``text``; pieces outside the table become ``<unk>``."""
         return [self._index.get(piece, self.unk_id) for piece in self.split(text)]
 
+    def unknown_symbols(self, text: str) -> set[str]:
+        """The pieces of ``text`` that have no id of their own."""
+        return {piece for piece in self.split(text) if piece not in self._index}
+
     def decode(self, ids: Iterable[int]) -> str:
         n = len(self.symbols)
         return self.join([self.symbols[i] if 0 <= i < n else UNK for i in self.content_ids(ids)])
@@ -121,10 +125,6 @@ class CharTokenizer(_SymbolTableTokenizer):
         for text in texts:
             chars.update(text)
         return cls([*SPECIALS, *sorted(chars)])
-
-    def unknown_chars(self, text: str) -> set[str]:
-        """The characters of ``text`` that have no id of their own."""
-        return {c for c in text if c not in self._index}
 
     def split(self, text: str) -> Sequence[str]:
         return text
@@ -157,6 +157,27 @@ class WordTokenizer(_SymbolTableTokenizer):
 
     def split(self, text: str) -> Sequence[str]:
         return text.split()
+
+    def join(self, pieces: list[str]) -> str:
+        return " ".join(pieces)
+
+
+class LabelTokenizer(_SymbolTableTokenizer):
+    """One id per whole transcript: the class labels of a classification task (spoken commands),
+    in sorted order after the specials. A label never seen in training becomes ``<unk>``."""
+
+    kind = "label"
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> LabelTokenizer:
+        return cls([*SPECIALS, *sorted({text.strip() for text in texts} - set(SPECIALS))])
+
+    @property
+    def labels(self) -> list[str]:
+        return self.symbols[len(SPECIALS):]
+
+    def split(self, text: str) -> Sequence[str]:
+        return [text.strip()]
 
     def join(self, pieces: list[str]) -> str:
         return " ".join(pieces)
@@ -243,6 +264,8 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
         return CharTokenizer(state["symbols"])
     if kind == "word":
         return WordTokenizer(state["symbols"])
+    if kind == "label":
+        return LabelTokenizer(state["symbols"])
     if kind in ("bpe", "unigram"):
         return SentencePieceTokenizer(base64.b64decode(state["model"]), kind=kind)
     raise ValueError(f"unknown tokenizer kind {kind!r} in saved state")

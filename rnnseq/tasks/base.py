@@ -42,6 +42,16 @@ def planned_steps(trainer: L.Trainer) -> int:
     return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
 
 
+def gather_rows(rows: list) -> list:
+    """Under distributed training, every rank's ``rows`` concatenated (rank 0's first), on every
+    rank; otherwise ``rows`` itself. For scores over a whole split that each rank saw part of."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return rows
+    parts: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, rows)
+    return [row for part in parts for row in part]
+
+
 class Task(L.LightningModule):
     """Base of the tasks. Subclasses save ``optimizer`` (a Hydra ``_partial_`` optimiser config)
     and ``scheduler`` (a ``_partial_`` scheduler config plus ``interval`` and optional

@@ -13,7 +13,7 @@ from rnnseq.data.tokenizer import Tokenizer
 from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.decoding.search import beam_search, greedy_search, max_decode_lengths
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
-from rnnseq.tasks.base import Task
+from rnnseq.tasks.base import Task, gather_rows
 
 
 class Seq2SeqTask(Task):
@@ -154,12 +154,7 @@ class Seq2SeqTask(Task):
     def _gather_collected(self) -> None:
         """Under distributed training each rank decoded its own share of the split; corpus-level
         scores need all of it, so every rank receives every rank's outputs."""
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return
-        mine = list(zip(self._ids, self._references, self._hypotheses))
-        parts: list = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(parts, mine)
-        rows = [row for part in parts for row in part]
+        rows = gather_rows(list(zip(self._ids, self._references, self._hypotheses)))
         self._ids = [r[0] for r in rows]
         self._references = [r[1] for r in rows]
         self._hypotheses = [r[2] for r in rows]

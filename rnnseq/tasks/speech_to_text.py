@@ -6,18 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from rnnseq import metrics as M
-from rnnseq.data.audio import FeatureNormalizer, SpecAugment
-from rnnseq.data.batching import Batch, make_pad_mask
+from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import CharTokenizer
 from rnnseq.models.seq2seq import Encoded, build_seq2seq
 from rnnseq.tasks.base import to_plain
 from rnnseq.tasks.seq2seq import Seq2SeqTask
+from rnnseq.tasks.speech_input import SpeechInput
 
 
-class SpeechToText(Seq2SeqTask):
+class SpeechToText(SpeechInput, Seq2SeqTask):
     """Joint CTC/attention speech recogniser.
 
     Everything needed to rebuild the model is stored in its hyper-parameters (the model config,
@@ -66,18 +64,9 @@ class SpeechToText(Seq2SeqTask):
         input_dim = int(self.hparams.features["n_mels"])
         self.model = build_seq2seq(self.hparams.model, input_dim, len(self.tokenizer),
                                    ctc=ctc_weight > 0)
-        self.normalizer = FeatureNormalizer(input_dim)
-        self.spec_augment = SpecAugment(**spec_augment) if spec_augment else None
+        self.init_speech_input(input_dim, spec_augment)
 
     # -- shared pieces --------------------------------------------------------------------------
-    def prepare_features(self, batch: Batch) -> torch.Tensor:
-        """Normalised (and, in training, SpecAugment-ed) ``(B, S, F)`` features."""
-        mask = make_pad_mask(batch.feature_lengths, batch.features.shape[1])
-        features = self.normalizer(batch.features, mask)
-        if self.spec_augment is not None and self.training:
-            features = self.spec_augment(features) * mask.unsqueeze(-1)
-        return features
-
     def encode(self, batch: Batch) -> Encoded:
         """Encoder memory of a batch (features normalised, augmented in training)."""
         return self.model.encode(self.prepare_features(batch), batch.feature_lengths)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from rnnseq.data.corpus.sentences import extract_sentences
@@ -60,63 +61,58 @@ class SpeechCorpusSettings:
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-class EspeakSpeechCorpus:
-    """Builds (once) and returns the manifests of the embedded speech corpus.
+class EspeakCorpus:
+    """Base of the corpora spoken by espeak-ng: builds (once) and returns their JSONL manifests.
 
-    Args:
-        cache_dir: where corpora and the downloaded text live.
-        text_source: ``"shakespeare"`` or a folder of ``.txt`` documents of your own.
-        valid_documents, test_documents: document names (file stems) held out of training.
-        num_utterances: ``{"train": n, "valid": n, "test": n}``.
-        voices: espeak-ng voice names with optional variant, e.g. ``"en-us+f2"``.
-        rate, pitch: ``[low, high]`` ranges drawn per utterance (words/minute; 0-100).
-        num_workers: synthesis processes (default: all cores).
+    Subclasses set :attr:`settings_class` (a dataclass with ``digest()``, ``voices``, ``rate``,
+    ``pitch``, ``sample_rate`` and ``seed``) and implement :meth:`_texts`; they may choose voices
+    per split in :meth:`_voice_for`. The corpus lands in ``<cache_dir>/<name>-<digest>/``.
     """
 
-    def __init__(
-        self,
-        cache_dir: str = "data",
-        name: str = "espeak",
-        num_workers: int | None = None,
-        **settings,
-    ):
+    settings_class: type
+
+    def __init__(self, cache_dir: str = "data", name: str = "espeak",
+                 num_workers: int | None = None, **settings):
         self.cache_dir = Path(cache_dir)
         self.name = name
         self.num_workers = num_workers or os.cpu_count() or 1
-        for key in ("rate", "pitch"):
-            if key in settings:
-                settings[key] = tuple(settings[key])
-        if "num_utterances" in settings:
-            settings["num_utterances"] = dict(settings["num_utterances"])
-        for key in ("valid_documents", "test_documents", "voices"):
-            if key in settings:
-                settings[key] = list(settings[key])
-        unknown = set(settings) - set(SpeechCorpusSettings.__dataclass_fields__)
+        allowed = set(self.settings_class.__dataclass_fields__)
+        unknown = set(settings) - allowed
         if unknown:
-            raise ValueError(
-                f"unknown corpus setting(s) {sorted(unknown)}; allowed: "
-                f"{sorted(SpeechCorpusSettings.__dataclass_fields__)}"
-            )
-        self.settings = SpeechCorpusSettings(**settings)
+            raise ValueError(f"unknown corpus setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        # Hydra hands over ListConfig/DictConfig; the settings (and their hash) want plain values.
+        plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+                 for k, v in settings.items()}
+        self.settings = self.settings_class(**plain)
         self.root = self.cache_dir / f"{name}-{self.settings.digest()}"
 
     def manifests(self) -> dict[str, str]:
         return {split: str(self.root / f"{split}.jsonl") for split in SPLIT_NAMES}
 
+    def _texts(self) -> dict[str, list[str]]:
+        """What each split says, one utterance per entry."""
+        raise NotImplementedError
+
+    def _voice_for(self, utt_id: str, split: str) -> tuple[str, int, int]:
+        """Voice, rate and pitch of one utterance, drawn from the settings and its id."""
+        rng = random.Random(f"{self.settings.seed}/{utt_id}")
+        s = self.settings
+        return rng.choice(s.voices), rng.randint(*s.rate), rng.randint(*s.pitch)
+
     def build(self) -> dict[str, str]:
         """Builds the corpus unless it is already in the cache; returns the manifest paths."""
         if (self.root / BUILD_INFO).exists():
             return self.manifests()
-        sentences = self._select_sentences()
+        texts = self._texts()
         tmp = self.root.with_name(self.root.name + f".tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         jobs = []
-        for split, texts in sentences.items():
+        for split, lines in texts.items():
             (tmp / "wav" / split).mkdir(parents=True)
-            for i, text in enumerate(texts):
+            for i, text in enumerate(lines):
                 utt_id = f"{split}-{i:05d}"
                 jobs.append(_Job(utt_id, split, text, str(tmp / "wav" / split / f"{utt_id}.wav"),
-                                 self._voice_for(utt_id), self.settings.sample_rate))
+                                 self._voice_for(utt_id, split), self.settings.sample_rate))
         entries: dict[str, list[dict]] = {split: [] for split in SPLIT_NAMES}
         context = multiprocessing.get_context("spawn")  # espeak-ng and torch both keep globals
         with ProcessPoolExecutor(self.num_workers, mp_context=context) as pool:
@@ -145,6 +141,25 @@ class EspeakSpeechCorpus:
             shutil.rmtree(tmp)  # another process finished the same build first
         log.info("built speech corpus %s: %s", self.root, info["utterances"])
         return self.manifests()
+
+
+class EspeakSpeechCorpus(EspeakCorpus):
+    """The embedded speech corpus: sentences of held-apart documents.
+
+    Args:
+        cache_dir: where corpora and the downloaded text live.
+        text_source: ``"shakespeare"`` or a folder of ``.txt`` documents of your own.
+        valid_documents, test_documents: document names (file stems) held out of training.
+        num_utterances: ``{"train": n, "valid": n, "test": n}``.
+        voices: espeak-ng voice names with optional variant, e.g. ``"en-us+f2"``.
+        rate, pitch: ``[low, high]`` ranges drawn per utterance (words/minute; 0-100).
+        num_workers: synthesis processes (default: all cores).
+    """
+
+    settings_class = SpeechCorpusSettings
+
+    def _texts(self) -> dict[str, list[str]]:
+        return self._select_sentences()
 
     def _documents(self) -> dict[str, Path]:
         source = self.settings.text_source
@@ -190,11 +205,6 @@ class EspeakSpeechCorpus:
             # One generator per split: resizing training data keeps the same test sentences.
             chosen[split] = random.Random(f"{s.seed}/{split}").sample(pool, wanted)
         return chosen
-
-    def _voice_for(self, utt_id: str) -> tuple[str, int, int]:
-        rng = random.Random(f"{self.settings.seed}/{utt_id}")
-        s = self.settings
-        return rng.choice(s.voices), rng.randint(*s.rate), rng.randint(*s.pitch)
 
 
 @dataclass(frozen=True)
