@@ -6,16 +6,14 @@ Both give JSONL manifests whose ``text`` is the label, for ``data.targets: label
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile
 
-from rnnseq.data.corpus.speech_corpus import SPLIT_NAMES, EspeakCorpus
+from rnnseq.data.corpus.speech_corpus import SPLIT_NAMES, EspeakCorpus, settings_digest
 from rnnseq.data.manifest import write_manifest
 
 log = logging.getLogger(__name__)
@@ -51,8 +49,7 @@ class CommandsSettings:
     seed: int = 0
 
     def digest(self) -> str:
-        blob = json.dumps({**asdict(self), "format": COMMANDS_FORMAT}, sort_keys=True, default=list)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return settings_digest(self, COMMANDS_FORMAT)
 
 
 class EspeakCommands(EspeakCorpus):

@@ -38,6 +38,12 @@ BUILD_INFO = "corpus.json"
 CORPUS_FORMAT = 2  # bump when the same settings would build a different corpus
 
 
+def settings_digest(settings, corpus_format: int) -> str:
+    """A short hash of a corpus's settings dataclass and its format number (the cache name)."""
+    blob = json.dumps({**asdict(settings), "format": corpus_format}, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
 @dataclass
 class SpeechCorpusSettings:
     """Everything that determines the corpus (its hash names the cache folder)."""
@@ -57,8 +63,7 @@ class SpeechCorpusSettings:
     seed: int = 0
 
     def digest(self) -> str:
-        blob = json.dumps({**asdict(self), "format": CORPUS_FORMAT}, sort_keys=True, default=list)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return settings_digest(self, CORPUS_FORMAT)
 
 
 class EspeakCorpus:
