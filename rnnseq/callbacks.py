@@ -114,20 +114,47 @@ class GeneratedText(L.Callback):
 
 
 CONFUSION_TAG = "confusion"
+FORECAST_TAG = "forecast"
 
 
-class ConfusionMatrix(L.Callback):
-    """After every validation and after the test, draws the classifier's confusion matrix
-    (``val/confusion``, ``test/confusion``; rows are the true labels, columns the predicted ones)
-    from the scores the task keeps in ``last_scores``."""
+class SplitFigure(L.Callback):
+    """Base of the callbacks that draw one figure after every validation and after the test,
+    logged to TensorBoard as ``val/<tag>`` and ``test/<tag>``. Subclasses define :attr:`tag` and
+    :meth:`figure` (from what the task kept of the split, or ``None`` when there is nothing)."""
+
+    tag = "figure"
+
+    def figure(self, pl_module: L.LightningModule, split: str):
+        raise NotImplementedError
 
     def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        scores = getattr(pl_module, "last_scores", {}).get(split)
-        if logger is None or scores is None:
+        if logger is None:
             return
+        fig = self.figure(pl_module, split)
+        if fig is not None:
+            fig.tight_layout()
+            logger.experiment.add_figure(f"{split}/{self.tag}", fig, trainer.global_step)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "test")
+
+
+class ConfusionMatrix(SplitFigure):
+    """The classifier's confusion matrix (``val/confusion``, ``test/confusion``; rows are the true
+    labels, columns the predicted ones) from the scores the task keeps in ``last_scores``."""
+
+    tag = CONFUSION_TAG
+
+    def figure(self, pl_module, split):
+        scores = getattr(pl_module, "last_scores", {}).get(split)
+        if scores is None:
+            return None
         labels = pl_module.tokenizer.labels
         first = len(pl_module.tokenizer.symbols) - len(labels)  # the specials come first
         matrix = scores.confusion[first:, first:].float().numpy()
@@ -139,11 +166,41 @@ class ConfusionMatrix(L.Callback):
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{split}: accuracy {scores.accuracy:.3f}, macro F1 {scores.macro_f1:.3f}")
-        fig.tight_layout()
-        logger.experiment.add_figure(f"{split}/{CONFUSION_TAG}", fig, trainer.global_step)
+        return fig
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        self._draw(trainer, pl_module, "val")
 
-    def on_test_end(self, trainer, pl_module) -> None:
-        self._draw(trainer, pl_module, "test")
+class ForecastPlot(SplitFigure):
+    """The span's true values against the forecasts from every ``horizon``-th origin (so that
+    they tile the span without overlap) and the seasonal-naive forecasts from the same origins
+    (``val/forecast``, ``test/forecast``), from what the task keeps in ``last_forecasts``."""
+
+    tag = FORECAST_TAG
+
+    def figure(self, pl_module, split):
+        shown = getattr(pl_module, "last_forecasts", {}).get(split)
+        scores = getattr(pl_module, "last_scores", {}).get(split)
+        if not shown or len(shown["origins"]) == 0 or scores is None:
+            return None
+        horizon = shown["truth"].shape[1]
+        origins = shown["origins"].tolist()
+        truth = {o + h: v for o, row in zip(origins, shown["truth"].tolist())
+                 for h, v in enumerate(row)}
+        positions = sorted(truth)
+        fig, ax = plt.subplots(figsize=(10, 4))
+        ax.plot([pl_module.time_of(p) for p in positions], [truth[p] for p in positions],
+                color="black", linewidth=1.2, label="truth")
+        starts = list(range(0, len(origins), horizon))
+        if starts[-1] != len(origins) - 1:
+            starts.append(len(origins) - 1)  # the last forecast reaches the end of the span
+        for i in starts:
+            times = [pl_module.time_of(origins[i] + h) for h in range(horizon)]
+            ax.plot(times, shown["naive"][i].tolist(), color="grey", linestyle="--",
+                    linewidth=0.9, label="seasonal naive" if i == 0 else None)
+            ax.plot(times, shown["forecast"][i].tolist(), color="tab:red", linewidth=1.2,
+                    label="forecast" if i == 0 else None)
+        series = pl_module.hparams.series
+        ax.set_xlabel(series.get("unit", "step"))
+        ax.set_title(f"{series.get('name', 'series')}, {split}: MAE {scores.mae:.3g} "
+                     f"({scores.mae_ratio:.2f} x seasonal naive), RMSE {scores.rmse:.3g}")
+        ax.legend(loc="best")
+        return fig

@@ -37,6 +37,16 @@ VAL_ACCURACY = "val/accuracy"
 VAL_F1 = "val/macro_f1"
 TEST_ACCURACY = "test/accuracy"
 TEST_F1 = "test/macro_f1"
+# forecasting: errors in the series' own units, and their ratio to the seasonal-naive forecast's
+# (below 1: better than repeating the last season)
+VAL_MAE = "val/mae"
+VAL_RMSE = "val/rmse"
+VAL_MAE_RATIO = "val/mae_vs_naive"
+VAL_RMSE_RATIO = "val/rmse_vs_naive"
+TEST_MAE = "test/mae"
+TEST_RMSE = "test/rmse"
+TEST_MAE_RATIO = "test/mae_vs_naive"
+TEST_RMSE_RATIO = "test/rmse_vs_naive"
 
 NAMES = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
 
@@ -102,3 +112,40 @@ def classification_scores(references: Sequence[int], predictions: Sequence[int],
     f1 = multiclass_f1_score(preds, target, num_classes, average="macro")
     confusion = multiclass_confusion_matrix(preds, target, num_classes)
     return ClassScores(float((preds == target).float().mean()), float(f1), confusion)
+
+
+@dataclass(frozen=True)
+class ForecastScores:
+    """Errors of multi-step forecasts over a whole split, every origin and horizon step weighted
+    equally, next to the same errors of the seasonal-naive baseline."""
+
+    mae: float
+    rmse: float
+    naive_mae: float
+    naive_rmse: float
+    forecasts: int  # origins scored
+
+    @property
+    def mae_ratio(self) -> float:
+        return self.mae / self.naive_mae if self.naive_mae > 0 else float("nan")
+
+    @property
+    def rmse_ratio(self) -> float:
+        return self.rmse / self.naive_rmse if self.naive_rmse > 0 else float("nan")
+
+
+def forecast_scores(predictions: torch.Tensor, truth: torch.Tensor,
+                    naive: torch.Tensor) -> ForecastScores:
+    """MAE and RMSE of ``(N, H)`` predictions and of the ``(N, H)`` naive forecasts against the
+    ``(N, H)`` truth, all in the series' own units."""
+    if not predictions.shape == truth.shape == naive.shape:
+        raise ValueError(f"shapes differ: predictions {tuple(predictions.shape)}, truth "
+                         f"{tuple(truth.shape)}, naive {tuple(naive.shape)}")
+    if predictions.numel() == 0:
+        return ForecastScores(*(float("nan"),) * 4, 0)
+    p, t, n = (x.double() for x in (predictions, truth, naive))
+    return ForecastScores(
+        mae=float((p - t).abs().mean()), rmse=float((p - t).pow(2).mean().sqrt()),
+        naive_mae=float((n - t).abs().mean()), naive_rmse=float((n - t).pow(2).mean().sqrt()),
+        forecasts=int(predictions.shape[0]),
+    )
