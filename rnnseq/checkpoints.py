@@ -121,6 +121,7 @@ def load_task(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> 
 def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
     """The rnnseq task that wrote ``checkpoint``, told by its saved hyper-parameters."""
     from rnnseq.tasks.classification import SpeechClassification
+    from rnnseq.tasks.forecasting import Forecasting
     from rnnseq.tasks.language_model import LanguageModel
     from rnnseq.tasks.speech_to_text import SpeechToText
     from rnnseq.tasks.text_to_text import TextToText
@@ -128,6 +129,8 @@ def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
     hparams = load_checkpoint(checkpoint).get("hyper_parameters", {})
     if "features" in hparams:
         return SpeechToText if "decoding" in hparams else SpeechClassification
+    if "horizon" in hparams:
+        return Forecasting
     if "source_tokenizer" in hparams:
         return TextToText
     if "tokenizer" in hparams:

@@ -137,11 +137,16 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     run = run_folder_of(run)
     task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
                                                            weights_only=True)
-    unknown = set(decoding) - set(task.hparams.get("decoding", {})) - {"lm", "lm_weight"}
-    if unknown:
-        raise ValueError(f"unknown decoding settings {sorted(unknown)}; this task has "
-                         f"{sorted(task.hparams.get('decoding', {}))}")
-    task.hparams.decoding.update(decoding)
+    if "decoding" not in task.hparams:  # classifiers and forecasters have nothing to decode
+        if decoding:
+            raise ValueError(f"this {type(task).__name__} checkpoint has no decoding settings; "
+                             f"drop {sorted(decoding)}")
+    else:
+        unknown = set(decoding) - set(task.hparams.decoding) - {"lm", "lm_weight"}
+        if unknown:
+            raise ValueError(f"unknown decoding settings {sorted(unknown)}; this task has "
+                             f"{sorted(task.hparams.decoding)}")
+        task.hparams.decoding.update(decoding)
     if manifest is not None:
         loader, utterances = _manifest_loader(task, manifest)
         label = manifest.stem
@@ -154,11 +159,11 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     metrics = trainer.test(task, dataloaders=loader, verbose=False)[0]
     seconds = time.time() - started
     items = [{**item, "errors": item_errors(item["reference"], item["hypothesis"])}
-             for item in getattr(task, "test_results", [])]
+             if "hypothesis" in item else item for item in getattr(task, "test_results", [])]
     audio_seconds = sum(u.duration for u in utterances) if utterances else None
     record = {
         "run": str(run), "checkpoint": str(checkpoint), "data": str(manifest or split),
-        "decoding": dict(task.hparams.decoding),
+        "decoding": dict(task.hparams.get("decoding", {})),
         # The task logs under test/ whatever it scored; name what was scored.
         "metrics": {k.replace("test/", f"{label}/", 1): float(v) for k, v in metrics.items()},
         "items_scored": len(items), "seconds": round(seconds, 2),
@@ -185,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"decoding: {record['decoding']}")
+    if record["decoding"]:
+        print(f"decoding: {record['decoding']}")
     for name, value in sorted(record["metrics"].items()):
         print(f"{name}: {value:.4f}")
-    print(f"items: {record['items_scored']}, decoding time: {record['seconds']} s"
+    print(f"items: {record['items_scored']}, time: {record['seconds']} s"
           + (f", real-time factor: {record['real_time_factor']}" if record["real_time_factor"] else ""))
     print(f"written to {record['path']}")
     return 0

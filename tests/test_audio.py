@@ -10,6 +10,7 @@ from rnnseq.data.audio import (
     LogMel,
     SpecAugment,
     load_audio,
+    stretch_bins,
 )
 
 
@@ -54,3 +55,26 @@ def test_spec_augment_masks_only_in_training():
     torch.manual_seed(0)
     masked = aug.train()(x)
     assert masked.shape == x.shape and (masked == 0).any() and (masked == 1).any()
+
+
+def test_stretch_bins_moves_spectral_peaks_by_the_factor():
+    ramp = torch.arange(5.0).view(1, 1, 5)
+    # factor 2: bin f reads position f / 2 (interpolated); factor 0.5 reads 2f, clamped at the top
+    assert stretch_bins(ramp, torch.tensor([2.0])).tolist() == [[[0.0, 0.5, 1.0, 1.5, 2.0]]]
+    assert stretch_bins(ramp, torch.tensor([0.5])).tolist() == [[[0.0, 2.0, 4.0, 4.0, 4.0]]]
+    assert torch.equal(stretch_bins(ramp, torch.tensor([1.0])), ramp)
+    peak = torch.zeros(2, 3, 40)
+    peak[:, :, 10] = 1.0
+    moved = stretch_bins(peak, torch.tensor([1.2, 0.8]))
+    assert moved[0, 0].argmax() == 12 and moved[1, 0].argmax() == 8  # a formant at bin 10
+
+
+def test_spec_augment_freq_warp_stretches_each_utterance_in_training_only():
+    aug = SpecAugment(freq_masks=0, time_masks=0, freq_warp=0.2)
+    x = torch.randn(8, 5, 40)
+    assert torch.equal(aug.eval()(x), x)
+    torch.manual_seed(0)
+    warped = aug.train()(x)
+    assert not torch.allclose(warped, x) and warped.shape == x.shape
+    with pytest.raises(ValueError, match="freq_warp must be in"):
+        SpecAugment(freq_warp=1.5)

@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rnnseq import metrics as M
 from rnnseq.data.corpus.commands import EspeakCommands, SpeechCommandsFolder
 from rnnseq.data.tokenizer import LabelTokenizer, tokenizer_from_state
+from rnnseq.evaluate import evaluate
 from rnnseq.models.classifier import SequenceClassifier
 from rnnseq.models.encoder import RecurrentEncoder
 from tests.test_train_smoke import run_train
@@ -130,6 +131,9 @@ def test_commands_experiment_runs_end_to_end_with_a_confusion_matrix(tmp_path, d
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     assert "val/confusion" in events.Tags()["images"] and "test/confusion" in events.Tags()["images"]
+    record = evaluate(run, {})  # python -m rnnseq.evaluate run=<run>
+    assert set(record["metrics"]) == {M.TEST_ACCURACY, M.TEST_F1}
+    assert record["items_scored"] == len(outputs)
 
 
 def test_speech_commands_folder_trains_through_the_cli(tmp_path, data_dir):

@@ -117,9 +117,9 @@ class ForecastDataModule(SplitDataModule):
     """Windows of a built-in series (``series``) or of a CSV column (``csv``).
 
     Args:
-        series: ``sunspots``, ``co2`` or ``elnino`` (see :mod:`rnnseq.data.series`); ``None``
-            with ``csv``.
-        csv: ``{path, column, missing}`` of a CSV file with a header row.
+        series: ``sunspots``, ``co2`` or ``elnino`` (see :mod:`rnnseq.data.series`).
+        csv: ``{path, column, missing}`` of a CSV file with a header row; used instead of
+            ``series`` when ``path`` is set.
         season: seasonal period in steps; overrides the built-in series' own.
         history: past values the model reads (L).
         horizon: values it predicts (H).

@@ -175,11 +175,12 @@ BUILTIN_SERIES = {"sunspots": sunspots, "co2": co2, "elnino": elnino}
 
 def load_series(name: str | None = None, csv_file: dict | None = None, season: int | None = None,
                 report: DataReport | None = None) -> Series:
-    """A built-in series by ``name`` or a CSV column (``csv_file``: ``path``, ``column``,
-    optional ``missing``), with ``season`` overriding the period (required for a CSV)."""
-    if csv_file:
-        if not csv_file.get("path") or csv_file.get("column") is None:
-            raise ValueError("data.csv needs path and column (a header name or a 0-based index)")
+    """A CSV column when ``csv_file`` has a ``path`` (and ``column``, optional ``missing``),
+    else the built-in series ``name``; ``season`` overrides the period (required for a CSV)."""
+    if csv_file and csv_file.get("path"):
+        if csv_file.get("column") is None:
+            raise ValueError("data.csv.column is missing: the column's header name or its "
+                             "0-based index")
         if not season:
             raise ValueError("a CSV series needs its seasonal period: data.season=12 for monthly "
                              "data with a yearly cycle (1 for no seasonality)")
@@ -188,8 +189,7 @@ def load_series(name: str | None = None, csv_file: dict | None = None, season: i
         return Series(Path(csv_file["path"]).stem, values, season=int(season))
     if name not in BUILTIN_SERIES:
         raise ValueError(f"unknown data.series {name!r}; built in: {sorted(BUILTIN_SERIES)} "
-                         f"(or give a CSV file: data.series=null data.csv.path=... "
-                         f"data.csv.column=...)")
+                         f"(or give a CSV file: data.csv.path=... data.csv.column=...)")
     series = BUILTIN_SERIES[name](report)
     if season:
         series.season = int(season)
