@@ -29,6 +29,10 @@ def _task_arguments(cfg, datamodule) -> dict:
         return {"tokenizer": tokenizer}
     if task == "TextToText":
         return {"source_tokenizer": tokenizer, "target_tokenizer": tokenizer}
+    if task == "Forecasting":
+        return {"history": datamodule.history, "horizon": datamodule.horizon, "season": 12,
+                "scaler": {"mean": 0.0, "std": 1.0},
+                "series": {"name": "test", "start": 0.0, "step": 1.0, "unit": "step"}}
     raise AssertionError(f"no test arguments for task {task}")
 
 
