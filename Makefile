@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rnnseq-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test test-all lint clean-venv
+.PHONY: train test test-all lint strip-notebooks clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)  ## default test suite (no slow learning tests)
 
 test-all: $(STAMP)  ## everything, learning tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+strip-notebooks: $(STAMP)  ## clear notebook outputs before committing them
+	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check rnnseq tests bench

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from rnnseq import metrics as M  # noqa: E402
 from rnnseq.data.batching import collate_examples  # noqa: E402
+from rnnseq.plots import attention_heatmap  # noqa: E402
 
 ATTENTION_TAG = "val/attention"
 
@@ -75,22 +76,8 @@ class AttentionSamples(L.Callback):
             weights = attention[i, : len(hyp) + 1, : int(memory_lengths[i])].float().cpu().numpy()
             labels = [pl_module.tokenizer.symbols[t] for t in pl_module.tokenizer.encode(hyp)]
             logger.experiment.add_figure(f"{ATTENTION_TAG}/{utt_id}",
-                                         _heatmap(weights, labels, utt_id), step)
+                                         attention_heatmap(weights, labels, utt_id), step)
         logger.experiment.add_text(SAMPLES_TAG, "\n".join(rows), step)
-
-
-def _heatmap(weights, symbols: list[str], title: str):
-    """``(T, S)`` weights as an image with the output symbols on the vertical axis."""
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.12 * weights.shape[0] + 1)))
-    ax.imshow(weights, aspect="auto", origin="lower", interpolation="nearest", cmap="viridis")
-    labels = [*("_" if s == " " else s for s in symbols), "<eos>"][: weights.shape[0]]
-    if len(labels) <= 80:
-        ax.set_yticks(range(len(labels)), labels, fontsize=6)
-    ax.set_xlabel("encoder frame")
-    ax.set_ylabel("output symbol")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
 
 
 GENERATED_TAG = "val/generated"

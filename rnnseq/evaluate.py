@@ -99,7 +99,7 @@ def _manifest_loader(task, manifest: Path):
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_examples), utterances
 
 
-def _run_data_loader(run: Path, split: str, data_overrides: list[str]):
+def run_data_loader(run: Path, split: str, data_overrides: list[str]):
     """The ``split`` loader of the data the run was trained on (rebuilt from its config, with
     ``data.KEY=VALUE`` overrides, e.g. another manifest or batch budget)."""
     from hydra.utils import instantiate
@@ -151,7 +151,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
         loader, utterances = _manifest_loader(task, manifest)
         label = manifest.stem
     else:
-        loader, utterances = _run_data_loader(run, split, data_overrides or [])
+        loader, utterances = run_data_loader(run, split, data_overrides or [])
         label = split
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)

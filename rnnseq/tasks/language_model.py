@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,11 +13,24 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from rnnseq import metrics as M
-from rnnseq.data.text import TextBatch
+from rnnseq.data.text import TextBatch, encode_stream
 from rnnseq.data.tokenizer import tokenizer_from_state
 from rnnseq.decoding.sampling import generate
 from rnnseq.models.language_model import LMState, RNNLanguageModel, detach_state
 from rnnseq.tasks.base import Task, to_plain
+
+@dataclass(frozen=True)
+class TextScore:
+    """How well a language model predicts a text."""
+
+    tokens: int  # tokens scored (every token of the text, line ends as <eos>)
+    loss: float  # mean negative log-likelihood per token, in nats
+    bits_per_char: float | None  # loss / ln 2, for character models only
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(min(self.loss, 50.0))
+
 
 DEFAULT_GENERATION = {"prompt": "", "length": 300, "temperature": 0.8, "top_k": 0, "top_p": 1.0,
                       "seed": 0}
@@ -130,6 +144,28 @@ class LanguageModel(Task):
 
     def on_test_epoch_end(self) -> None:
         self._log_totals("test", (M.TEST_LOSS, M.TEST_PPL, M.TEST_BPC))
+
+    @torch.inference_mode()
+    def score_text(self, text: str, chunk: int = 512) -> TextScore:
+        """Loss, perplexity and bits per character of ``text`` (lines end with ``<eos>``, as in
+        training streams). The model reads the text in ``chunk``-token windows, carrying its
+        state, starting after an ``<eos>`` as if a new line began."""
+        ids = encode_stream(text.splitlines(), self.tokenizer).to(self.device)
+        if ids.numel() == 0:
+            raise ValueError("score_text needs a non-empty text")
+        stream = torch.cat([ids.new_tensor([self.tokenizer.eos_id]), ids])
+        was_training = self.training
+        self.eval()
+        nll, state = 0.0, None
+        for start in range(0, ids.numel(), chunk):
+            inputs = stream[start:start + chunk].unsqueeze(0)  # (1, T)
+            targets = stream[start + 1:start + 1 + chunk].unsqueeze(0)
+            logits, state = self.model(inputs[:, :targets.shape[1]], state)
+            nll += float(F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="sum"))
+        self.train(was_training)
+        loss = nll / ids.numel()
+        return TextScore(int(ids.numel()), loss,
+                         loss / math.log(2) if self.is_character_model else None)
 
     # -- generation -----------------------------------------------------------------------------
     def generate_text(self, prompt: str = "", length: int = 300, temperature: float = 1.0,
