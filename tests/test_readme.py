@@ -7,7 +7,6 @@ import re
 import shlex
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -81,7 +80,7 @@ def test_dataset_example_builds_manifests_that_train_reads(monkeypatch, tmp_path
     overrides = shlex.split(command)[3:]  # after `python -m rnnseq.train`
     overrides = [o.replace("/corpora/mine", str(root)).replace("data/mine", str(tmp_path / "m2"))
                  for o in overrides] + [f"data.feature_cache={tmp_path / 'features'}",
-                                        "data.corpus.held_out=1", "data.num_workers=0"]
+                                        "+data.corpus.held_out=1", "data.num_workers=0"]
     cfg = compose_config(overrides, tmp_path / "run")
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()

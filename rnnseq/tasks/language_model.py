@@ -19,6 +19,7 @@ from rnnseq.decoding.sampling import generate
 from rnnseq.models.language_model import LMState, RNNLanguageModel, detach_state
 from rnnseq.tasks.base import Task, to_plain
 
+
 @dataclass(frozen=True)
 class TextScore:
     """How well a language model predicts a text."""
