@@ -112,6 +112,8 @@ class SplitFigure(L.Callback):
     tag = "figure"
 
     def figure(self, pl_module: L.LightningModule, split: str):
+        """The figure of ``split`` (``val`` or ``test``) from what ``pl_module`` kept, or
+        ``None``."""
         raise NotImplementedError
 
     def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
@@ -139,6 +141,7 @@ class ConfusionMatrix(SplitFigure):
     tag = CONFUSION_TAG
 
     def figure(self, pl_module, split):
+        """The ``(C, C)`` confusion matrix of the split's labels as an image, or ``None``."""
         scores = getattr(pl_module, "last_scores", {}).get(split)
         if scores is None:
             return None
@@ -164,6 +167,7 @@ class ForecastPlot(SplitFigure):
     tag = FORECAST_TAG
 
     def figure(self, pl_module, split):
+        """Truth, forecasts and seasonal-naive forecasts over the split's span, or ``None``."""
         shown = getattr(pl_module, "last_forecasts", {}).get(split)
         scores = getattr(pl_module, "last_scores", {}).get(split)
         if not shown or len(shown["origins"]) == 0 or scores is None:

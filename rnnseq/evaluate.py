@@ -41,6 +41,7 @@ def parse_decoding(assignments: list[str]) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace (``run``, ``decoding``, ``data``, ...)."""
     parser = argparse.ArgumentParser(prog="python -m rnnseq.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="+",
@@ -179,6 +180,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnseq.evaluate``; returns the exit status."""
     args = parse_args(argv)
     if args.threads:
         import torch

@@ -17,6 +17,7 @@ from rnnseq.checkpoints import load_task_or_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace."""
     parser = argparse.ArgumentParser(prog="python -m rnnseq.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run folder or .ckpt file of a language model")
@@ -36,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnseq.generate``; returns the exit status."""
     args = parse_args(argv)
     from rnnseq.tasks.language_model import LanguageModel
 

@@ -127,10 +127,12 @@ class ForecastScores:
 
     @property
     def mae_ratio(self) -> float:
+        """MAE over the seasonal-naive forecast's MAE (below 1: better than naive)."""
         return self.mae / self.naive_mae if self.naive_mae > 0 else float("nan")
 
     @property
     def rmse_ratio(self) -> float:
+        """RMSE over the seasonal-naive forecast's RMSE."""
         return self.rmse / self.naive_rmse if self.naive_rmse > 0 else float("nan")
 
 

@@ -41,6 +41,7 @@ class StepWatch:
         self.seen: int | None = None
 
     def stepped(self, trainer: L.Trainer) -> bool:
+        """Whether an optimizer step happened since the last call."""
         stepped = self.seen is not None and trainer.global_step != self.seen
         self.seen = trainer.global_step
         return stepped

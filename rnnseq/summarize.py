@@ -65,12 +65,14 @@ def _cell(value) -> str:
 
 
 def to_markdown(header: list[str], rows: list[list]) -> str:
+    """A Markdown table of ``rows`` under ``header``."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(header: list[str], rows: list[list]) -> str:
+    """``rows`` under ``header`` as CSV text."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
@@ -91,6 +93,7 @@ def summarize(sweep: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnseq.summarize``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m rnnseq.summarize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path, help="a multirun folder (experiments/<study>/multiruns/<time>)")

@@ -22,6 +22,7 @@ from rnnseq.evaluate import parse_decoding
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace."""
     parser = argparse.ArgumentParser(prog="python -m rnnseq.transcribe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="+",
@@ -70,6 +71,7 @@ def transcribe(task, paths: list[str], greedy: bool = False, batch_size: int = 8
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnseq.transcribe``; returns the exit status."""
     args = parse_args(argv)
     from rnnseq.tasks.speech_to_text import SpeechToText
 

@@ -60,6 +60,7 @@ class FeatureConfig:
 
     @property
     def hop_length(self) -> int:
+        """Samples between frames."""
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
     def num_frames(self, seconds: float) -> int:
@@ -85,6 +86,7 @@ class LogMel(nn.Module):
 
     @torch.no_grad()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` mono waveform -> ``(S, n_mels)`` log-mel frames."""
         spec = self.mel(wave)  # (n_mels, S)
         return torch.log(spec + 1e-6).transpose(0, 1)  # (S, n_mels)
 
@@ -101,6 +103,7 @@ class FeatureNormalizer(nn.Module):
         self.register_buffer("std", torch.ones(num_features))
 
     def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Sets the ``(F,)`` per-bin mean and standard deviation (the training split's)."""
         self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(1e-5))
 

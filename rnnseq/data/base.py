@@ -49,10 +49,12 @@ class ResumableLoader(DataLoader):
         return super().__iter__()
 
     def state_dict(self) -> dict[str, int]:
+        """The place in training, saved in every checkpoint: epoch and batches consumed."""
         done = self.position() if self.position is not None else 0
         return {"epoch": self.batch_sampler.epoch, "batches_done": done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Makes the next epoch start where the checkpointed run stopped."""
         self.batch_sampler.resume_at(int(state["epoch"]), int(state["batches_done"]))
 
 

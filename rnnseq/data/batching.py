@@ -82,6 +82,7 @@ class ResumableBatches(Sampler[list[int]]):
         raise NotImplementedError
 
     def set_epoch(self, epoch: int) -> None:
+        """Moves to ``epoch`` (Lightning calls this); a new epoch starts from its first batch."""
         if epoch != self.epoch:
             self._skip = 0
         self.epoch = epoch

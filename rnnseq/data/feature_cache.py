@@ -97,6 +97,7 @@ class FeatureCache:
 
     @property
     def features(self) -> np.memmap:
+        """The cached ``(S, F)`` log-mel frames of one utterance."""
         # Opened lazily, so that DataLoader workers each map the file after they start.
         if self._features is None:
             self._features = np.memmap(self.folder / FEATURES_FILE, dtype=np.float32, mode="r",

@@ -49,12 +49,15 @@ class Scaler:
         return cls(values.mean(), values.std()) if kind == "standard" else cls()
 
     def transform(self, values):
+        """Values (array or tensor, any shape) in scaled units."""
         return (values - self.mean) / self.std
 
     def inverse(self, values):
+        """Scaled values (array or tensor, any shape) back in the series' units."""
         return values * self.std + self.mean
 
     def state(self) -> dict[str, float]:
+        """``{mean, std}``, as saved in checkpoints."""
         return {"mean": self.mean, "std": self.std}
 
 
@@ -106,6 +109,7 @@ class WindowDataset(Dataset):
         return i
 
     def collate(self, items: list[int]) -> SeriesBatch:
+        """The windows of item indices ``items`` as one :class:`SeriesBatch`."""
         origins = torch.from_numpy(self.origins[items])
         past = origins[:, None] + torch.arange(-self.history, 0)  # (B, L)
         future = origins[:, None] + torch.arange(self.horizon)  # (B, H)

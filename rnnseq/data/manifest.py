@@ -50,6 +50,7 @@ class DataReport:
     issues: list[DataIssue] = field(default_factory=list)
 
     def add(self, source, line, reason, action="skipped", id=None) -> None:
+        """Records (and logs) one problem: where, why, and what was done about it."""
         issue = DataIssue(str(source), line, reason, action, id)
         self.issues.append(issue)
         where = f"{issue.source}:{line}" if line is not None else issue.source
@@ -60,9 +61,11 @@ class DataReport:
         return dict(Counter(i.action for i in self.issues))
 
     def to_dict(self) -> dict:
+        """``{counts, issues}`` for JSON."""
         return {"counts": self.counts(), "issues": [asdict(i) for i in self.issues]}
 
     def write(self, path: str | Path) -> None:
+        """Writes the report as JSON to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 

@@ -130,6 +130,7 @@ class PairFiles:
         self.holdout_fraction = holdout_fraction
 
     def load(self, report: DataReport) -> dict[str, list[Pair]]:
+        """``{split: pairs}``; splits not given are carved out of ``train`` by source word."""
         splits = {s: read_pairs(p, report, self.format) for s, p in self.paths.items() if p}
         missing = [s for s in SPLITS if s not in splits]
         if missing:
@@ -165,6 +166,7 @@ class PairDataset(Dataset):
         return self.examples[index]
 
     def lengths(self) -> list[int]:
+        """Source length (tokens) of every item, for length bucketing."""
         return [max(len(e.features), len(e.tokens)) for e in self.examples]
 
 

@@ -47,6 +47,7 @@ class Series:
             raise ValueError(f"the seasonal period must be >= 1, got {self.season} for {self.name}")
 
     def times(self, index: np.ndarray | int) -> np.ndarray | float:
+        """The time (e.g. decimal year) of one position or an array of positions."""
         return self.start + np.asarray(index) * self.step
 
 

@@ -201,6 +201,7 @@ class SpeechDataModule(SplitDataModule):
     # -- what the model needs to know -----------------------------------------------------------
     @property
     def input_dim(self) -> int:
+        """Feature size F (mel bins)."""
         return self.feature_config.n_mels
 
     def prepare_data(self) -> None:

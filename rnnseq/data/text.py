@@ -96,6 +96,7 @@ class LineDataset(Dataset):
         return self.items[index]
 
     def lengths(self) -> list[int]:
+        """Token count of every line, for length bucketing."""
         return [len(ids) + 1 for ids in self.items]  # + <eos>
 
 

@@ -36,6 +36,7 @@ class Tokenizer:
         raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of a text (without ``<sos>``/``<eos>``); unknown symbols become ``<unk>``."""
         raise NotImplementedError
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -127,9 +128,11 @@ class CharTokenizer(_SymbolTableTokenizer):
         return cls([*SPECIALS, *sorted(chars)])
 
     def split(self, text: str) -> Sequence[str]:
+        """The characters of a text."""
         return text
 
     def join(self, pieces: list[str]) -> str:
+        """Characters back into text."""
         return "".join(pieces)
 
 
@@ -156,9 +159,11 @@ class WordTokenizer(_SymbolTableTokenizer):
         return cls([*SPECIALS, *ranked])
 
     def split(self, text: str) -> Sequence[str]:
+        """The whitespace-separated words of a text."""
         return text.split()
 
     def join(self, pieces: list[str]) -> str:
+        """Words back into text, separated by spaces."""
         return " ".join(pieces)
 
 
@@ -174,12 +179,15 @@ class LabelTokenizer(_SymbolTableTokenizer):
 
     @property
     def labels(self) -> list[str]:
+        """The class labels, without the special symbols."""
         return self.symbols[len(SPECIALS):]
 
     def split(self, text: str) -> Sequence[str]:
+        """The whole text is one label."""
         return [text.strip()]
 
     def join(self, pieces: list[str]) -> str:
+        """The labels, space-separated (one label for a classifier's output)."""
         return " ".join(pieces)
 
 
@@ -220,12 +228,14 @@ class SentencePieceTokenizer(Tokenizer):
 
     @property
     def symbols(self) -> list[str]:
+        """Every piece of the model, by id."""
         return [self._sp.id_to_piece(i) for i in range(len(self))]
 
     def __len__(self) -> int:
         return self._sp.get_piece_size()
 
     def encode(self, text: str) -> list[int]:
+        """Piece ids of a text (without ``<sos>``/``<eos>``)."""
         return list(self._sp.encode(text))
 
     def decode(self, ids: Iterable[int]) -> str:

@@ -40,6 +40,7 @@ class CTCPrefixScorer:
         self.blank, self.eos = blank, eos
 
     def initial_state(self) -> CTCPrefixState:
+        """The state of the empty prefix for every hypothesis of the batch."""
         s, n, _ = self.x.shape
         r = torch.full((s, n, 2), float("-inf"), device=self.x.device)
         r[:, :, 1] = torch.cumsum(self.x[:, :, self.blank], dim=0)  # only blanks so far

@@ -61,6 +61,7 @@ class LMFusion:
         return cls(task.model, task.tokenizer, target)
 
     def to(self, device: torch.device) -> LMFusion:
+        """Moves the language model to ``device``; returns ``self``."""
         self.model.to(device)
         self.index = self.index.to(device)
         return self

@@ -54,10 +54,14 @@ class Attention(nn.Module):
         raise NotImplementedError
 
     def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> AttentionState:
+        """The state before the first decoder step: keys of the ``(B, S, D)`` memory, uniform
+        weights."""
         uniform = memory_mask.float() / memory_mask.sum(-1, keepdim=True)
         return AttentionState(keys=self.keys(memory), weights=uniform)
 
     def forward(self, query, memory, memory_mask, state):
+        """One decoder step: ``(B, Q)`` query -> ``(B, D)`` context, ``(B, S)`` weights, next
+        state."""
         weights = masked_softmax(self.energies(query, state), memory_mask)  # (B, S)
         context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # (B, D)
         return context, weights, state._replace(weights=weights)

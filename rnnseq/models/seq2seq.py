@@ -50,6 +50,9 @@ class Seq2Seq(nn.Module):
     def forward(
         self, features: torch.Tensor, lengths: torch.Tensor, decoder_input: torch.Tensor
     ) -> Seq2SeqOutput:
+        """Teacher-forced pass: ``(B, S, F)`` features, ``(B,)`` lengths, ``(B, T)`` decoder input
+        ids -> logits ``(B, T, V)``, attention ``(B, T, S')``, CTC log-probabilities ``(B, S',
+        V)``."""
         enc = self.encode(features, lengths)
         logits, attention = self.decoder(enc.memory, enc.mask, decoder_input)
         ctc = self.ctc_log_probs(enc.memory) if self.ctc_head is not None else None

@@ -30,6 +30,7 @@ class TextScore:
 
     @property
     def perplexity(self) -> float:
+        """``exp(loss)``: as unsure as a uniform choice among this many tokens."""
         return math.exp(min(self.loss, 50.0))
 
 
@@ -76,6 +77,7 @@ class LanguageModel(Task):
 
     @property
     def is_character_model(self) -> bool:
+        """Whether tokens are characters (bits per character are then reported)."""
         return self.tokenizer.kind == "char"
 
     def token_nll(self, batch: TextBatch, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ class SpeechInput:
     training: bool
 
     def init_speech_input(self, num_features: int, spec_augment: dict | None) -> None:
+        """Creates the normaliser (statistics set later by the datamodule) and SpecAugment."""
         self.normalizer = FeatureNormalizer(num_features)
         self.spec_augment = SpecAugment(**spec_augment) if spec_augment else None
 

@@ -49,6 +49,7 @@ class CommandsSettings:
     seed: int = 0
 
     def digest(self) -> str:
+        """A short hash of every setting: the name of the corpus's cache folder."""
         return settings_digest(self, COMMANDS_FORMAT)
 
 
@@ -103,6 +104,7 @@ class SpeechCommandsFolder:
         self.out_dir = Path(out_dir) if out_dir else self.root / "manifests"
 
     def build(self) -> dict[str, str]:
+        """Writes the train, valid and test manifests (once); returns ``{split: path}``."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"Speech Commands folder {self.root} does not exist; set "
                                     f"data.corpus.root to the folder that holds one folder per word")

@@ -83,6 +83,7 @@ class EspeakSynthesizer:
         return 0  # 0 = continue synthesis
 
     def set_voice(self, voice: Voice) -> None:
+        """Selects an espeak-ng voice (``en-us``, ``en+f2``, ...) for the next utterances."""
         if voice.name != self._voice:
             status = self._lib.espeak_SetVoiceByName(voice.name.encode())
             if status != 0:

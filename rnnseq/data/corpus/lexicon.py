@@ -54,10 +54,12 @@ class EspeakLexicon:
 
     @property
     def folder(self) -> Path:
+        """The cache folder of this lexicon's settings."""
         digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         return self.cache_dir / f"{self.name}-{digest[:10]}"
 
     def files(self) -> dict[str, Path]:
+        """The pair files of each split, ``{split: path}``."""
         return {split: self.folder / f"{split}.tsv" for split in SPLITS}
 
     def build(self) -> dict[str, Path]:
@@ -88,4 +90,5 @@ class EspeakLexicon:
         return self.files()
 
     def load(self, report: DataReport) -> dict[str, list[Pair]]:
+        """The ``(word, phonemes)`` pairs of each split, built and cached on first use."""
         return {split: read_pairs(path, report, "tsv") for split, path in self.build().items()}

