@@ -83,10 +83,10 @@ def test_perplexity_is_exp_of_mean_token_nll_over_the_split():
     logged = {}
     task.log = lambda name, value, **kw: logged.__setitem__(name, value)
     task.all_gather = lambda x: x
-    task._start("valid")
+    task.start_evaluation("val")
     for batch in batches:
-        task._accumulate(batch, "valid")
-    task._log_totals("valid", (M.VAL_LOSS, M.VAL_PPL, M.VAL_BPC))
+        task.evaluation_step(batch, "val")
+    task.end_evaluation("val")
     mean_nll = (nll3 + 2 * nll4) / 3  # three real targets; the pad target is ignored
     assert logged[M.VAL_LOSS] == pytest.approx(mean_nll, rel=1e-5)
     assert logged[M.VAL_PPL] == pytest.approx(math.exp(mean_nll), rel=1e-5)

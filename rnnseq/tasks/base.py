@@ -88,6 +88,35 @@ class Task(L.LightningModule):
             name, keys, position, has_gauss, cached = states["numpy"]
             np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
 
+    # -- evaluation: one set of hooks serves validation ("val") and the test ("test") ------------
+    def start_evaluation(self, split: str) -> None:
+        """Forgets what was collected over the last pass of ``split`` (``val`` or ``test``)."""
+
+    def evaluation_step(self, batch: Any, split: str) -> None:
+        """Scores or collects one batch of ``split``."""
+        raise NotImplementedError
+
+    def end_evaluation(self, split: str) -> None:
+        """Logs the scores of the whole split (``val/...`` or ``test/...``)."""
+
+    def on_validation_epoch_start(self) -> None:
+        self.start_evaluation("val")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.end_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.start_evaluation("test")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.end_evaluation("test")
+
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
         if not self.hparams.get("scheduler"):

@@ -78,7 +78,7 @@ class SpeechClassification(SpeechInput, Task):
         return loss
 
     # -- evaluation -----------------------------------------------------------------------------
-    def _evaluation_step(self, batch: Batch | None, split: str) -> None:
+    def evaluation_step(self, batch: Batch | None, split: str) -> None:
         if batch is None:
             return
         logits = self(batch)
@@ -88,7 +88,7 @@ class SpeechClassification(SpeechInput, Task):
         predicted = logits.argmax(-1).tolist()
         self._rows.extend(zip(batch.ids, batch.targets[:, 0].tolist(), predicted))
 
-    def _log_scores(self, split: str) -> M.ClassScores:
+    def end_evaluation(self, split: str) -> M.ClassScores:
         rows = gather_rows(self._rows)  # every rank scores the whole split
         scores = M.classification_scores([r[1] for r in rows], [r[2] for r in rows],
                                          len(self.tokenizer))
@@ -103,20 +103,5 @@ class SpeechClassification(SpeechInput, Task):
                                  for i, t, p in rows]
         return scores
 
-    def on_validation_epoch_start(self) -> None:
+    def start_evaluation(self, split: str) -> None:
         self._rows = []
-
-    def validation_step(self, batch: Batch | None, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_scores("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._rows = []
-
-    def test_step(self, batch: Batch | None, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_scores("test")

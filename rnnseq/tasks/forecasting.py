@@ -68,7 +68,7 @@ class Forecasting(Task):
         return loss
 
     # -- evaluation -----------------------------------------------------------------------------
-    def _evaluation_step(self, batch: SeriesBatch, split: str) -> None:
+    def evaluation_step(self, batch: SeriesBatch, split: str) -> None:
         predicted = self(batch).float()
         if split == "val":
             self.log(M.VAL_LOSS, F.mse_loss(predicted, batch.target), batch_size=len(batch.ids),
@@ -78,7 +78,7 @@ class Forecasting(Task):
         self._rows.extend(zip(batch.origins.tolist(), forecasts.tolist(), truth.tolist(),
                               batch.naive.cpu().tolist()))
 
-    def _log_scores(self, split: str) -> M.ForecastScores:
+    def end_evaluation(self, split: str) -> M.ForecastScores:
         rows = sorted(gather_rows(self._rows))  # every rank scores the whole span, in time order
         horizon = self.hparams.horizon
         origins = torch.tensor([r[0] for r in rows], dtype=torch.long)
@@ -103,20 +103,5 @@ class Forecasting(Task):
         series = self.hparams.series
         return series["start"] + position * series["step"]
 
-    def on_validation_epoch_start(self) -> None:
+    def start_evaluation(self, split: str) -> None:
         self._rows = []
-
-    def validation_step(self, batch: SeriesBatch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_scores("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._rows = []
-
-    def test_step(self, batch: SeriesBatch, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_scores("test")

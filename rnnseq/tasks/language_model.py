@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from rnnseq import metrics as M
-from rnnseq.data.text import TextBatch, encode_stream
+from rnnseq.data.text import TextBatch
 from rnnseq.data.tokenizer import tokenizer_from_state
 from rnnseq.decoding.sampling import generate
 from rnnseq.models.language_model import LMState, RNNLanguageModel, detach_state
@@ -107,68 +107,30 @@ class LanguageModel(Task):
         return loss
 
     # -- evaluation -----------------------------------------------------------------------------
-    def _start(self, split: str) -> None:
+    def start_evaluation(self, split: str) -> None:
         self._states[split] = None
         self._totals[split] = torch.zeros(2, dtype=torch.float64, device=self.device)
 
-    def _accumulate(self, batch: TextBatch, split: str) -> None:
+    def evaluation_step(self, batch: TextBatch, split: str) -> None:
         nll, count = self.token_nll(batch, split)
         self._totals[split] += torch.stack([nll.detach().double(), count.double()])
 
-    def _log_totals(self, split: str, names: tuple[str, str, str]) -> None:
+    def end_evaluation(self, split: str) -> None:
         """Corpus-level loss (mean NLL per token over the whole split), perplexity, bits/char."""
         totals = self.all_gather(self._totals[split])
         if totals.dim() > 1:
             totals = totals.sum(0)
         nll, count = float(totals[0]), float(totals[1])
         loss = nll / max(count, 1.0)
-        loss_name, ppl_name, bpc_name = names
+        prefix = split.upper()
+        loss_name, ppl_name, bpc_name = (M.metric_name(f"{prefix}_{key}")
+                                         for key in ("LOSS", "PPL", "BPC"))
         # Every rank holds the same totals, so every rank logs the same value (and callbacks that
         # monitor it, such as checkpointing and early stopping, agree across ranks).
         self.log(loss_name, loss, prog_bar=True)
         self.log(ppl_name, math.exp(min(loss, 50.0)), prog_bar=True)
         if self.is_character_model:
             self.log(bpc_name, loss / math.log(2))
-
-    def on_validation_epoch_start(self) -> None:
-        self._start("valid")
-
-    def validation_step(self, batch: TextBatch, batch_idx: int) -> None:
-        self._accumulate(batch, "valid")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_totals("valid", (M.VAL_LOSS, M.VAL_PPL, M.VAL_BPC))
-
-    def on_test_epoch_start(self) -> None:
-        self._start("test")
-
-    def test_step(self, batch: TextBatch, batch_idx: int) -> None:
-        self._accumulate(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_totals("test", (M.TEST_LOSS, M.TEST_PPL, M.TEST_BPC))
-
-    @torch.inference_mode()
-    def score_text(self, text: str, chunk: int = 512) -> TextScore:
-        """Loss, perplexity and bits per character of ``text`` (lines end with ``<eos>``, as in
-        training streams). The model reads the text in ``chunk``-token windows, carrying its
-        state, starting after an ``<eos>`` as if a new line began."""
-        ids = encode_stream(text.splitlines(), self.tokenizer).to(self.device)
-        if ids.numel() == 0:
-            raise ValueError("score_text needs a non-empty text")
-        stream = torch.cat([ids.new_tensor([self.tokenizer.eos_id]), ids])
-        was_training = self.training
-        self.eval()
-        nll, state = 0.0, None
-        for start in range(0, ids.numel(), chunk):
-            inputs = stream[start:start + chunk].unsqueeze(0)  # (1, T)
-            targets = stream[start + 1:start + 1 + chunk].unsqueeze(0)
-            logits, state = self.model(inputs[:, :targets.shape[1]], state)
-            nll += float(F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="sum"))
-        self.train(was_training)
-        loss = nll / ids.numel()
-        return TextScore(int(ids.numel()), loss,
-                         loss / math.log(2) if self.is_character_model else None)
 
     # -- generation -----------------------------------------------------------------------------
     def generate_text(self, prompt: str = "", length: int = 300, temperature: float = 1.0,

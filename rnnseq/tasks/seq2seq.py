@@ -134,10 +134,11 @@ class Seq2SeqTask(Task):
         return [self.tokenizer.decode(h.tokens) for h in hyps]
 
     # -- evaluation -----------------------------------------------------------------------------
-    def _evaluation_step(self, batch: Batch | None, beam: bool) -> None:
+    def evaluation_step(self, batch: Batch | None, split: str) -> None:
+        """Validation decodes greedily (and logs the loss); the test uses beam search."""
         if batch is None:
             return
-        if beam:
+        if split == "test":
             hyps = self.beam_decode(batch)
         else:
             enc = self.encode(batch)  # one encoder pass serves the loss and the outputs
@@ -148,7 +149,7 @@ class Seq2SeqTask(Task):
         self._hypotheses.extend(hyps)
         self._ids.extend(batch.ids)
 
-    def _reset_collected(self) -> None:
+    def start_evaluation(self, split: str) -> None:
         self._references, self._hypotheses, self._ids = [], [], []
 
     def _gather_collected(self) -> None:
@@ -159,29 +160,12 @@ class Seq2SeqTask(Task):
         self._references = [r[1] for r in rows]
         self._hypotheses = [r[2] for r in rows]
 
-    def _log_scores(self, split: str) -> None:
+    def end_evaluation(self, split: str) -> None:
         self._gather_collected()
         for name, value in self.score(self._references, self._hypotheses, split).items():
             self.log(name, value, prog_bar=name in self.VALIDATION_METRICS)
-
-    def on_validation_epoch_start(self) -> None:
-        self._reset_collected()
-
-    def validation_step(self, batch: Batch | None, batch_idx: int) -> None:
-        self._evaluation_step(batch, beam=False)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_scores("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._reset_collected()
-
-    def test_step(self, batch: Batch | None, batch_idx: int) -> None:
-        self._evaluation_step(batch, beam=True)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_scores("test")
-        self.test_results = [
-            {"id": i, "reference": r, "hypothesis": h}
-            for i, r, h in zip(self._ids, self._references, self._hypotheses)
-        ]
+        if split == "test":
+            self.test_results = [
+                {"id": i, "reference": r, "hypothesis": h}
+                for i, r, h in zip(self._ids, self._references, self._hypotheses)
+            ]
