@@ -130,3 +130,23 @@ def test_generate_text_is_reproducible_with_a_seed():
     a = task.generate_text("abc", length=20, temperature=1.0, seed=3)
     b = task.generate_text("abc", length=20, temperature=1.0, seed=3)
     assert a == b and a.startswith("abc")
+
+
+def test_score_text_by_hand_and_independent_of_the_chunk_size():
+    task = make_task()
+    with torch.no_grad():  # all weights zero: every token gets probability 1 / V
+        for p in task.model.parameters():
+            p.zero_()
+    vocab = len(TOKENIZER)
+    score = task.score_text("abc\nde")  # a b c <eos> d e <eos>
+    assert score.tokens == 7
+    assert score.loss == pytest.approx(math.log(vocab), rel=1e-5)
+    assert score.perplexity == pytest.approx(vocab, rel=1e-4)
+    assert score.bits_per_char == pytest.approx(math.log2(vocab), rel=1e-5)
+    torch.manual_seed(0)
+    task = make_task().train()
+    whole, chunked = task.score_text("abc de\nfgh"), task.score_text("abc de\nfgh", chunk=3)
+    assert chunked.loss == pytest.approx(whole.loss, rel=1e-5)  # the state is carried over
+    assert task.training  # scoring leaves the mode as it was
+    with pytest.raises(ValueError, match="non-empty"):
+        task.score_text("")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from rnnseq import metrics as M
-from rnnseq.data.text import TextBatch
+from rnnseq.data.text import TextBatch, encode_stream
 from rnnseq.data.tokenizer import tokenizer_from_state
 from rnnseq.decoding.sampling import generate
 from rnnseq.models.language_model import LMState, RNNLanguageModel, detach_state
@@ -131,6 +131,28 @@ class LanguageModel(Task):
         self.log(ppl_name, math.exp(min(loss, 50.0)), prog_bar=True)
         if self.is_character_model:
             self.log(bpc_name, loss / math.log(2))
+
+    @torch.inference_mode()
+    def score_text(self, text: str, chunk: int = 512) -> TextScore:
+        """Loss, perplexity and bits per character of ``text`` (lines end with ``<eos>``, as in
+        training streams). The model reads the text in ``chunk``-token windows, carrying its
+        state, starting after an ``<eos>`` as if a new line began."""
+        ids = encode_stream(text.splitlines(), self.tokenizer).to(self.device)
+        if ids.numel() == 0:
+            raise ValueError("score_text needs a non-empty text")
+        stream = torch.cat([ids.new_tensor([self.tokenizer.eos_id]), ids])
+        was_training = self.training
+        self.eval()
+        nll, state = 0.0, None
+        for start in range(0, ids.numel(), chunk):
+            inputs = stream[start:start + chunk].unsqueeze(0)  # (1, T)
+            targets = stream[start + 1:start + 1 + chunk].unsqueeze(0)
+            logits, state = self.model(inputs[:, :targets.shape[1]], state)
+            nll += float(F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="sum"))
+        self.train(was_training)
+        loss = nll / ids.numel()
+        return TextScore(int(ids.numel()), loss,
+                         loss / math.log(2) if self.is_character_model else None)
 
     # -- generation -----------------------------------------------------------------------------
     def generate_text(self, prompt: str = "", length: int = 300, temperature: float = 1.0,
