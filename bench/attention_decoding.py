@@ -17,11 +17,11 @@ from common import device_from, interleaved, machine, median
 from common import parser as bench_parser
 
 from rnnseq.data.batching import make_pad_mask
-from rnnseq.models.attention import AdditiveAttention, DotAttention, LocationAttention
+from rnnseq.models.attention import AdditiveAttention, GeneralAttention, LocationAttention
 from rnnseq.models.decoder import AttentionDecoder
 
 ATTENTIONS = {"location": LocationAttention, "additive": AdditiveAttention,
-              "general (dot with projection)": DotAttention}
+              "general": GeneralAttention}
 
 
 def decode(decoder: AttentionDecoder, memory, mask, tokens: int, per_step_keys: bool):

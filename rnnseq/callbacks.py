@@ -63,21 +63,37 @@ class AttentionSamples(L.Callback):
         if logger is None or dataset is None or len(dataset) == 0:
             return
         items = [dataset[i] for i in range(min(self.num_utterances, len(dataset)))]
-        batch = collate_examples(items)
-        if batch is None:
-            return
-        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-        hypotheses, attention = pl_module.greedy_decode(batch, return_attention=True)
         step = trainer.global_step
+        table, figures = self.samples(pl_module, items)
+        for tag, figure in figures:
+            logger.experiment.add_figure(tag, figure, step)
+        if figures:
+            logger.experiment.add_text(SAMPLES_TAG, table, step)
+
+    @staticmethod
+    def samples(pl_module: L.LightningModule, items: list) -> tuple[str, list]:
+        """Greedy-decodes ``items`` (dataset items) with an encoder-decoder task: a Markdown table
+        of references and hypotheses, and one ``(tag, heatmap)`` per item whose rows are the
+        emitted tokens of the task's own tokenizer (characters, phonemes, subwords) plus the
+        ``<eos>`` row, each labelled."""
+        batch = collate_examples(items)
+        if batch.empty:
+            return "", []
+        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+        hypotheses, attention = pl_module.greedy_hypotheses(batch, return_attention=True)
         memory_lengths = pl_module.model.encoder.output_lengths(batch.feature_lengths)
+        symbols = pl_module.tokenizer.symbols
         rows = ["| id | reference | hypothesis |", "|---|---|---|"]
+        figures = []
         for i, (utt_id, ref, hyp) in enumerate(zip(batch.ids, batch.texts, hypotheses)):
-            rows.append(f"| {utt_id} | {ref} | {hyp} |")
-            weights = attention[i, : len(hyp) + 1, : int(memory_lengths[i])].float().cpu().numpy()
-            labels = [pl_module.tokenizer.symbols[t] for t in pl_module.tokenizer.encode(hyp)]
-            logger.experiment.add_figure(f"{ATTENTION_TAG}/{utt_id}",
-                                         attention_heatmap(weights, labels, utt_id), step)
-        logger.experiment.add_text(SAMPLES_TAG, "\n".join(rows), step)
+            rows.append(f"| {utt_id} | {ref} | {pl_module.tokenizer.decode(hyp.tokens)} |")
+            # (T + 1, S'): one row per emitted token and the <eos> row (greedy search always
+            # ends with one: at the latest it is forced at the length limit)
+            weights = attention[i, : len(hyp.tokens) + 1, : int(memory_lengths[i])]
+            labels = [symbols[t] for t in hyp.tokens]
+            figures.append((f"{ATTENTION_TAG}/{utt_id}",
+                            attention_heatmap(weights.float().cpu().numpy(), labels, utt_id)))
+        return "\n".join(rows), figures
 
 
 GENERATED_TAG = "val/generated"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import sys
@@ -119,14 +120,28 @@ def load_task(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> 
 
 
 def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
-    """The rnnseq task that wrote ``checkpoint``, told by its saved hyper-parameters."""
+    """The task class that wrote ``checkpoint``: the import path it records
+    (``checkpoint["rnnseq"]["task"]``, so a task of your own package needs no entry anywhere), or,
+    for checkpoints written before rnnseq recorded it, a guess from the saved hyper-parameters."""
+    contents = load_checkpoint(checkpoint)
+    recorded = contents.get("rnnseq", {}).get("task")
+    if recorded:
+        module_name, _, class_name = recorded.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"{checkpoint} was written by the task {recorded}, which cannot be "
+                             f"imported here ({err}); install the package that defines it") from None
+    return _guess_task_class(contents.get("hyper_parameters", {}), checkpoint)
+
+
+def _guess_task_class(hparams: dict, checkpoint) -> type[L.LightningModule]:
     from rnnseq.tasks.classification import SpeechClassification
     from rnnseq.tasks.forecasting import Forecasting
     from rnnseq.tasks.language_model import LanguageModel
     from rnnseq.tasks.speech_to_text import SpeechToText
     from rnnseq.tasks.text_to_text import TextToText
 
-    hparams = load_checkpoint(checkpoint).get("hyper_parameters", {})
     if "features" in hparams:
         return SpeechToText if "decoding" in hparams else SpeechClassification
     if "horizon" in hparams:
@@ -136,6 +151,30 @@ def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
     if "tokenizer" in hparams:
         return LanguageModel
     raise ValueError(f"{checkpoint} was not written by an rnnseq task (no known hyper-parameters)")
+
+
+def legacy_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters of a checkpoint written by an older rnnseq, brought up to date: the ones
+    that changed, to pass to ``load_from_checkpoint``; ``{}`` for a current checkpoint.
+
+    Before checkpoints recorded ``checkpoint["rnnseq"]``, ``dot`` attention was a scaled dot
+    product (with a hidden projection when sizes differed): such checkpoints load as
+    ``scaled_dot``, or fail with a message when they had the projection
+    (:func:`rnnseq.models.attention.legacy_attention_config`).
+    """
+    from rnnseq.models.attention import legacy_attention_config
+
+    if "rnnseq" in checkpoint:
+        return {}
+    hparams = checkpoint.get("hyper_parameters", {})
+    model = hparams.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("attention"), dict):
+        return {}
+    attention = legacy_attention_config(model["attention"], checkpoint.get("state_dict", {}),
+                                        "model.decoder.attention.")
+    if attention == model["attention"]:
+        return {}
+    return {"model": {**model, "attention": attention}}
 
 
 def run_folder_of(path: str | Path) -> Path:

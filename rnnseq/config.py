@@ -32,11 +32,30 @@ def job_gpu() -> list[int]:
     return [int(num or 0) % count]
 
 
+def task_monitor(target: str) -> str:
+    """Resolver behind ``${task_monitor:${task._target_}}``: the validation metric that the task
+    class ``target`` declares for checkpointing, early stopping and the plateau scheduler."""
+    from hydra.utils import get_class
+
+    return get_class(target).MONITOR
+
+
+def task_monitor_mode(target: str) -> str:
+    """Resolver behind ``${task_monitor_mode:${task._target_}}``: ``min`` or ``max`` for it."""
+    from hydra.utils import get_class
+
+    return get_class(target).MONITOR_MODE
+
+
 def register_resolvers() -> None:
     """``${metric:VAL_WER}`` names a metric constant instead of retyping ``val/wer``;
+    ``${task_monitor:...}``/``${task_monitor_mode:...}`` read a task's monitored metric;
     ``${ensure_dir:PATH}`` creates a folder; ``${job_gpu:}`` picks a sweep job's GPU."""
     if not OmegaConf.has_resolver("metric"):
         OmegaConf.register_new_resolver("metric", metric_name)
+    for name, resolver in (("task_monitor", task_monitor), ("task_monitor_mode", task_monitor_mode)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     if not OmegaConf.has_resolver("ensure_dir"):
         OmegaConf.register_new_resolver("ensure_dir", ensure_dir)
     if not OmegaConf.has_resolver("job_gpu"):

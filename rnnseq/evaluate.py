@@ -8,12 +8,16 @@
         decoding.lm_weight=0.2                                                    # LM fusion
 
 The checkpoint (the run's best unless ``--checkpoint`` names one) rebuilds the task;
-``decoding.KEY=VALUE`` replaces its decoding settings (``beam_size=1`` is greedy). A split is
-rebuilt from the run's ``.hydra/config.yaml`` (relative data paths resolve against the working
-directory, as in training; or set ``RNNSEQ_DATA_DIR``). The report, written to
-``<run>/evaluations/<split or manifest>-<time>.json``, holds the settings, metrics, decoding time,
-real-time factor (decoding seconds per second of audio) and every item with its reference,
-hypothesis and word errors; a summary is printed.
+``decoding.KEY=VALUE`` replaces its decoding settings (``decoding.mode=greedy`` or
+``ctc_greedy``; ``beam_size=1`` is greedy too). A split is rebuilt from the run's
+``.hydra/config.yaml`` (relative data paths resolve against the working directory, as in
+training; or set ``RNNSEQ_DATA_DIR``). A ``--manifest`` is read with the run's batching settings
+(``data.max_frames``, ``data.max_batch_size``, overridable as ``data.KEY=VALUE``) and its
+references pass through the checkpoint's transcript normaliser, as the training transcripts did.
+The report, written to ``<run>/evaluations/<split or manifest>-<time>.json``, holds the settings,
+metrics, decoding time, real-time factor (decoding seconds per second of audio), every item with
+its reference (raw and normalised), hypothesis and word errors, and every item that could not be
+scored with the reason; a summary is printed.
 """
 
 from __future__ import annotations
@@ -80,48 +84,77 @@ def item_errors(reference: str, hypothesis: str) -> dict:
             "wer": (out.substitutions + out.deletions + out.insertions) / max(words, 1)}
 
 
-def _manifest_loader(task, manifest: Path):
-    """A test loader over any JSONL manifest, with the checkpoint's own symbols and features."""
+def manifest_loader(task, manifest: Path, batching: dict, report):
+    """A test loader over any JSONL manifest, with the checkpoint's own symbols, features and
+    transcript normaliser, batched by ``batching`` (``max_frames``, ``max_batch_size``); bad
+    lines go to ``report``. Returns ``(loader, utterances)``."""
     from torch.utils.data import DataLoader
 
     from rnnseq.data.audio import FeatureConfig
     from rnnseq.data.batching import BucketBatchSampler, collate_examples
-    from rnnseq.data.manifest import DataReport, read_manifest
+    from rnnseq.data.manifest import normalize_utterances, read_manifest
     from rnnseq.data.speech import SpeechDataset
 
     if "features" not in task.hparams:
         raise ValueError("--manifest scores speech models; this checkpoint is not one")
-    utterances = read_manifest(manifest, DataReport())
+    utterances = normalize_utterances(read_manifest(manifest, report),
+                                      task.hparams.get("normalizer", "letters"), report, manifest)
     if not utterances:
         raise ValueError(f"{manifest} has no usable utterances (see the warnings above)")
     dataset = SpeechDataset(utterances, task.tokenizer, FeatureConfig(**task.hparams.features))
-    sampler = BucketBatchSampler(dataset.frame_lengths(), max_frames=20000, max_batch_size=32,
-                                 shuffle=False)
+    sampler = BucketBatchSampler(dataset.frame_lengths(), shuffle=False, **batching)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_examples), utterances
 
 
-def run_data_loader(run: Path, split: str, data_overrides: list[str]):
-    """The ``split`` loader of the data the run was trained on (rebuilt from its config, with
-    ``data.KEY=VALUE`` overrides, e.g. another manifest or batch budget)."""
-    from hydra.utils import instantiate
+def run_data_config(run: Path, data_overrides: list[str]):
+    """The ``data`` config the run was trained with (``None`` for a bare checkpoint without its
+    run folder), with ``data.KEY=VALUE`` overrides applied; an override of a key the config does
+    not have is an error naming it."""
     from omegaconf import OmegaConf
 
     config_path = run / ".hydra" / "config.yaml"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} is missing: give --manifest, or a run folder "
-                                f"written by rnnseq.train")
+        if data_overrides:
+            raise ValueError(f"{config_path} is missing, so there is no data config for "
+                             f"{data_overrides}")
+        return None
     cfg = OmegaConf.load(config_path)
     for item in data_overrides:
         key, _, value = item.partition("=")
         if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
             raise ValueError(f"{key} is not in the run's data config; see {config_path}")
         OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+    return cfg
+
+
+def manifest_batching(cfg) -> dict:
+    """``max_frames`` and ``max_batch_size`` of the run's data config (or the datamodule's
+    defaults without one)."""
+    import inspect
+
+    from rnnseq.data.speech import SpeechDataModule
+
+    defaults = inspect.signature(SpeechDataModule).parameters
+    data = cfg.data if cfg is not None else {}
+    return {key: int(data.get(key, defaults[key].default)) for key in ("max_frames", "max_batch_size")}
+
+
+def run_data_loader(run: Path, split: str, data_overrides: list[str]):
+    """The ``split`` loader of the data the run was trained on (rebuilt from its config, with
+    ``data.KEY=VALUE`` overrides, e.g. another manifest or batch budget): ``(loader, utterances,
+    data report)``."""
+    from hydra.utils import instantiate
+
+    cfg = run_data_config(run, data_overrides)
+    if cfg is None:
+        raise FileNotFoundError(f"{run / '.hydra' / 'config.yaml'} is missing: give --manifest, "
+                                f"or a run folder written by rnnseq.train")
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
     loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
     utterances = getattr(datamodule.datasets[split], "utterances", None)
-    return loader, utterances
+    return loader, utterances, datamodule.report
 
 
 def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: str = "test",
@@ -132,6 +165,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
 
     import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
     from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
+    from rnnseq.data.manifest import DataReport
     from rnnseq.reporting import write_results
 
     checkpoint = checkpoint or find_checkpoint(run)
@@ -143,31 +177,33 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
             raise ValueError(f"this {type(task).__name__} checkpoint has no decoding settings; "
                              f"drop {sorted(decoding)}")
     else:
-        unknown = set(decoding) - set(task.hparams.decoding) - {"lm", "lm_weight"}
-        if unknown:
-            raise ValueError(f"unknown decoding settings {sorted(unknown)}; this task has "
-                             f"{sorted(task.hparams.decoding)}")
-        task.hparams.decoding.update(decoding)
+        task.set_decoding(decoding)
     if manifest is not None:
-        loader, utterances = _manifest_loader(task, manifest)
+        report = DataReport()
+        batching = manifest_batching(run_data_config(run, data_overrides or []))
+        loader, utterances = manifest_loader(task, manifest, batching, report)
         label = manifest.stem
     else:
-        loader, utterances = run_data_loader(run, split, data_overrides or [])
+        loader, utterances, report = run_data_loader(run, split, data_overrides or [])
         label = split
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)
     started = time.time()
     metrics = trainer.test(task, dataloaders=loader, verbose=False)[0]
     seconds = time.time() - started
-    items = [{**item, "errors": item_errors(item["reference"], item["hypothesis"])}
+    raw = {u.id: u.raw_text for u in utterances or [] if u.raw_text is not None}
+    items = [{**item, "raw_reference": raw.get(item["id"], item["reference"]),
+              "errors": item_errors(item["reference"], item["hypothesis"])}
              if "hypothesis" in item else item for item in getattr(task, "test_results", [])]
+    report.merge(task.runtime_issues())  # audio that failed while it was being decoded
     audio_seconds = sum(u.duration for u in utterances) if utterances else None
     record = {
         "run": str(run), "checkpoint": str(checkpoint), "data": str(manifest or split),
         "decoding": dict(task.hparams.get("decoding", {})),
         # The task logs under test/ whatever it scored; name what was scored.
         "metrics": {k.replace("test/", f"{label}/", 1): float(v) for k, v in metrics.items()},
-        "items_scored": len(items), "seconds": round(seconds, 2),
+        "items_scored": len(items), "items_skipped": report.counts().get("skipped", 0),
+        "data_issues": report.to_dict()["issues"], "seconds": round(seconds, 2),
         "audio_seconds": round(audio_seconds, 2) if audio_seconds else None,
         "real_time_factor": round(seconds / audio_seconds, 4) if audio_seconds else None,
         "items": items,
@@ -196,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decoding: {record['decoding']}")
     for name, value in sorted(record["metrics"].items()):
         print(f"{name}: {value:.4f}")
+    if record["items_skipped"]:
+        print(f"{record['items_skipped']} items could not be scored as they are (see \"data_issues\" "
+              f"in the report)")
     print(f"items: {record['items_scored']}, time: {record['seconds']} s"
           + (f", real-time factor: {record['real_time_factor']}" if record["real_time_factor"] else ""))
     print(f"written to {record['path']}")

@@ -85,7 +85,7 @@ def examples(run: str | Path, split: str = "test", count: int = 3) -> Batch:
     loader, _ = run_data_loader(run_folder_of(run), split, [])
     dataset = loader.dataset
     batch = collate_examples([dataset[i] for i in range(min(count, len(dataset)))])
-    if batch is None:
+    if batch.empty:
         raise ValueError(f"the first {count} items of {split} could not be read")
     return batch
 

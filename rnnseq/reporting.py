@@ -52,15 +52,16 @@ def write_results(path: str | Path, results: Mapping[str, Any]) -> Path:
 DATA_REPORT_TAG = "data/report"
 
 
-def log_data_report(logger: TensorBoardLogger, report) -> None:
+def log_data_report(logger: TensorBoardLogger, report, step: int = 0) -> None:
     """The data report's counts as scalars (``data/skipped``, ``data/kept``) and its first 50
-    items as a table (``data/report``), so a glance at TensorBoard shows what was left out."""
+    items as a table (``data/report``) at ``step``, so a glance at TensorBoard shows what was
+    left out (written again after training and test when items failed to load meanwhile)."""
     counts = report.counts()
     for action in ("skipped", "kept"):
-        logger.experiment.add_scalar(f"data/{action}", counts.get(action, 0), 0)
+        logger.experiment.add_scalar(f"data/{action}", counts.get(action, 0), step)
     if report.issues:
         rows = ["| item | reason | action |", "|---|---|---|"]
         rows += [f"| {i.id or i.source} | {i.reason} | {i.action} |" for i in report.issues[:50]]
         if len(report.issues) > 50:
             rows.append(f"| ... | {len(report.issues) - 50} more in data_report.json | |")
-        logger.experiment.add_text(DATA_REPORT_TAG, "\n".join(rows), 0)
+        logger.experiment.add_text(DATA_REPORT_TAG, "\n".join(rows), step)

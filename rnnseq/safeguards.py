@@ -18,8 +18,6 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from rnnseq import metrics as M
-
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
@@ -168,14 +166,23 @@ class GracefulStop(L.Callback):
         self._restore()
 
 
+def drop_gradients(optimizer) -> None:
+    """Sets every gradient of ``optimizer`` to ``None``: torch optimizers leave parameters without
+    a gradient untouched, so the coming step changes neither the weights nor the optimizer's state
+    (momentum, step counts), and decoupled weight decay is not applied either."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many training steps in a row had a non-finite loss or gradient."""
 
 
 class NonFiniteGuard(L.Callback):
-    """Skips optimizer steps whose loss or gradients are NaN or infinite, counts them in
-    ``train/skipped_steps``, and stops the run when more than ``max_consecutive`` come in a row,
-    naming the utterances of the last offending batch.
+    """Skips optimizer steps whose loss or gradients are NaN or infinite (through the task's
+    ``skip_step``, which counts them in ``train/skipped_steps``), and stops the run when more
+    than ``max_consecutive`` come in a row, naming the utterances of the last offending batch.
 
     The check reads one number from the device per step (a GPU waits for the backward pass to
     finish before the optimizer step is queued). Under 16-bit mixed precision the gradient scaler
@@ -187,7 +194,6 @@ class NonFiniteGuard(L.Callback):
             raise ValueError(f"callbacks.nonfinite_guard.max_consecutive must be >= 0, "
                              f"got {max_consecutive}")
         self.max_consecutive = max_consecutive
-        self.skipped = 0
         self.in_a_row = 0
         self._loss: torch.Tensor | None = None
         self._ids: list[str] = []
@@ -211,15 +217,10 @@ class NonFiniteGuard(L.Callback):
         if finite:
             self.in_a_row = 0
         else:
-            self._skip(trainer, optimizer)
-        if trainer.global_step % trainer.log_every_n_steps == 0 or not finite:
-            pl_module.log(M.SKIPPED_STEPS, float(self.skipped), on_step=True, on_epoch=False)
+            self._skip(trainer, pl_module, optimizer)
 
-    def _skip(self, trainer, optimizer) -> None:
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                p.grad = None  # the optimizer leaves parameters without gradients untouched
-        self.skipped += 1
+    def _skip(self, trainer, pl_module, optimizer) -> None:
+        pl_module.skip_step(optimizer)  # counted and logged by the task
         self.in_a_row += 1
         log.warning("step %d: non-finite loss or gradient, step skipped (%d in a row); batch: %s",
                     trainer.global_step, self.in_a_row, ", ".join(self._ids) or "?")
@@ -232,8 +233,7 @@ class NonFiniteGuard(L.Callback):
             )
 
     def state_dict(self) -> dict:
-        return {"skipped": self.skipped, "in_a_row": self.in_a_row}
+        return {"in_a_row": self.in_a_row}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.skipped = int(state_dict.get("skipped", 0))
         self.in_a_row = int(state_dict.get("in_a_row", 0))

@@ -26,6 +26,7 @@ from rnnseq.config import CONFIG_DIR
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
 from rnnseq.resources import set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
+from rnnseq.tasks.base import gather_rows
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,44 @@ def build_data_and_task(cfg: DictConfig):
     return datamodule, task
 
 
+def build_callbacks(cfg: DictConfig, task) -> list:
+    """The ``callbacks`` group's callbacks; one that watches a metric the task does not log in
+    validation (``callbacks.<name>.monitor``) is an error naming the key."""
+    callbacks = []
+    for name, conf in (cfg.get("callbacks") or {}).items():
+        if not conf:  # an entry set to null (`callbacks.attention_samples=null`) is switched off
+            continue
+        callback = instantiate(conf)
+        if getattr(callback, "monitor", None):
+            task.require_logged(callback.monitor, f"callbacks.{name}.monitor")
+        callbacks.append(callback)
+    return callbacks
+
+
+def publish_data_report(trainer, datamodule, task, run_dir: Path, tb, first: bool = False) -> None:
+    """Merges the items that failed to load while the trainer ran (on every rank: each saw its
+    own batches) into the datamodule's report; when that added any (or ``first``), writes
+    ``data_report.json`` and the ``data/...`` TensorBoard entries from rank 0. Every rank must
+    call it."""
+    added = datamodule.report.merge(gather_rows(task.runtime_issues()))
+    if trainer.is_global_zero and (added or first):
+        datamodule.write_report(run_dir)
+        if tb is not None:
+            log_data_report(tb, datamodule.report, trainer.global_step)
+
+
 def train(cfg: DictConfig) -> dict:
     """Runs one experiment described by ``cfg``; returns the dict written to ``results.json``."""
     started = time.time()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule, task = build_data_and_task(cfg)
 
-    # A config group entry set to null (e.g. `callbacks.attention_samples: null`) is switched off.
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks = build_callbacks(cfg, task)
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
     trainer = instantiate(quick_run_overrides(cfg.trainer), callbacks=callbacks, logger=loggers)
     share_cores(cfg.get("threads"), trainer)
     tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
-    if trainer.is_global_zero:
-        datamodule.write_report(run_dir)
-        if tb is not None:
-            log_data_report(tb, datamodule.report)
+    publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
     if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
         state = load_checkpoint(cfg.ckpt_path)["state_dict"]
         require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
@@ -95,8 +118,10 @@ def train(cfg: DictConfig) -> dict:
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except TrainingInterrupted as stop:
+        publish_data_report(trainer, datamodule, task, run_dir, tb)
         log.warning("%s. Continue with: python -m rnnseq.train resume=%s", stop, run_dir)
         raise
+    publish_data_report(trainer, datamodule, task, run_dir, tb)
     train_seconds = time.time() - started
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -108,7 +133,6 @@ def train(cfg: DictConfig) -> dict:
         "train_seconds": round(train_seconds, 1),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "data_issues": datamodule.report.counts(),
     }
     if cfg.get("test", True):
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path,
@@ -120,6 +144,8 @@ def train(cfg: DictConfig) -> dict:
                 write_results(run_dir / "test_outputs.json", {"items": task.test_results})
         if task.hparams.get("decoding"):
             results["decoding"] = dict(task.hparams.decoding)
+        publish_data_report(trainer, datamodule, task, run_dir, tb)  # items that failed in test
+    results["data_issues"] = datamodule.report.counts()
     results["wall_seconds"] = round(time.time() - started, 1)
     if not trainer.is_global_zero:  # the other ranks of a distributed run hold the same results
         return results

@@ -1,7 +1,8 @@
 """Transcribe audio files with a trained speech model.
 
     python -m rnnseq.transcribe run=experiments/asr/runs/<time> a.wav b.flac ...
-    python -m rnnseq.transcribe run=model.ckpt --greedy *.wav
+    python -m rnnseq.transcribe run=model.ckpt --greedy *.wav       # decoding.mode=greedy
+    python -m rnnseq.transcribe run=<run> decoding.mode=ctc_greedy *.wav   # the CTC head alone
     python -m rnnseq.transcribe run=<run> decoding.beam_size=8 decoding.lm=<asr_lm run> \\
         decoding.lm_weight=0.2 *.wav
 
@@ -27,7 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="+",
                         help="run=<run folder or .ckpt>, audio files, decoding.KEY=VALUE")
-    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam")
+    parser.add_argument("--greedy", action="store_true",
+                        help="greedy attention decoding instead of beam search (decoding.mode=greedy)")
     parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_intermixed_args(argv)
@@ -44,8 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def transcribe(task, paths: list[str], greedy: bool = False, batch_size: int = 8):
-    """Yields ``(path, transcript or None, error or None)`` for every path, in order."""
+def transcribe(task, paths: list[str], batch_size: int = 8):
+    """Yields ``(path, transcript or None, error or None)`` for every path, in order, decoded
+    with the task's ``decoding`` settings."""
     from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
     from rnnseq.data.batching import Example, collate_examples
 
@@ -64,7 +67,7 @@ def transcribe(task, paths: list[str], greedy: bool = False, batch_size: int = 8
         texts = {}
         if examples:
             batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
-            hyps = task.greedy_decode(batch)[0] if greedy else task.beam_decode(batch)
+            hyps = task.decode(batch)
             texts = dict(zip(batch.ids, hyps))
         for path in group:
             yield path, texts.get(path), errors.get(path)
@@ -78,10 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     task = load_task_or_report(SpeechToText, args.run, args.device)
     if task is None:
         return 2
-    task.hparams.decoding.update(args.decoding)
+    try:
+        task.set_decoding({**args.decoding, **({"mode": "greedy"} if args.greedy else {})})
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     status = 0
     with torch.no_grad():
-        for path, text, error in transcribe(task, args.files, args.greedy, args.batch_size):
+        for path, text, error in transcribe(task, args.files, args.batch_size):
             if error is not None:
                 print(f"error: {path}: {error}", file=sys.stderr)
                 status = 1

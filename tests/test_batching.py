@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from rnnseq.data.batching import (
     BucketBatchSampler,
     Example,
+    Failure,
     collate_examples,
     make_pad_mask,
     padding_ratio,
@@ -20,9 +21,10 @@ def test_pad_mask():
 
 
 def test_collate_pads_and_drops_unreadable_items():
+    lost = Failure("c", "/audio/c.wav", "audio file /audio/c.wav was not found")
     items = [
         Example("a", torch.ones(3, 2), torch.tensor([5, 6]), "xy"),
-        None,
+        lost,
         Example("b", torch.ones(5, 2) * 2, torch.tensor([7]), "z"),
     ]
     batch = collate_examples(items)
@@ -32,7 +34,10 @@ def test_collate_pads_and_drops_unreadable_items():
     assert batch.features[0, 3:].abs().sum() == 0
     assert batch.targets.tolist() == [[5, 6], [7, 0]]
     assert batch.target_lengths.tolist() == [2, 1]
-    assert collate_examples([None, None]) is None
+    assert batch.failed == (lost,) and not batch.empty
+    nothing = collate_examples([lost, lost._replace(id="d")])
+    assert nothing.empty and [f.id for f in nothing.failed] == ["c", "d"]
+    assert nothing.features.shape[0] == nothing.targets.shape[0] == 0
 
 
 def _lengths(n=500, seed=0):

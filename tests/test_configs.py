@@ -72,7 +72,7 @@ def test_asr_recipe_on_your_own_manifests_has_no_embedded_corpus(tmp_path, tiny_
 
 
 @pytest.mark.parametrize("override", [
-    "model/attention=none", "model/attention=dot", "model/attention=general",
+    "model/attention=none", "model/attention=general",
     "model/attention=additive", "model/attention=location", "model/encoder=pyramid",
     "model.encoder.cell=gru", "model.decoder.input_feeding=true", "task.ctc_weight=0",
     "task/optimizer=adam", "task/scheduler=plateau", "task/scheduler=none", "trainer=cpu",
@@ -83,6 +83,22 @@ def test_model_and_training_options_compose_and_build(override, tmp_path):
     _, task, _ = _build(cfg)
     assert task.model.encoder.output_dim == 16
     assert task.model.decoder.vocab_size == len(VOCAB)
+
+
+@pytest.mark.parametrize("option", ["dot", "scaled_dot"])
+def test_dot_attentions_build_with_equal_sizes_and_name_both_sizes_otherwise(option, tmp_path):
+    """`dot` and `scaled_dot` score the memory itself: the decoder's hidden size must equal the
+    encoder output size, 2 x 8 for the bidirectional asr encoder."""
+    sizes = ["model.encoder.hidden_size=8"]
+    cfg = compose_config(["experiment=asr", f"model/attention={option}", *sizes,
+                          "model.decoder.hidden_size=16"], tmp_path)
+    _, task, _ = _build(cfg)
+    assert task.model.decoder.attention.memory_dim == task.model.encoder.output_dim == 16
+    cfg = compose_config(["experiment=asr", f"model/attention={option}", *sizes,
+                          "model.decoder.hidden_size=8"], tmp_path)
+    with pytest.raises(Exception, match=rf"attention={option} .*memory_dim=16 .*query_dim=8 .*"
+                                        r"model\.decoder\.hidden_size=16"):
+        _build(cfg)
 
 
 def test_monitored_metrics_are_metric_constants(tmp_path):

@@ -7,7 +7,9 @@ import json
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rnnseq import metrics as M
 from rnnseq.checkpoints import load_checkpoint
 from tests.conftest import compose_config, corpus_overrides
 from tests.test_train_smoke import run_train
@@ -18,17 +20,30 @@ NO_NOISE = ["model.encoder.dropout=0", "model.decoder.dropout=0", "task.spec_aug
             "callbacks.attention_samples=null", "trainer.deterministic=true"]
 
 
-def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, data_dir, tiny_corpus):
+def test_two_processes_equal_one_process_and_skip_an_unreadable_batch_together(
+        tmp_path, data_dir, tiny_corpus):
     """Rank r of 2 takes batches r, r + 2, ...; DDP averages the two ranks' gradients. One process
     accumulating 2 batches per step averages the same two batches: the same update, up to the
-    order of floating-point sums (tolerance 1e-5 on weights, 1e-4 on losses)."""
+    order of floating-point sums (tolerance 1e-5 on weights, 1e-4 on losses).
+
+    In the 2-process run every audio file of rank 1's batch at step 1 is missing (in both epochs),
+    so both ranks must skip that step together: the run finishes, the weights equal those of the
+    1-process run in which that step's two batches never existed (constant learning rate, so
+    only the skipped updates can differ), and the lost files are in the run's data report."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    run_train(single, data_dir, *corpus_overrides(), *NO_NOISE, "trainer.accumulate_grad_batches=2")
-    run_train(ddp, data_dir, *corpus_overrides(), *NO_NOISE, "trainer=ddp_cpu")
+    common = [*corpus_overrides(), *NO_NOISE, "data._target_=tests.helpers.SpeechDataWithABadStep",
+              "data.sorted_epochs=2", "data.feature_cache=null", "task/scheduler=none",
+              "trainer.log_every_n_steps=1"]
+    run_train(single, data_dir, *common, "+data.spoil=false", "trainer.accumulate_grad_batches=2")
+    run_train(ddp, data_dir, *common, "+data.spoil=true", "trainer=ddp_cpu")
 
     one = json.loads((single / "results.json").read_text())
     two = json.loads((ddp / "results.json").read_text())
-    assert two["steps"] == one["steps"] == 6  # 24 utterances in batches of 4, 2 per step, 2 epochs
+    # 24 utterances in 6 batches of 4 per epoch, 2 per step, 2 epochs; the spoilt run skips 2
+    assert (two["steps"], one["steps"]) == (6, 4)
+    events = EventAccumulator(str(ddp / "tensorboard"))
+    events.Reload()
+    assert max(e.value for e in events.Scalars(M.SKIPPED_STEPS)) == 2
     assert two["test_items"] == one["test_items"] == 6  # the whole test split, not one rank's half
     for name, value in one["test"].items():
         assert two["test"][name] == pytest.approx(value, abs=1e-4), name
@@ -40,6 +55,12 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, da
         torch.testing.assert_close(weights_two[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
     outputs = json.loads((ddp / "test_outputs.json").read_text())["items"]
     assert len({item["id"] for item in outputs}) == 6
+    # rank 1's four lost files, each once although they failed in both epochs
+    report = json.loads((ddp / "data_report.json").read_text())
+    lost = [i for i in report["issues"] if i["source"].startswith("/nonexistent/")]
+    assert len(lost) == 4 == len({i["id"] for i in lost}) and report["counts"] == {"skipped": 4}
+    assert all("was not found (during training)" in i["reason"] for i in lost)
+    assert json.loads((single / "data_report.json").read_text())["counts"] == {}
 
 
 def test_multi_node_ddp_under_slurm_composes(tmp_path):

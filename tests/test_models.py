@@ -1,6 +1,7 @@
 """Encoder, attention and decoder contracts at tiny sizes."""
 
 import functools
+import math
 
 import pytest
 import torch
@@ -14,11 +15,19 @@ from rnnseq.models.recurrent import reverse_within_lengths
 ATTENTIONS = {
     "none": A.NoAttention,
     "dot": A.DotAttention,
+    "scaled_dot": A.ScaledDotAttention,
     "general": A.GeneralAttention,
     "additive": functools.partial(A.AdditiveAttention, attention_dim=8),
     "location": functools.partial(A.LocationAttention, attention_dim=8, conv_channels=3,
                                   conv_kernel=5),
 }
+# dot and scaled_dot score the memory itself, so their query size must equal the memory size (6);
+# the others get a different query size (5) to show that they map one to the other.
+SAME_SIZE = {"dot", "scaled_dot"}
+
+
+def _query_dim(name: str) -> int:
+    return 6 if name in SAME_SIZE else 5
 
 
 def _memory(b=3, s=7, d=6, seed=0):
@@ -32,17 +41,18 @@ def _memory(b=3, s=7, d=6, seed=0):
 def test_attention_weights_sum_to_one_and_ignore_padding(name):
     torch.manual_seed(0)
     memory, lengths, mask = _memory()
-    att = ATTENTIONS[name](query_dim=5, memory_dim=6)
+    q = _query_dim(name)
+    att = ATTENTIONS[name](query_dim=q, memory_dim=6)
     state = att.init_state(memory, mask)
     for _ in range(3):  # several steps: location attention feeds its weights back
-        context, weights, state = att(torch.randn(3, 5), memory, mask, state)
+        context, weights, state = att(torch.randn(3, q), memory, mask, state)
         assert weights.shape == (3, 7) and context.shape == (3, 6)
         torch.testing.assert_close(weights.sum(-1), torch.ones(3))
         assert weights[~mask].abs().max() == 0
     # the context only mixes real frames: changing padding changes nothing
     padded = memory.masked_fill(~mask.unsqueeze(-1), 1e3)
-    c1, _, _ = att(torch.ones(3, 5), memory, mask, att.init_state(memory, mask))
-    c2, _, _ = att(torch.ones(3, 5), padded, mask, att.init_state(padded, mask))
+    c1, _, _ = att(torch.ones(3, q), memory, mask, att.init_state(memory, mask))
+    c2, _, _ = att(torch.ones(3, q), padded, mask, att.init_state(padded, mask))
     torch.testing.assert_close(c1, c2)
 
 
@@ -50,14 +60,82 @@ def test_attention_weights_sum_to_one_and_ignore_padding(name):
 def test_attention_all_steps_at_once_equals_step_by_step(name):
     torch.manual_seed(0)
     memory, _, mask = _memory()
-    att = ATTENTIONS[name](query_dim=5, memory_dim=6)
-    queries = torch.randn(3, 4, 5)
+    att = ATTENTIONS[name](query_dim=_query_dim(name), memory_dim=6)
+    queries = torch.randn(3, 4, _query_dim(name))
     contexts, weights = att.forward_all(queries, memory, mask, att.init_state(memory, mask))
     state = att.init_state(memory, mask)
     for t in range(4):
         c, w, state = att(queries[:, t], memory, mask, state)
         torch.testing.assert_close(contexts[:, t], c)
         torch.testing.assert_close(weights[:, t], w)
+
+
+def test_dot_energies_are_the_plain_dot_product_of_query_and_memory():
+    memory, _, mask = _memory()
+    query = torch.randn(3, 6)
+    att = A.DotAttention(query_dim=6, memory_dim=6)
+    assert list(att.parameters()) == []  # nothing learnt: the memory is the key
+    energies = att.energies(query, att.init_state(memory, mask))
+    by_hand = torch.tensor([[sum(float(query[b, i] * memory[b, s, i]) for i in range(6))
+                             for s in range(7)] for b in range(3)])
+    torch.testing.assert_close(energies, by_hand)
+    _, weights, _ = att(query, memory, mask, att.init_state(memory, mask))
+    torch.testing.assert_close(weights, A.masked_softmax(by_hand, mask))
+
+
+def test_scaled_dot_is_dot_over_the_square_root_of_the_size():
+    memory, _, mask = _memory()
+    dot, scaled = A.DotAttention(6, 6), A.ScaledDotAttention(6, 6)
+    for query in (torch.randn(3, 6), torch.randn(3, 4, 6)):  # one step, all steps at once
+        torch.testing.assert_close(scaled.energies(query, scaled.init_state(memory, mask)),
+                                   dot.energies(query, dot.init_state(memory, mask)) / math.sqrt(6))
+
+
+def test_general_is_the_unscaled_bilinear_product_with_its_parameter_named_proj():
+    memory, _, mask = _memory()
+    query = torch.randn(3, 5)
+    att = A.GeneralAttention(query_dim=5, memory_dim=6)
+    assert {k: tuple(v.shape) for k, v in att.state_dict().items()} == {"proj.weight": (5, 6)}
+    by_hand = torch.einsum("bq,qd,bsd->bs", query, att.proj.weight, memory)
+    torch.testing.assert_close(att.energies(query, att.init_state(memory, mask)), by_hand)
+
+
+@pytest.mark.parametrize("cls,option", [(A.DotAttention, "dot"),
+                                        (A.ScaledDotAttention, "scaled_dot")])
+def test_dot_attentions_refuse_different_sizes_naming_both(cls, option):
+    with pytest.raises(ValueError, match=rf"attention={option} .*memory_dim=6 .*query_dim=5 .*"
+                                         r"model\.decoder\.hidden_size=6.*general"):
+        cls(query_dim=5, memory_dim=6)
+
+
+def test_legacy_dot_config_without_projection_becomes_the_same_scaled_dot():
+    old = {"_target_": "rnnseq.models.attention.DotAttention", "_partial_": True}
+    keys = ["model.decoder.lstm.weight_ih_l0", "model.decoder.combine.weight"]
+    new = A.legacy_attention_config(old, keys, "model.decoder.attention.")
+    assert new == {"_target_": "rnnseq.models.attention.ScaledDotAttention", "_partial_": True}
+    assert old["_target_"].endswith(".DotAttention")  # a copy: the checkpoint's config is intact
+    # the old class computed q . m / sqrt(Q) when the sizes matched: the new target does that
+    memory, _, mask = _memory()
+    query = torch.randn(3, 6)
+    att = A.ScaledDotAttention(6, 6)
+    old_energies = torch.einsum("bq,bsq->bs", query, memory) / math.sqrt(6)
+    torch.testing.assert_close(att.energies(query, att.init_state(memory, mask)), old_energies)
+
+
+def test_legacy_dot_config_with_its_hidden_projection_is_refused_and_others_pass():
+    old = {"_target_": "rnnseq.models.attention.DotAttention", "_partial_": True}
+    prefix = "model.decoder.attention."
+    with pytest.raises(ValueError, match=r"(?s)scaled dot product with a learnt projection.*"
+                                         r"model/attention=general.*scaled_dot"):
+        A.legacy_attention_config(old, {f"{prefix}proj.weight", "model.decoder.output.weight"},
+                                  prefix)
+    state = {f"{prefix}proj.weight": torch.zeros(320, 512)}  # the state dict itself: sizes too
+    with pytest.raises(ValueError, match="memory size 512 vs query size 320"):
+        A.legacy_attention_config(old, state, prefix)
+    general = {"_target_": "rnnseq.models.attention.GeneralAttention", "_partial_": True}
+    assert A.legacy_attention_config(general, state, prefix) is general
+    location = {"_target_": "rnnseq.models.attention.LocationAttention", "attention_dim": 8}
+    assert A.legacy_attention_config(location, [], prefix) is location
 
 
 def test_location_features_equal_the_convolution_then_the_projection():
@@ -109,7 +187,7 @@ def test_encoder_rejects_bad_settings_naming_the_key():
 
 def _decoder(attention, input_feeding):
     return AttentionDecoder(vocab_size=9, memory_dim=6, attention=ATTENTIONS[attention],
-                            embed_dim=4, hidden_size=5, num_layers=2,
+                            embed_dim=4, hidden_size=_query_dim(attention), num_layers=2,
                             input_feeding=input_feeding, dropout=0.0).eval()
 
 
@@ -148,7 +226,7 @@ def test_seq2seq_forward_wires_encoder_decoder_and_ctc():
         "encoder": {"_target_": "rnnseq.models.encoder.RecurrentEncoder", "_partial_": True,
                     "hidden_size": 4, "num_layers": 1, "conv_channels": 2, "dropout": 0.0},
         "decoder": {"_target_": "rnnseq.models.decoder.AttentionDecoder", "_partial_": True,
-                    "hidden_size": 6, "embed_dim": 3, "dropout": 0.0},
+                    "hidden_size": 8, "embed_dim": 3, "dropout": 0.0},  # dot: = encoder output
         "attention": {"_target_": "rnnseq.models.attention.DotAttention", "_partial_": True},
     })
     model = build_seq2seq(model_cfg, input_dim=5, vocab_size=11).eval()

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from rnnseq.checkpoints import AtomicCheckpointIO, load_checkpoint, require_matching_shapes
 from rnnseq.safeguards import NonFiniteGuard, NonFiniteLossError, PeriodicCheckpoint
+from rnnseq.tasks.base import Task
 from tests.conftest import REPO, corpus_overrides
 from tests.test_train_smoke import TINY_MODEL, run_module, run_train
 
@@ -122,7 +123,7 @@ class _Batch(NamedTuple):
     ids: list[str]
 
 
-class _Regression(L.LightningModule):
+class _Regression(Task):
     """A linear model trained with plain SGD; batches in ``poisoned`` get a NaN loss."""
 
     def __init__(self, poisoned: set[int]):
@@ -132,9 +133,9 @@ class _Regression(L.LightningModule):
         torch.nn.init.zeros_(self.layer.bias)
         self.poisoned = poisoned
 
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         loss = (self.layer(batch.x) - 1).pow(2).mean()
-        return loss * float("nan") if batch_idx in self.poisoned else loss
+        return loss * float("nan") if batch.ids[0] in self.poisoned else loss
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -142,7 +143,7 @@ class _Regression(L.LightningModule):
 
 def _fit(batches: list[_Batch], poisoned: set[int], callback: L.Callback,
          **trainer_args) -> _Regression:
-    model = _Regression(poisoned)
+    model = _Regression({f"utt{i}a" for i in poisoned})
     trainer = L.Trainer(max_epochs=1, callbacks=[callback], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                         **trainer_args)
@@ -161,7 +162,7 @@ def test_nonfinite_steps_are_skipped_and_counted():
     batches = _batches(6)
     guard = NonFiniteGuard(max_consecutive=2)
     poisoned = _fit(batches, {1, 4}, guard)
-    assert guard.skipped == 2 and poisoned.logged["train/skipped_steps"] == 2
+    assert poisoned.skipped_steps == 2 and poisoned.logged["train/skipped_steps"] == 2
     # Skipping a step is the same as never having seen the batch.
     clean = _fit([b for i, b in enumerate(batches) if i not in (1, 4)], set(), NonFiniteGuard())
     assert torch.equal(poisoned.layer.weight, clean.layer.weight)

@@ -1,4 +1,5 @@
 import functools
+import math
 
 import pytest
 import torch
@@ -79,3 +80,41 @@ def test_joint_ctc_search_follows_a_confident_ctc_and_batches_like_alone():
     alone = beam_search(dec, memory[3:, :2], mask[3:, :2], max_len[3:], EOS, beam_size=3,
                         ctc_log_probs=ctc[3:, :2], ctc_weight=0.9)
     assert alone[0].tokens == hyps[3].tokens == [3, 4]
+
+
+class ScriptedDecoder:
+    """A decoder whose next-token probabilities depend only on the step number, so that every
+    hypothesis's total is known by hand. Vocabulary: 0 blank (never), 1 <eos>, 2 "a".
+
+    step 0: <eos> .4, a .6; step 1: a .7, <eos> .3; step 2: <eos> .7, a .3; then <eos> only.
+    The state is the ``(B,)`` step count, batch-first as :func:`select_state` expects.
+    """
+
+    TABLE = [[0.0, 0.4, 0.6], [0.0, 0.3, 0.7], [0.0, 0.7, 0.3], [0.0, 1.0, 0.0]]
+    NEVER = 1e-12  # stands in for probability 0, which would give -inf - -inf in the search
+
+    def init_state(self, memory, memory_mask):
+        return torch.zeros(memory.shape[0], dtype=torch.long)
+
+    def step(self, tokens, state, memory, memory_mask):
+        table = torch.tensor(self.TABLE).clamp_min(self.NEVER).log()
+        logits = table[state.clamp_max(len(self.TABLE) - 1)]  # (B, V), log-probabilities
+        return logits, state + 1, memory_mask.float() / memory_mask.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("beam_size", [2, 3])
+def test_length_penalty_picks_the_best_score_per_token(beam_size):
+    """Totals by hand: [] = log .4 = -0.916 (1 token with <eos>), [a] = log(.6 * .3) = -1.715
+    (2), [a, a] = log(.6 * .7 * .7) = -1.224 (3, -0.408 per token), [a, a, a] = log(.6 * .7 *
+    .3) = -2.071 (4). Without normalisation [] wins; per token, [a, a] does."""
+    memory, mask = torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool)
+    max_len = torch.tensor([5, 5])
+    raw = beam_search(ScriptedDecoder(), memory, mask, max_len, EOS, beam_size=beam_size,
+                      length_penalty=0.0)
+    assert [h.tokens for h in raw] == [[], []]
+    assert [h.score for h in raw] == pytest.approx([math.log(0.4)] * 2, abs=1e-6)
+    per_token = beam_search(ScriptedDecoder(), memory, mask, max_len, EOS, beam_size=beam_size,
+                            length_penalty=1.0)
+    assert [h.tokens for h in per_token] == [[2, 2], [2, 2]]
+    # the returned score is the total, not the normalised one
+    assert [h.score for h in per_token] == pytest.approx([math.log(0.6 * 0.7 * 0.7)] * 2, abs=1e-6)

@@ -7,6 +7,7 @@ which now needs FFmpeg through torchcodec. The transforms are ``nn.Module``s fro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import soundfile
 import torch
@@ -23,6 +24,8 @@ def load_audio(path: str, sample_rate: int) -> torch.Tensor:
 
     Raises :class:`AudioError` naming the file when it cannot be decoded or holds no samples.
     """
+    if not Path(path).is_file():  # soundfile would only say "System error"
+        raise AudioError(f"audio file {path} was not found")
     try:
         data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError or OSError

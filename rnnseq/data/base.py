@@ -58,6 +58,27 @@ class ResumableLoader(DataLoader):
         self.batch_sampler.resume_at(int(state["epoch"]), int(state["batches_done"]))
 
 
+class PairedItems:
+    """What a dataset of (input, target) items tells the checks that need both sides' lengths
+    (:meth:`SplitDataModule.drop_unalignable`)."""
+
+    def input_lengths(self) -> list[int]:
+        """Input steps S of every item (feature frames, source tokens), as exact as known."""
+        raise NotImplementedError
+
+    def target_ids(self) -> list[list[int]]:
+        """Target token ids of every item."""
+        raise NotImplementedError
+
+    def describe(self, index: int) -> tuple[str, str]:
+        """``(source file, id)`` of an item, for the data report."""
+        raise NotImplementedError
+
+    def subset(self, rows: Sequence[int]) -> PairedItems:
+        """The same dataset restricted to ``rows``, in that order."""
+        raise NotImplementedError
+
+
 class SplitDataModule(L.LightningDataModule):
     """Base of the rnnseq datamodules: subclasses implement :meth:`_loader` (one split's
     DataLoader) and :meth:`task_arguments`, and fill :attr:`report` while reading."""
@@ -97,7 +118,29 @@ class SplitDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def prepare_task(self, task: L.LightningModule) -> None:
-        """Copies data statistics into a freshly built task; nothing by default."""
+        """Readies the data for a freshly built task: drops what it cannot learn from
+        (:meth:`drop_unalignable`). Subclasses also copy data statistics into it."""
+        self.drop_unalignable(task)
+
+    def drop_unalignable(self, task: L.LightningModule) -> None:
+        """Asks the task which items it cannot align (``task.unalignable``: e.g. CTC needs at
+        least as many encoder frames as target tokens plus repeats, and the encoder's subsampling
+        is known only once the model exists). Training items are dropped, evaluation items kept
+        and scored; all of them go to the data report with their ids."""
+        for split, dataset in list(getattr(self, "datasets", {}).items()):
+            if not isinstance(dataset, PairedItems):
+                continue
+            problems = task.unalignable(dataset.input_lengths(), dataset.target_ids())
+            for row, reason in sorted(problems.items()):
+                source, item_id = dataset.describe(row)
+                if split == "train":
+                    self.report.add(source, None, f"{reason}; left out of training", id=item_id)
+                else:
+                    self.report.add(source, None, f"{reason}; kept and scored ({split} split)",
+                                    action="kept", id=item_id)
+            if split == "train" and problems:
+                self.datasets[split] = dataset.subset(
+                    [i for i in range(len(dataset)) if i not in problems])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -15,8 +15,21 @@ import torch
 from torch.utils.data import Sampler
 
 
+class Failure(NamedTuple):
+    """An item that could not be read when its batch was made (e.g. audio that no longer
+    decodes). It travels inside the batch, also out of DataLoader worker processes, so that the
+    task can put it in the run's data report."""
+
+    id: str
+    source: str  # the file that failed
+    reason: str
+
+
 class Batch(NamedTuple):
-    """A padded batch. Lengths are absolute integers, never fractions of the padded length."""
+    """A padded batch. Lengths are absolute integers, never fractions of the padded length.
+
+    A batch whose every item failed has ``B = 0`` (:attr:`empty`) and only :attr:`failed`.
+    """
 
     features: torch.Tensor  # (B, S, F) float (or (B, S) long source ids), zero beyond each length
     feature_lengths: torch.Tensor  # (B,) long
@@ -24,6 +37,12 @@ class Batch(NamedTuple):
     target_lengths: torch.Tensor  # (B,) long
     ids: list[str]
     texts: list[str]
+    failed: tuple[Failure, ...] = ()  # items of this batch that could not be read
+
+    @property
+    def empty(self) -> bool:
+        """Whether no item of the batch could be read."""
+        return not self.ids
 
 
 class Example(NamedTuple):
@@ -42,15 +61,19 @@ def make_pad_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Te
     return steps.unsqueeze(0) < lengths.unsqueeze(1)
 
 
-def collate_examples(items: Sequence[Example | None], pad_id: int = 0) -> Batch | None:
+def collate_examples(items: Sequence[Example | Failure], pad_id: int = 0) -> Batch:
     """Pads a list of examples into a :class:`Batch`.
 
-    ``None`` items (utterances whose audio could not be read at run time) are dropped; a batch
-    with nothing left is returned as ``None`` and the training step skips it.
+    :class:`Failure` items (utterances whose audio could not be read at run time) are left out
+    of the tensors and listed in ``Batch.failed``; when nothing is left the batch is
+    :attr:`~Batch.empty` and the tasks skip it (all ranks together under distributed training).
     """
-    items = [it for it in items if it is not None]
+    failed = tuple(it for it in items if isinstance(it, Failure))
+    items = [it for it in items if not isinstance(it, Failure)]
     if not items:
-        return None
+        none = torch.zeros(0, dtype=torch.long)
+        return Batch(torch.zeros(0, 0), none, torch.zeros(0, 0, dtype=torch.long), none, [], [],
+                     failed)
     feature_lengths = torch.tensor([it.features.shape[0] for it in items], dtype=torch.long)
     target_lengths = torch.tensor([it.tokens.shape[0] for it in items], dtype=torch.long)
     # (B, S, F) float features, or (B, S) token ids for text sources; zero is padding in both.
@@ -67,6 +90,7 @@ def collate_examples(items: Sequence[Example | None], pad_id: int = 0) -> Batch 
         target_lengths=target_lengths,
         ids=[it.id for it in items],
         texts=[it.text for it in items],
+        failed=failed,
     )
 
 

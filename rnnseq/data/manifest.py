@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class Utterance:
     audio_path: str
     duration: float
     text: str
+    raw_text: str | None = None  # the manifest's own text, when ``text`` has been normalised
 
 
 @dataclass
@@ -55,6 +56,17 @@ class DataReport:
         self.issues.append(issue)
         where = f"{issue.source}:{line}" if line is not None else issue.source
         log.warning("%s: %s (%s)", where, reason, action)
+
+    def merge(self, issues: list[DataIssue]) -> int:
+        """Adds the issues not already in the report (same file, id and reason), e.g. items that
+        failed to load while training ran; returns how many were new."""
+        known = {(i.source, i.id, i.reason) for i in self.issues}
+        before = len(self.issues)
+        for issue in issues:
+            if (issue.source, issue.id, issue.reason) not in known:
+                known.add((issue.source, issue.id, issue.reason))
+                self.issues.append(issue)
+        return len(self.issues) - before
 
     def counts(self) -> dict[str, int]:
         """Number of issues per action, e.g. ``{"skipped": 3, "kept": 1}``."""
@@ -128,6 +140,24 @@ def _parse_line(raw: str, path: Path, line_no: int, report: DataReport) -> Utter
     if not audio.is_absolute():
         audio = path.parent / audio
     return Utterance(id=utt_id, audio_path=str(audio), duration=duration, text=text.strip())
+
+
+def normalize_utterances(utterances: list[Utterance], normalizer: str, report: DataReport,
+                         source: str | Path) -> list[Utterance]:
+    """The utterances with their transcripts through ``normalizer``
+    (:func:`rnnseq.data.normalize.normalize_text`; the manifest's text stays in ``raw_text``);
+    those left empty by it (only digits or punctuation) are skipped and reported."""
+    from rnnseq.data.normalize import normalize_text
+
+    out = []
+    for utt in utterances:
+        text = normalize_text(utt.text, normalizer)
+        if not text:
+            report.add(source, None, f"transcript {utt.text!r} is empty after the {normalizer!r} "
+                       f"normaliser (data.normalizer)", id=utt.id)
+            continue
+        out.append(replace(utt, text=text, raw_text=utt.text))
+    return out
 
 
 def write_manifest(path: str | Path, entries: list[dict]) -> None:

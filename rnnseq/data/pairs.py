@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rnnseq.data.base import SplitDataModule
+from rnnseq.data.base import PairedItems, SplitDataModule
 from rnnseq.data.batching import Example, collate_examples
 from rnnseq.data.manifest import DataReport
 from rnnseq.data.tokenizer import CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_state
@@ -146,7 +146,7 @@ class PairFiles:
         return splits
 
 
-class PairDataset(Dataset):
+class PairDataset(PairedItems, Dataset):
     """Item ``i``: the source's ids as ``features`` ``(S,)`` and the target's ids as ``tokens``."""
 
     def __init__(self, pairs: list[Pair], source_tokenizer: Tokenizer, target_tokenizer: Tokenizer):
@@ -164,6 +164,25 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example:
         return self.examples[index]
+
+    def input_lengths(self) -> list[int]:
+        """Source tokens of every pair."""
+        return [len(e.features) for e in self.examples]
+
+    def target_ids(self) -> list[list[int]]:
+        """Target ids of every pair."""
+        return [e.tokens.tolist() for e in self.examples]
+
+    def describe(self, index: int) -> tuple[str, str]:
+        """``(source text, id)``: pairs come from one file, their source text names them."""
+        return self.pairs[index].source, self.examples[index].id
+
+    def subset(self, rows) -> PairDataset:
+        """These pairs only."""
+        subset = PairDataset.__new__(PairDataset)
+        subset.pairs = [self.pairs[i] for i in rows]
+        subset.examples = [self.examples[i] for i in rows]
+        return subset
 
     def lengths(self) -> list[int]:
         """Source length (tokens) of every item, for length bucketing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -14,10 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio, require_sound
-from rnnseq.data.base import SplitDataModule
-from rnnseq.data.batching import Example, collate_examples
+from rnnseq.data.base import PairedItems, SplitDataModule
+from rnnseq.data.batching import Example, Failure, collate_examples
 from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
-from rnnseq.data.manifest import DataReport, Utterance, read_manifest
+from rnnseq.data.manifest import DataReport, Utterance, normalize_utterances, read_manifest
+from rnnseq.data.normalize import normalize_text
 from rnnseq.data.tokenizer import SPECIALS, CharTokenizer, LabelTokenizer
 from rnnseq.resources import available_cores, data_workers, worker_init
 
@@ -26,11 +28,12 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "valid", "test")
 
 
-class SpeechDataset(Dataset):
+class SpeechDataset(PairedItems, Dataset):
     """Utterances read from disk and turned into ``(S, F)`` log-mel features on the fly.
 
-    Audio that fails to decode at run time gives ``None`` (the collate drops it) and a warning
-    naming the file: one bad file never stops an epoch.
+    Audio that fails to decode at run time gives a :class:`~rnnseq.data.batching.Failure`
+    naming the file and the cause: the collate leaves it out of the batch and the task writes it
+    to the run's data report, so one bad file never stops an epoch and none goes unreported.
 
     Args:
         noise_snr_db: ``(low, high)`` range of signal-to-noise ratios for additive white noise,
@@ -66,28 +69,51 @@ class SpeechDataset(Dataset):
         """Feature frames of every utterance, from the manifest durations (for bucketing)."""
         return [self.feature_config.num_frames(u.duration) for u in self.utterances]
 
-    def __getitem__(self, index: int) -> Example | None:
+    def input_lengths(self) -> list[int]:
+        """Feature frames of every utterance: exact from the feature cache, else from the
+        manifest durations."""
+        if self.cache is not None:
+            return [max(int(n), 0) for n in self.cache.index[:, 1]]
+        return self.frame_lengths()
+
+    def target_ids(self) -> list[list[int]]:
+        """Token ids of every transcript."""
+        return [self.tokenizer.encode(u.text) for u in self.utterances]
+
+    def describe(self, index: int) -> tuple[str, str]:
+        """``(audio file, id)`` of an utterance."""
+        utt = self.utterances[index]
+        return utt.audio_path, utt.id
+
+    def subset(self, rows) -> SpeechDataset:
+        """These utterances only (their cached features too)."""
+        return SpeechDataset([self.utterances[i] for i in rows], self.tokenizer,
+                             self.feature_config, self.noise_snr_db,
+                             self.cache.select(list(rows)) if self.cache is not None else None)
+
+    def __getitem__(self, index: int) -> Example | Failure:
         utt = self.utterances[index]
         features = self._cached(index) if self.cache is not None else self._extract(utt)
-        if features is None:
-            return None
+        if isinstance(features, Failure):
+            return features
         tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
         return Example(id=utt.id, features=features, tokens=tokens, text=utt.text)
 
-    def _cached(self, index: int) -> torch.Tensor | None:
+    def _cached(self, index: int) -> torch.Tensor | Failure:
         features = self.cache[index]
         if features is None:
-            log.warning("skipping utterance %s: its audio could not be read when the features "
-                        "were cached", self.utterances[index].id)
+            utt = self.utterances[index]
+            return Failure(utt.id, utt.audio_path, "its audio could not be read when the "
+                                                   "features were cached")
         return features
 
-    def _extract(self, utt: Utterance) -> torch.Tensor | None:
+    def _extract(self, utt: Utterance) -> torch.Tensor | Failure:
         try:
             wave = require_sound(load_audio(utt.audio_path, self.feature_config.sample_rate),
                                  utt.audio_path)
         except AudioError as err:
             log.warning("skipping utterance %s: %s", utt.id, err)
-            return None
+            return Failure(utt.id, utt.audio_path, str(err))
         if self.noise_snr_db is not None:
             wave = add_noise(wave, *self.noise_snr_db)
         return self.logmel(wave)
@@ -105,6 +131,9 @@ def check_audio(utterances: list[Utterance], report: DataReport, split: str) -> 
     """Keeps utterances whose audio file exists, opens and holds samples; reports the rest."""
     good = []
     for utt in utterances:
+        if not os.path.isfile(utt.audio_path):
+            report.add(utt.audio_path, None, f"audio file not found ({split} split)", id=utt.id)
+            continue
         try:
             info = soundfile.info(utt.audio_path)
         except Exception as err:
@@ -144,6 +173,9 @@ class SpeechDataModule(SplitDataModule):
             back in every epoch and run (:mod:`rnnseq.data.feature_cache`); ``None`` computes them
             from the audio every time. Training audio with ``noise_snr_db`` is never cached.
         validate_audio: open every audio header at setup, so bad files are reported up front.
+        normalizer: how every transcript is normalised before use (``letters``, ``lowercase``,
+            ``none``: :mod:`rnnseq.data.normalize`); recorded in the checkpoint, so that
+            ``rnnseq.evaluate`` treats any reference the same way.
         stats_utterances: how many training utterances estimate the normalisation statistics.
         sorted_epochs: training epochs served from short to long utterances before shuffling
             starts (1: SortaGrad). ``experiment=asr`` sorts all three: see
@@ -168,6 +200,7 @@ class SpeechDataModule(SplitDataModule):
         worker_nice: int = 0,
         feature_cache: str | None = None,
         validate_audio: bool = True,
+        normalizer: str = "letters",
         stats_utterances: int = 500,
         sorted_epochs: int = 1,
         sorted_first_epoch: bool | None = None,
@@ -192,6 +225,8 @@ class SpeechDataModule(SplitDataModule):
         self.worker_nice = worker_nice
         self.feature_cache = feature_cache
         self.validate_audio = validate_audio
+        normalize_text("", normalizer)  # an unknown name fails here, naming data.normalizer
+        self.normalizer = normalizer
         self.stats_utterances = stats_utterances
         self.sorted_epochs = int(sorted_first_epoch) if sorted_first_epoch is not None else sorted_epochs
         self.seed = seed
@@ -240,7 +275,8 @@ class SpeechDataModule(SplitDataModule):
                  self.report.counts() or "no problems")
 
     def _read_split(self, split: str) -> list[Utterance]:
-        utts = read_manifest(self.manifests[split], self.report)
+        utts = normalize_utterances(read_manifest(self.manifests[split], self.report),
+                                    self.normalizer, self.report, self.manifests[split])
         if self.max_duration is not None:
             keep = []
             for u in utts:
@@ -299,7 +335,7 @@ class SpeechDataModule(SplitDataModule):
             dataset.utterances, dataset.tokenizer, self.feature_config)  # without the noise
         for i in indices:
             example = plain[i]
-            if example is None:
+            if isinstance(example, Failure):
                 continue
             feats = example.features.double()
             total += feats.sum(0)
@@ -314,11 +350,14 @@ class SpeechDataModule(SplitDataModule):
     # -- what the task needs to know ------------------------------------------------------------
     def task_arguments(self) -> dict[str, Any]:
         """Arguments of the task that follow from the data (symbols and feature settings)."""
-        return {"vocabulary": self.tokenizer.symbols, "features": asdict(self.feature_config)}
+        return {"vocabulary": self.tokenizer.symbols, "features": asdict(self.feature_config),
+                "normalizer": self.normalizer}
 
     def prepare_task(self, task: L.LightningModule) -> None:
-        """Copies the training-split feature statistics into the task's normaliser."""
+        """Copies the training-split feature statistics into the task's normaliser, then drops
+        what the task cannot align (see the base class)."""
         task.normalizer.set_statistics(*self.feature_statistics())
+        super().prepare_task(task)
 
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -12,6 +12,7 @@ the decoder completes it with the sizes it knows.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from typing import NamedTuple
 
 import torch
@@ -87,31 +88,65 @@ class NoAttention(Attention):
         return query.new_zeros(shape)
 
 
+def _dot(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``(B, Q)`` or ``(B, T, Q)`` queries against ``(B, S, Q)`` keys -> ``(B, S)`` or
+    ``(B, T, S)`` dot products."""
+    if query.dim() == 2:
+        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)
+    return torch.bmm(query, keys.transpose(1, 2))
+
+
 class DotAttention(Attention):
-    """Scaled dot product ``q . k / sqrt(Q)`` (Luong et al., 2015). The memory is the key when
-    its size equals the query's; otherwise a linear map brings it to the query size."""
+    """Luong's "dot" (Luong et al., 2015): energy ``q . m_s``, the memory itself is the key.
+
+    Nothing is learnt and nothing is scaled, so the memory size D must equal the query size Q
+    (the decoder's hidden size); other sizes raise a ``ValueError`` rather than adding a hidden
+    projection (that would be ``general``).
+    """
+
+    option = "dot"  # the name of its config in conf/model/attention, for error messages
 
     def __init__(self, query_dim: int, memory_dim: int):
         super().__init__(query_dim, memory_dim)
-        self.proj = nn.Linear(memory_dim, query_dim, bias=False) if memory_dim != query_dim else None
-        self.scale = 1.0 / math.sqrt(query_dim)
-
-    def keys(self, memory):
-        return memory if self.proj is None else self.proj(memory)
+        if memory_dim != query_dim:
+            raise ValueError(
+                f"model/attention={self.option} scores the memory directly, so the memory size "
+                f"must equal the query size, got memory_dim={memory_dim} (encoder output) and "
+                f"query_dim={query_dim} (decoder hidden size); set "
+                f"model.decoder.hidden_size={memory_dim}, or use model/attention=general, "
+                f"additive or location, which learn a map between the two sizes")
 
     def energies(self, query, state):
-        if query.dim() == 2:
-            return torch.bmm(state.keys, query.unsqueeze(-1)).squeeze(-1) * self.scale
-        return torch.bmm(query, state.keys.transpose(1, 2)) * self.scale
+        return _dot(query, state.keys)
 
 
-class GeneralAttention(DotAttention):
-    """Bilinear ``q . W m`` (Luong's "general"): always a learnt map of the memory."""
+class ScaledDotAttention(DotAttention):
+    """Scaled dot product (Vaswani et al., 2017): energy ``q . m_s / sqrt(D)``, which keeps the
+    softmax out of saturation for large sizes. Same size rule as :class:`DotAttention`."""
+
+    option = "scaled_dot"
+
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__(query_dim, memory_dim)
+        self.scale = 1.0 / math.sqrt(query_dim)
+
+    def energies(self, query, state):
+        return _dot(query, state.keys) * self.scale
+
+
+class GeneralAttention(Attention):
+    """Bilinear ``q . W m_s`` (Luong's "general"), unscaled: a learnt ``(Q, D)`` map ``W``
+    (``proj``) brings the memory to the query size, so any two sizes work."""
 
     def __init__(self, query_dim: int, memory_dim: int):
         super().__init__(query_dim, memory_dim)
         self.proj = nn.Linear(memory_dim, query_dim, bias=False)
-        self.scale = 1.0
+
+    def keys(self, memory):
+        return self.proj(memory)  # (B, S, Q)
+
+    def energies(self, query, state):
+        return _dot(query, state.keys)
 
 
 class AdditiveAttention(Attention):
@@ -172,3 +207,35 @@ class LocationAttention(AdditiveAttention):
         q = self.query_proj(query).unsqueeze(1)  # (B, 1, A)
         location = self.location_features(state.weights)  # (B, S, A)
         return self.v(torch.tanh(state.keys + q + location)).squeeze(-1)
+
+
+def legacy_attention_config(config: dict, state_keys: Collection[str], prefix: str) -> dict:
+    """The attention config to build for a checkpoint written before ``dot`` became Luong's dot.
+
+    Until then ``DotAttention`` computed ``q . m / sqrt(Q)`` and, when the memory size differed
+    from the query size, a learnt projection ``proj`` of the memory first (a scaled ``general``).
+    Given the checkpoint's attention ``config`` (a dict with ``_target_``), the keys of its state
+    dict ``state_keys`` and the attention's key ``prefix`` in it (e.g.
+    ``"model.decoder.attention."``):
+
+    - an old ``DotAttention`` without ``{prefix}proj.weight`` becomes ``ScaledDotAttention``,
+      which computes exactly what it did (a copy of ``config`` is returned);
+    - an old ``DotAttention`` with that projection raises a ``ValueError``: rnnseq no longer builds
+      that model. Pass the state dict itself (a mapping of keys to tensors) as ``state_keys`` and
+      the message names the two sizes;
+    - any other config is returned unchanged.
+    """
+    if config.get("_target_") != f"{__name__}.DotAttention":
+        return config
+    weight_key = f"{prefix}proj.weight"
+    if weight_key in state_keys:
+        weight = state_keys[weight_key] if isinstance(state_keys, Mapping) else None
+        sizes = (f" (memory size {weight.shape[1]} vs query size {weight.shape[0]})"
+                 if hasattr(weight, "shape") and len(weight.shape) == 2 else "")
+        raise ValueError(
+            f"this checkpoint was written when model/attention=dot was a scaled dot product with "
+            f"a learnt projection of the memory ({weight_key}){sizes}, which rnnseq no longer "
+            f"builds: `dot` is now Luong's unscaled q . m and needs equal sizes. Retrain with "
+            f"model/attention=general (a learnt projection, unscaled) or model/attention="
+            f"scaled_dot with model.decoder.hidden_size equal to the encoder output size")
+    return {**config, "_target_": f"{__name__}.ScaledDotAttention"}

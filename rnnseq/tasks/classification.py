@@ -30,9 +30,15 @@ class SpeechClassification(SpeechInput, Task):
         optimizer, scheduler: as for every task.
         label_smoothing: of the cross-entropy.
         spec_augment: :class:`~rnnseq.data.audio.SpecAugment` arguments, or ``None``.
+        normalizer: the transcript normaliser of the training data (:mod:`rnnseq.data.normalize`),
+            applied by ``rnnseq.evaluate`` to the references it scores.
     """
 
-    VALIDATION_METRICS = (M.VAL_ACCURACY, M.VAL_F1)
+    # The loss: accuracy on a small validation split saturates (1.0) long before the model stops
+    # improving.
+    MONITOR = M.VAL_LOSS
+    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_ACCURACY, M.VAL_F1)
+    PROGRESS_BAR_METRICS = (M.VAL_ACCURACY, M.VAL_F1)
 
     def __init__(
         self,
@@ -43,12 +49,14 @@ class SpeechClassification(SpeechInput, Task):
         scheduler: Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
         spec_augment: Mapping[str, Any] | None = None,
+        normalizer: str = "letters",
     ):
         super().__init__()
         self.save_hyperparameters({
             "model": to_plain(model), "vocabulary": list(vocabulary), "features": to_plain(features),
             "optimizer": to_plain(optimizer), "scheduler": to_plain(scheduler),
             "label_smoothing": label_smoothing, "spec_augment": to_plain(spec_augment),
+            "normalizer": normalizer,
         })
         self.tokenizer = LabelTokenizer(vocabulary)
         input_dim = int(self.hparams.features["n_mels"])
@@ -70,17 +78,13 @@ class SpeechClassification(SpeechInput, Task):
         return F.cross_entropy(logits.float(), batch.targets[:, 0],
                                label_smoothing=self.hparams.label_smoothing)
 
-    def training_step(self, batch: Batch | None, batch_idx: int):
-        if batch is None:  # every item of the batch failed to load (reported by the dataset)
-            return None
+    def training_loss(self, batch: Batch) -> torch.Tensor:
         loss = self._loss(self(batch), batch)
         self.log(M.TRAIN_LOSS, loss, batch_size=len(batch.ids))  # shown by callbacks.ProgressBar
         return loss
 
     # -- evaluation -----------------------------------------------------------------------------
-    def evaluation_step(self, batch: Batch | None, split: str) -> None:
-        if batch is None:
-            return
+    def evaluation_step(self, batch: Batch, split: str) -> None:
         logits = self(batch)
         if split == "val":
             self.log(M.VAL_LOSS, self._loss(logits, batch), batch_size=len(batch.ids),
@@ -96,7 +100,7 @@ class SpeechClassification(SpeechInput, Task):
         prefix = split.upper()
         for key, value in ((f"{prefix}_ACCURACY", scores.accuracy), (f"{prefix}_F1", scores.macro_f1)):
             name = M.metric_name(key)
-            self.log(name, value, prog_bar=name in self.VALIDATION_METRICS)
+            self.log(name, value, prog_bar=name in self.PROGRESS_BAR_METRICS)
         if split == "test":
             symbols = self.tokenizer.symbols
             self.test_results = [{"id": i, "reference": symbols[t], "hypothesis": symbols[p]}

@@ -28,7 +28,9 @@ class Forecasting(Task):
         optimizer, scheduler: as for every task.
     """
 
-    VALIDATION_METRICS = (M.VAL_MAE, M.VAL_MAE_RATIO)
+    MONITOR = M.VAL_LOSS
+    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_MAE, M.VAL_RMSE, M.VAL_MAE_RATIO, M.VAL_RMSE_RATIO)
+    PROGRESS_BAR_METRICS = (M.VAL_MAE, M.VAL_MAE_RATIO)
 
     def __init__(
         self,
@@ -62,7 +64,7 @@ class Forecasting(Task):
         """``(B, H)`` forecasts in the series' own units."""
         return self.scaler.inverse(self(batch))
 
-    def training_step(self, batch: SeriesBatch, batch_idx: int):
+    def training_loss(self, batch: SeriesBatch) -> torch.Tensor:
         loss = F.mse_loss(self(batch).float(), batch.target)
         self.log(M.TRAIN_LOSS, loss, batch_size=len(batch.ids))  # shown by callbacks.ProgressBar
         return loss
@@ -92,7 +94,7 @@ class Forecasting(Task):
         for key, value in (("MAE", scores.mae), ("RMSE", scores.rmse),
                            ("MAE_RATIO", scores.mae_ratio), ("RMSE_RATIO", scores.rmse_ratio)):
             name = M.metric_name(f"{prefix}_{key}")
-            self.log(name, value, prog_bar=name in self.VALIDATION_METRICS)
+            self.log(name, value, prog_bar=name in self.PROGRESS_BAR_METRICS)
         if split == "test":
             self.test_results = [{"origin": o, "time": self.time_of(o), "forecast": f,
                                   "truth": t, "seasonal_naive": n} for o, f, t, n in rows]

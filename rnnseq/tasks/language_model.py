@@ -75,6 +75,12 @@ class LanguageModel(Task):
         self._states: dict[str, LMState | None] = {}
         self._totals: dict[str, torch.Tensor] = {}
 
+    MONITOR = M.VAL_LOSS
+
+    def validation_metrics(self) -> tuple[str, ...]:
+        """Loss and perplexity; bits per character for character models."""
+        return (M.VAL_LOSS, M.VAL_PPL, *((M.VAL_BPC,) if self.is_character_model else ()))
+
     @property
     def is_character_model(self) -> bool:
         """Whether tokens are characters (bits per character are then reported)."""
@@ -98,7 +104,7 @@ class LanguageModel(Task):
     def on_train_epoch_start(self) -> None:
         self._states["train"] = None
 
-    def training_step(self, batch: TextBatch, batch_idx: int):
+    def training_loss(self, batch: TextBatch) -> torch.Tensor:
         nll, count = self.token_nll(batch, "train")
         loss = nll / count.clamp_min(1)
         # Neither prog_bar (callbacks.ProgressBar shows it) nor a batch size read from a tensor:

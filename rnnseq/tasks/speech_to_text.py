@@ -32,12 +32,16 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         ctc_weight: ``loss = (1 - w) * attention + w * ctc``; 0 removes the CTC head.
         label_smoothing: of the attention decoder's cross-entropy.
         spec_augment: :class:`~rnnseq.data.audio.SpecAugment` arguments, or ``None``.
+        normalizer: the transcript normaliser of the training data (:mod:`rnnseq.data.normalize`),
+            applied by ``rnnseq.evaluate`` to the references it scores.
         decoding: test-time beam search settings (see
             :class:`~rnnseq.tasks.seq2seq.Seq2SeqTask`), shallow fusion with a character
             language model (``lm``, ``lm_weight``) included.
     """
 
-    VALIDATION_METRICS = (M.VAL_WER, M.VAL_CER)
+    MONITOR = M.VAL_WER
+    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_WER, M.VAL_CER)
+    PROGRESS_BAR_METRICS = (M.VAL_WER, M.VAL_CER)
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         label_smoothing: float = 0.1,
         spec_augment: Mapping[str, Any] | None = None,
         decoding: Mapping[str, Any] | None = None,
+        normalizer: str = "letters",
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -58,12 +63,14 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             "model": to_plain(model), "vocabulary": list(vocabulary), "features": to_plain(features),
             "optimizer": to_plain(optimizer), "scheduler": to_plain(scheduler),
             "ctc_weight": ctc_weight, "label_smoothing": label_smoothing,
-            "spec_augment": to_plain(spec_augment), "decoding": to_plain(decoding) or {},
+            "spec_augment": to_plain(spec_augment), "normalizer": normalizer,
+            "decoding": to_plain(decoding) or {},
         })
         self.tokenizer = CharTokenizer(vocabulary)
         input_dim = int(self.hparams.features["n_mels"])
         self.model = build_seq2seq(self.hparams.model, input_dim, len(self.tokenizer),
                                    ctc=ctc_weight > 0)
+        self.set_decoding()  # refuses decoding settings that cannot apply to this model
         self.init_speech_input(input_dim, spec_augment)
 
     # -- shared pieces --------------------------------------------------------------------------

@@ -43,7 +43,9 @@ class TextToText(Seq2SeqTask):
         ctc_weight, label_smoothing, decoding: as for :class:`~rnnseq.tasks.speech_to_text.SpeechToText`.
     """
 
-    VALIDATION_METRICS = (M.VAL_PER, M.VAL_WER)
+    MONITOR = M.VAL_PER  # symbol (phoneme) error rate: finer-grained than whole-sequence errors
+    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_PER, M.VAL_WER)
+    PROGRESS_BAR_METRICS = (M.VAL_PER, M.VAL_WER)
 
     def __init__(
         self,
@@ -77,6 +79,7 @@ class TextToText(Seq2SeqTask):
         )
         self.model = build_seq2seq(self.hparams.model, source_embed_dim, len(self.tokenizer),
                                    ctc=ctc_weight > 0)
+        self.set_decoding()  # refuses decoding settings that cannot apply to this model
 
     def encode(self, batch: Batch) -> Encoded:
         """``(B, S)`` source ids -> encoder memory."""
