@@ -128,10 +128,16 @@ def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
     if recorded:
         module_name, _, class_name = recorded.rpartition(".")
         try:
-            return getattr(importlib.import_module(module_name), class_name)
+            task_class = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError) as err:
             raise ValueError(f"{checkpoint} was written by the task {recorded}, which cannot be "
                              f"imported here ({err}); install the package that defines it") from None
+        from rnnseq.tasks.base import Task
+
+        if not (isinstance(task_class, type) and issubclass(task_class, Task)):
+            raise ValueError(f"{checkpoint} names {recorded} as its task, which is not an rnnseq "
+                             f"task class; rnnseq does not load it")
+        return task_class
     return _guess_task_class(contents.get("hyper_parameters", {}), checkpoint)
 
 
@@ -160,21 +166,24 @@ def legacy_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
     Before checkpoints recorded ``checkpoint["rnnseq"]``, ``dot`` attention was a scaled dot
     product (with a hidden projection when sizes differed): such checkpoints load as
     ``scaled_dot``, or fail with a message when they had the projection
-    (:func:`rnnseq.models.attention.legacy_attention_config`).
+    (:func:`rnnseq.models.attention.legacy_attention_config`). Speech models from then
+    recorded no transcript normaliser: their references are scored as written (``none``).
     """
     from rnnseq.models.attention import legacy_attention_config
 
     if "rnnseq" in checkpoint:
         return {}
     hparams = checkpoint.get("hyper_parameters", {})
+    upgraded: dict[str, Any] = {}
+    if "features" in hparams and "normalizer" not in hparams:
+        upgraded["normalizer"] = "none"  # references were scored as written before normalisers
     model = hparams.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("attention"), dict):
-        return {}
-    attention = legacy_attention_config(model["attention"], checkpoint.get("state_dict", {}),
-                                        "model.decoder.attention.")
-    if attention == model["attention"]:
-        return {}
-    return {"model": {**model, "attention": attention}}
+    if isinstance(model, dict) and isinstance(model.get("attention"), dict):
+        attention = legacy_attention_config(model["attention"], checkpoint.get("state_dict", {}),
+                                            "model.decoder.attention.")
+        if attention != model["attention"]:
+            upgraded["model"] = {**model, "attention": attention}
+    return upgraded
 
 
 def run_folder_of(path: str | Path) -> Path:

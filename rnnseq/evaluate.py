@@ -185,6 +185,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
         label = manifest.stem
     else:
         loader, utterances, report = run_data_loader(run, split, data_overrides or [])
+        report = report.of_split(split)  # not the other splits' problems
         label = split
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)
@@ -217,6 +218,9 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.evaluate``; returns the exit status."""
+    from rnnseq.console import quiet_third_party
+
+    quiet_third_party()
     args = parse_args(argv)
     if args.threads:
         import torch

@@ -82,7 +82,7 @@ def examples(run: str | Path, split: str = "test", count: int = 3) -> Batch:
     padded :class:`~rnnseq.data.batching.Batch`: ``features`` ``(B, S, F)``, ``ids``, ``texts``."""
     from rnnseq.evaluate import run_data_loader
 
-    loader, _ = run_data_loader(run_folder_of(run), split, [])
+    loader, _, _ = run_data_loader(run_folder_of(run), split, [])
     dataset = loader.dataset
     batch = collate_examples([dataset[i] for i in range(min(count, len(dataset)))])
     if batch.empty:
@@ -94,7 +94,7 @@ def audio_files(run: str | Path, split: str = "test", count: int = 3) -> list[st
     """Paths of the first ``count`` audio files of a split of a speech run's data."""
     from rnnseq.evaluate import run_data_loader
 
-    _, utterances = run_data_loader(run_folder_of(run), split, [])
+    _, utterances, _ = run_data_loader(run_folder_of(run), split, [])
     if not utterances:
         raise ValueError(f"{run} is not a speech run (its {split} split has no audio files)")
     return [u.audio_path for u in utterances[:count]]

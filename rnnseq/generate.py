@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.generate``; returns the exit status."""
+    from rnnseq.console import quiet_third_party
+
+    quiet_third_party()
     args = parse_args(argv)
     from rnnseq.tasks.language_model import LanguageModel
 

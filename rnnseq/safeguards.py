@@ -26,7 +26,8 @@ LAST = "last.ckpt"
 def save_last(trainer: L.Trainer, dirpath: str | Path) -> Path:
     """Writes the full training state to ``<dirpath>/last.ckpt`` (on every rank; rank 0 writes)."""
     path = Path(dirpath) / LAST
-    trainer.save_checkpoint(path)
+    # weights_only=False: the whole training state (Lightning logs a notice when it is not given)
+    trainer.save_checkpoint(path, weights_only=False)
     return path
 
 

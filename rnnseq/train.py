@@ -21,8 +21,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnseq.checkpoints import load_checkpoint, require_matching_shapes
+from rnnseq.checkpoints import legacy_hparams, load_checkpoint, require_matching_shapes
 from rnnseq.config import CONFIG_DIR
+from rnnseq.console import quiet_third_party
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
 from rnnseq.resources import set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
@@ -82,6 +83,20 @@ def build_callbacks(cfg: DictConfig, task) -> list:
     return callbacks
 
 
+def require_current_format(checkpoint: dict, path, key: str, cfg: DictConfig) -> None:
+    """A checkpoint from before ``dot`` attention became Luong's unscaled dot product, trained on
+    with ``model/attention=dot``, would silently continue with other attention arithmetic: that is
+    an error saying what to use instead."""
+    upgraded = legacy_hparams(checkpoint).get("model", {}).get("attention")
+    current = (cfg.get("model") or {}).get("attention") or {}
+    if upgraded is None or current.get("_target_") != "rnnseq.models.attention.DotAttention":
+        return
+    target = upgraded.get("_target_", "").rsplit(".", 1)[-1]
+    raise ValueError(f"{key}={path} was written when model/attention=dot was a scaled dot product; "
+                     f"continue it with model/attention=scaled_dot ({target}), which computes the "
+                     f"same")
+
+
 def publish_data_report(trainer, datamodule, task, run_dir: Path, tb, first: bool = False) -> None:
     """Merges the items that failed to load while the trainer ran (on every rank: each saw its
     own batches) into the datamodule's report; when that added any (or ``first``), writes
@@ -107,12 +122,14 @@ def train(cfg: DictConfig) -> dict:
     tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
     publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
     if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
+        require_current_format(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path, "ckpt_path", cfg)
         state = load_checkpoint(cfg.ckpt_path)["state_dict"]
         require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
         task.load_state_dict(state)
         log.info("initialised the model from %s", cfg.ckpt_path)
     resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
     if resume_from is not None:
+        require_current_format(load_checkpoint(resume_from), resume_from, "resume", cfg)
         require_matching_shapes(task, load_checkpoint(resume_from)["state_dict"], resume_from,
                                 "resume")
     try:
@@ -208,6 +225,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> float | None:
     """``python -m rnnseq.train [overrides]``; ``resume=<run folder>`` continues a run."""
+    quiet_third_party()
     sys.argv = [sys.argv[0], *resume_arguments(sys.argv[1:])]
     return _hydra_main()
 

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def transcribe(task, paths: list[str], batch_size: int = 8):
+def transcribe(task, paths: list[str], *, batch_size: int = 8):
     """Yields ``(path, transcript or None, error or None)`` for every path, in order, decoded
     with the task's ``decoding`` settings."""
     from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
@@ -75,11 +75,18 @@ def transcribe(task, paths: list[str], batch_size: int = 8):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.transcribe``; returns the exit status."""
+    from rnnseq.console import quiet_third_party
+
+    quiet_third_party()
     args = parse_args(argv)
     from rnnseq.tasks.speech_to_text import SpeechToText
 
     task = load_task_or_report(SpeechToText, args.run, args.device)
     if task is None:
+        return 2
+    if args.greedy and args.decoding.get("mode", "greedy") != "greedy":
+        print(f"error: --greedy contradicts decoding.mode={args.decoding['mode']}; give one of them",
+              file=sys.stderr)
         return 2
     try:
         task.set_decoding({**args.decoding, **({"mode": "greedy"} if args.greedy else {})})
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     status = 0
     with torch.no_grad():
-        for path, text, error in transcribe(task, args.files, args.batch_size):
+        for path, text, error in transcribe(task, args.files, batch_size=args.batch_size):
             if error is not None:
                 print(f"error: {path}: {error}", file=sys.stderr)
                 status = 1

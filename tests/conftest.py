@@ -59,3 +59,44 @@ def compose_config(overrides: list[str], run_dir: Path):
     from rnnseq.config import compose_train_config
 
     return compose_train_config(overrides, run_dir)
+
+
+# -- trained runs shared by every test module that only reads them ---------------------------------
+# Each CLI run costs several seconds of start-up alone; tests that look at a tiny run (its files,
+# its checkpoint, evaluate/transcribe/notebooks on it) share one per kind instead of training
+# their own. Tests that write into a shared run keep to their own file names.
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_dir, tiny_corpus) -> Path:
+    """``experiment=asr`` with a tiny model, ``trainer.fast_dev_run=2``, on the tiny corpus; the
+    console output is kept in ``console.txt``."""
+    from tests.test_train_smoke import run_train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "asr-smoke"
+    result = run_train(run_dir, data_dir, *corpus_overrides(), "trainer.fast_dev_run=2")
+    (run_dir / "console.txt").write_text(result.stdout + result.stderr)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def textgen_run(tmp_path_factory, data_dir) -> Path:
+    """``experiment=textgen`` with a tiny LSTM, 3 batches of each split."""
+    from tests.test_text_tasks_smoke import TINY_LM
+    from tests.test_train_smoke import run_train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "textgen"
+    run_train(run_dir, data_dir, "trainer.fast_dev_run=3", "data.batch_size=8", "data.bptt=16",
+              experiment="textgen", tiny=TINY_LM)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, data_dir, tiny_corpus) -> Path:
+    """A two-job ``-m`` sweep of ``experiment=asr`` over ``model.encoder.hidden_size=8,16``."""
+    from tests.test_train_smoke import TINY_MODEL, run_module
+
+    sweep = tmp_path_factory.mktemp("sweeps") / "sweep"
+    run_module("rnnseq.train", data_dir, "-m", "experiment=asr", *TINY_MODEL, *corpus_overrides(),
+               "data.num_workers=0", "threads=1", "trainer.fast_dev_run=1",
+               "model.encoder.hidden_size=8,16", f"hydra.sweep.dir={sweep}")
+    return sweep

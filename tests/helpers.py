@@ -11,6 +11,7 @@ import lightning as L
 
 from rnnseq.data.batching import BucketBatchSampler
 from rnnseq.data.speech import SpeechDataModule, SpeechDataset
+from rnnseq.tasks.speech_to_text import SpeechToText
 
 
 class SignalAt(L.Callback):
@@ -69,3 +70,7 @@ class SpeechDataWithABadStep(SpeechDataModule):
             return super().feature_statistics()
         finally:
             self.datasets["train"] = spoilt
+
+
+class OwnSpeechTask(SpeechToText):
+    """A task class from outside rnnseq (as a user's package would define one)."""

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from rnnseq.config import CONFIG_DIR
 from rnnseq.data.tokenizer import CharTokenizer, LabelTokenizer
+from rnnseq.train import build_callbacks
 from tests.conftest import compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -39,7 +40,7 @@ def _task_arguments(cfg, datamodule) -> dict:
 def _build(cfg):
     datamodule = instantiate(cfg.data)
     task = instantiate(cfg.task, model=cfg.model, **_task_arguments(cfg, datamodule))
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
+    callbacks = build_callbacks(cfg, task)  # as rnnseq.train does: monitors are checked
     loggers = [instantiate(c) for c in cfg.logger.values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     return datamodule, task, trainer
@@ -121,6 +122,105 @@ def test_unknown_config_values_fail_naming_the_key(tmp_path):
         _build(cfg)
     with pytest.raises(Exception, match=r"(?s)model/attention/luong.*Available options.*location"):
         compose_config(["experiment=asr", "model/attention=luong"], tmp_path)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_checkpointing_early_stopping_and_plateau_watch_the_metric_the_task_declares(
+        experiment, tmp_path):
+    cfg = compose_config([f"experiment={experiment}"], tmp_path)
+    _, task, _ = _build(cfg)
+    assert task.MONITOR in task.validation_metrics()
+    for name in ("model_checkpoint", "early_stopping"):
+        assert cfg.callbacks[name].monitor == task.MONITOR, name
+        assert cfg.callbacks[name].mode == task.MONITOR_MODE == "min"
+    plateau = compose_config([f"experiment={experiment}", "task/scheduler=plateau"], tmp_path)
+    if "warmup_steps" in plateau.task.scheduler:  # set by the recipe for its default schedule
+        plateau = compose_config([f"experiment={experiment}", "task/scheduler=plateau",
+                                  "~task.scheduler.warmup_steps"], tmp_path)
+    _, task, _ = _build(plateau)
+    scheduler = task.configure_optimizers()["lr_scheduler"]
+    assert scheduler["monitor"] == task.MONITOR and scheduler["interval"] == "epoch"
+    expected = {"asr": "val/wer", "g2p": "val/per"}.get(experiment, "val/loss")
+    assert task.MONITOR == expected
+
+
+def test_settings_that_cannot_apply_are_errors_naming_the_key(tmp_path):
+    # a warm-up length left over from the language model's schedule, under the plateau scheduler
+    cfg = compose_config(["experiment=textgen", "task/scheduler=plateau"], tmp_path)
+    _, task, _ = _build(cfg)
+    with pytest.raises(ValueError, match=r"task.scheduler.warmup_steps does not apply.*"
+                                         r"~task.scheduler.warmup_steps"):
+        task.configure_optimizers()
+    cfg = compose_config(["experiment=textgen", "callbacks.model_checkpoint.monitor=val/wer"],
+                         tmp_path)
+    with pytest.raises(ValueError, match=r"callbacks.model_checkpoint.monitor=val/wer is not "
+                                         r"logged by LanguageModel, which logs val/loss"):
+        _build(cfg)
+    cfg = compose_config(["experiment=textgen", "task/scheduler=plateau",
+                          "~task.scheduler.warmup_steps", "task.scheduler.monitor=val/cer"],
+                         tmp_path)
+    _, task, _ = _build(cfg)
+    with pytest.raises(ValueError, match=r"task.scheduler.monitor=val/cer is not logged"):
+        task.configure_optimizers()
+    for overrides, message in [
+        (["task.ctc_weight=0", "task.decoding.ctc_weight=0.3"],
+         r"decoding.ctc_weight=0.3 needs a CTC head, and this model has none"),
+        (["task.ctc_weight=0", "task.decoding.mode=ctc_greedy"],
+         r"decoding.mode=ctc_greedy needs a CTC head"),
+        (["task.decoding.mode=greedy", "task.decoding.ctc_weight=0.3"],
+         r"decoding.ctc_weight is used by beam search only"),
+        (["task.decoding.lm_weight=0.3"], r"decoding.lm_weight=0.3 has no language model"),
+        (["task.decoding.mode=fast"], r"decoding.mode='fast' is not one of beam, greedy"),
+    ]:
+        cfg = compose_config(["experiment=asr", *overrides], tmp_path)
+        with pytest.raises(Exception, match=message):  # Hydra wraps the task's ValueError
+            _build(cfg)
+    _, task, _ = _build(compose_config(["experiment=asr"], tmp_path))
+    with pytest.raises(ValueError, match=r"unknown decoding settings \['beam'\]"):
+        task.set_decoding({"beam": 3})
+    task.set_decoding({"mode": "ctc_greedy"})
+    assert task.hparams.decoding["mode"] == "ctc_greedy"
+
+
+def test_checkpoints_from_before_strict_dot_load_as_scaled_dot(tmp_path):
+    """Until checkpoints recorded ``checkpoint["rnnseq"]``, `dot` was scaled: such a checkpoint
+    (equal sizes, so no hidden projection) loads as `scaled_dot` and computes the same."""
+    import lightning
+    import torch
+
+    from rnnseq.models.attention import ScaledDotAttention
+    from rnnseq.tasks.speech_to_text import SpeechToText
+
+    cfg = compose_config(["experiment=asr", "model/attention=scaled_dot",
+                          "model.encoder.hidden_size=8", "model.decoder.hidden_size=16"], tmp_path)
+    _, task, _ = _build(cfg)
+    hparams = dict(task.hparams)
+    old_attention = {**hparams["model"]["attention"], "_target_": "rnnseq.models.attention.DotAttention"}
+    hparams["model"] = {**hparams["model"], "attention": old_attention}
+    old = {"state_dict": task.state_dict(), "hyper_parameters": hparams,
+           "pytorch-lightning_version": lightning.__version__}
+    torch.save(old, tmp_path / "old.ckpt")
+    loaded = SpeechToText.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True)
+    assert type(loaded.model.decoder.attention) is ScaledDotAttention
+    with_projection = {**old, "state_dict": {**old["state_dict"], "model.decoder.attention.proj.weight":
+                                             torch.zeros(16, 16)}}
+    torch.save(with_projection, tmp_path / "projected.ckpt")
+    with pytest.raises(ValueError, match="no longer builds"):
+        SpeechToText.load_from_checkpoint(tmp_path / "projected.ckpt", weights_only=True)
+    # they recorded no transcript normaliser: their references are scored as written
+    assert "normalizer" not in hparams or hparams.pop("normalizer")
+    torch.save({**old, "hyper_parameters": {k: v for k, v in hparams.items() if k != "normalizer"}},
+               tmp_path / "raw.ckpt")
+    raw = SpeechToText.load_from_checkpoint(tmp_path / "raw.ckpt", weights_only=True)
+    assert raw.hparams.normalizer == "none" and task.hparams.normalizer == "letters"
+    # continuing or fine-tuning such a checkpoint with model/attention=dot would change the
+    # arithmetic under it: an error that names what to use
+    from rnnseq.train import require_current_format
+
+    with pytest.raises(ValueError, match="continue it with model/attention=scaled_dot"):
+        require_current_format(old, "old.ckpt", "resume", compose_config(
+            ["experiment=asr", "model/attention=dot"], tmp_path))
+    require_current_format(old, "old.ckpt", "resume", cfg)  # scaled_dot: fine
 
 
 DEBUG_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))

@@ -93,7 +93,8 @@ def test_scaler_is_fitted_on_the_training_span_only(tmp_path):
 def test_csv_problems_name_the_file_line_and_fix(tmp_path):
     csv = tmp_path / "gaps.csv"
     csv.write_text("month,load\n0,1.0\n1,\n2,3.0\n3,NA\n4,5.5\n")
-    with pytest.raises(ValueError, match=r"gaps.csv: line 3 has no value \(2 missing.*interpolate"):
+    with pytest.raises(ValueError,
+                       match=r"gaps.csv: line 3 has no value \(2 missing.*data\.csv\.missing=interpolate"):
         read_csv_column(csv, "load")
     report = DataReport()
     filled = read_csv_column(csv, "load", "interpolate", report)

@@ -12,9 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from rnnseq import explore
-from tests.conftest import REPO, corpus_overrides
-from tests.test_text_tasks_smoke import TINY_LM
-from tests.test_train_smoke import TINY_MODEL, run_module, run_train
+from tests.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -65,32 +63,23 @@ def test_notebooks_are_stored_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, notebook.name
 
 
-def test_speech_run_notebook(tmp_path, monkeypatch, data_dir, tiny_corpus):
-    run = tmp_path / "asr"
-    run_train(run, data_dir, *corpus_overrides(), "trainer.fast_dev_run=2")
+def test_speech_run_notebook(monkeypatch, data_dir, smoke_run):
     nb = execute(REPO / "notebooks" / "01_inspect_speech_run.ipynb", monkeypatch,
-                 RNNSEQ_RUN=run, RNNSEQ_DATA_DIR=data_dir)
+                 RNNSEQ_RUN=smoke_run, RNNSEQ_DATA_DIR=data_dir)
     text, images = _outputs(nb)
     assert "SpeechToText" in text and "reference:" in text and "test-00000.wav:" in text
     assert images == 2  # the log-mel features and the attention alignment
 
 
-def test_text_generation_notebook(tmp_path, monkeypatch, data_dir):
-    run = tmp_path / "textgen"
-    run_train(run, data_dir, "trainer.fast_dev_run=3", "data.batch_size=8", "data.bptt=16",
-              experiment="textgen", tiny=TINY_LM)
+def test_text_generation_notebook(monkeypatch, data_dir, textgen_run):
     nb = execute(REPO / "notebooks" / "02_text_generation.ipynb", monkeypatch,
-                 RNNSEQ_RUN=run, RNNSEQ_DATA_DIR=data_dir)
+                 RNNSEQ_RUN=textgen_run, RNNSEQ_DATA_DIR=data_dir)
     text, _ = _outputs(nb)
     assert text.count("--- temperature") == 5 and "perplexity" in text and "bits/char" in text
 
 
-def test_sweep_notebook(tmp_path, monkeypatch, data_dir, tiny_corpus):
-    sweep = tmp_path / "sweep"
-    run_module("rnnseq.train", data_dir, "-m", "experiment=asr", *TINY_MODEL, *corpus_overrides(),
-               "data.num_workers=0", "threads=1", "trainer.fast_dev_run=1",
-               "model.encoder.hidden_size=8,16", f"hydra.sweep.dir={sweep}")
-    nb = execute(REPO / "notebooks" / "03_read_a_sweep.ipynb", monkeypatch, RNNSEQ_SWEEP=sweep,
+def test_sweep_notebook(monkeypatch, data_dir, tiny_sweep):
+    nb = execute(REPO / "notebooks" / "03_read_a_sweep.ipynb", monkeypatch, RNNSEQ_SWEEP=tiny_sweep,
                  RNNSEQ_DATA_DIR=data_dir)
     text, images = _outputs(nb)
     assert "model.encoder.hidden_size" in text and "val/wer" in text

@@ -38,10 +38,9 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_di
     assert test_parts == test_whole
 
 
-def test_ckpt_path_starts_a_new_run_from_another_runs_weights(tmp_path, data_dir, tiny_corpus):
-    source, tuned = tmp_path / "source", tmp_path / "tuned"
-    run_train(source, data_dir, *corpus_overrides(), "trainer.fast_dev_run=1")
-    checkpoint = source / "checkpoints" / "last.ckpt"
+def test_ckpt_path_starts_a_new_run_from_another_runs_weights(tmp_path, data_dir, smoke_run):
+    tuned = tmp_path / "tuned"
+    checkpoint = smoke_run / "checkpoints" / "last.ckpt"
     run_train(tuned, data_dir, *corpus_overrides(), "trainer.fast_dev_run=1",
               f"ckpt_path={checkpoint}")
     results = json.loads((tuned / "results.json").read_text())

@@ -28,13 +28,6 @@ SHORT = ["data.max_batch_size=4", "trainer.log_every_n_steps=1", "callbacks.atte
          "data.sorted_epochs=0", "trainer.deterministic=true", "trainer.max_epochs=2"]
 
 
-def _signal_at(steps: list[int], signum: int, marker_dir: Path) -> list[str]:
-    return ["+callbacks.signal_at._target_=tests.helpers.SignalAt",
-            f"+callbacks.signal_at.steps=[{','.join(map(str, steps))}]",
-            f"+callbacks.signal_at.signum={int(signum)}",
-            f"+callbacks.signal_at.marker_dir={marker_dir}"]
-
-
 def _train_process(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     """``python -m rnnseq.train experiment=asr`` (tiny model) that may fail: its exit status,
     stdout and stderr."""
@@ -42,6 +35,13 @@ def _train_process(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess
     cmd = [sys.executable, "-m", "rnnseq.train", "experiment=asr", *TINY_MODEL,
            "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _resume_process(run_dir: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    """``python -m rnnseq.train resume=<run_dir>`` that may fail."""
+    return subprocess.run([sys.executable, "-m", "rnnseq.train", f"resume={run_dir}"], cwd=REPO,
+                          env={**os.environ, "RNNSEQ_DATA_DIR": str(data_dir)},
+                          capture_output=True, text=True, timeout=600)
 
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -105,9 +105,8 @@ def test_weights_of_another_shape_fail_naming_the_parameters():
 
 
 def test_fine_tuning_from_a_checkpoint_of_another_size_fails_before_training(
-        tmp_path, data_dir, tiny_corpus):
-    source = tmp_path / "source"
-    run_train(source, data_dir, *corpus_overrides(), "trainer.fast_dev_run=1")
+        tmp_path, data_dir, smoke_run):
+    source = smoke_run
     result = _train_process(tmp_path / "tuned", data_dir, *corpus_overrides(),
                             "trainer.fast_dev_run=1", "model.decoder.hidden_size=24",
                             f"ckpt_path={source / 'checkpoints' / 'last.ckpt'}")
@@ -185,45 +184,64 @@ def test_periodic_checkpoints_come_right_after_optimizer_steps(tmp_path, monkeyp
 
 
 # -- signals and resumption ------------------------------------------------------------------------
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_with_a_checkpoint_and_resume_finishes_the_same_run(
-        tmp_path, data_dir, tiny_corpus, signum):
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    run_train(whole, data_dir, *corpus_overrides(), *SHORT)
-    stopped = _train_process(parts, data_dir, *corpus_overrides(), *SHORT,
-                             *_signal_at([4], signum, tmp_path / "markers"))
+EVERY_2 = "callbacks.periodic_checkpoint.every_n_steps=2"  # checkpoints change no number
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir, tiny_corpus) -> Path:
+    """The run that the interrupted ones must reproduce bit for bit."""
+    whole = tmp_path_factory.mktemp("safeguards") / "whole"
+    run_train(whole, data_dir, *corpus_overrides(), *SHORT, EVERY_2)
+    return whole
+
+
+def _signal_at(steps: list[int], signum: int, marker_dir: Path, name: str = "signal_at") -> list[str]:
+    return [f"+callbacks.{name}._target_=tests.helpers.SignalAt",
+            f"+callbacks.{name}.steps=[{','.join(map(str, steps))}]",
+            f"+callbacks.{name}.signum={int(signum)}",
+            f"+callbacks.{name}.marker_dir={marker_dir}"]
+
+
+def _assert_stopped_cleanly(stopped, parts: Path, signum: int, step: int) -> None:
     assert stopped.returncode == 128 + signum, stopped.stderr[-2000:]
     log = (parts / "train.log").read_text()
-    assert f"stopped by {signal.Signals(signum).name} after step 5" in log
+    assert f"stopped by {signal.Signals(signum).name} after step {step}" in log
     assert f"resume={parts}" in log
     assert "Traceback" not in stopped.stderr
     assert not (parts / "results.json").exists()  # no test on a half-trained model
-    assert int(load_checkpoint(parts / "checkpoints" / "last.ckpt")["global_step"]) == 5
+    assert int(load_checkpoint(parts / "checkpoints" / "last.ckpt")["global_step"]) == step
 
+
+def test_sigterm_then_sigint_stop_with_a_checkpoint_and_resume_finishes_the_same_run(
+        tmp_path, data_dir, uninterrupted):
+    """Pre-emption (SIGTERM) before step 4, then Ctrl-C (SIGINT) before step 8 of the resumed run:
+    each finishes its step, saves and exits 128 + signal; the second resume ends the run."""
+    parts, markers = tmp_path / "parts", tmp_path / "markers"
+    signals = [*_signal_at([4], signal.SIGTERM, markers),
+               *_signal_at([8], signal.SIGINT, markers, name="second_signal")]
+    stopped = _train_process(parts, data_dir, *corpus_overrides(), *SHORT, *signals)
+    _assert_stopped_cleanly(stopped, parts, signal.SIGTERM, 5)
+    again = _resume_process(parts, data_dir)
+    _assert_stopped_cleanly(again, parts, signal.SIGINT, 9)
     run_module("rnnseq.train", data_dir, f"resume={parts}")
-    _assert_same_training(parts, whole)
+    _assert_same_training(parts, uninterrupted)
 
 
 def test_three_sigkills_at_random_steps_then_resume_equal_an_uninterrupted_run(
-        tmp_path, data_dir, tiny_corpus):
+        tmp_path, data_dir, uninterrupted):
     """Checkpoints every 2 steps, so a kill loses up to 2 steps, which the resumed run redoes."""
-    every_2 = "callbacks.periodic_checkpoint.every_n_steps=2"
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    run_train(whole, data_dir, *corpus_overrides(), *SHORT, every_2)
-    total = json.loads((whole / "results.json").read_text())["steps"]
+    parts = tmp_path / "parts"
+    total = json.loads((uninterrupted / "results.json").read_text())["steps"]
     kills = sorted(random.Random(7).sample(range(3, total), 3))
     killer = _signal_at(kills, signal.SIGKILL, tmp_path / "markers")
 
-    first = _train_process(parts, data_dir, *corpus_overrides(), *SHORT, every_2, *killer)
+    first = _train_process(parts, data_dir, *corpus_overrides(), *SHORT, EVERY_2, *killer)
     assert first.returncode == -signal.SIGKILL
     for _ in range(len(kills)):
-        resumed = subprocess.run(
-            [sys.executable, "-m", "rnnseq.train", f"resume={parts}"], cwd=REPO,
-            env={**os.environ, "RNNSEQ_DATA_DIR": str(data_dir)}, capture_output=True, text=True,
-            timeout=600)
+        resumed = _resume_process(parts, data_dir)
         if resumed.returncode == 0:
             break
         assert resumed.returncode == -signal.SIGKILL, resumed.stderr[-2000:]
     assert resumed.returncode == 0, "the run should finish after the last kill"
     assert len(list((tmp_path / "markers").iterdir())) == 3
-    _assert_same_training(parts, whole)
+    _assert_same_training(parts, uninterrupted)

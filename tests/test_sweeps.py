@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import yaml
 
 from tests.conftest import corpus_overrides
 from tests.test_train_smoke import TINY_MODEL, run_module
@@ -40,19 +41,24 @@ def test_summarize_tabulates_varying_overrides_against_metrics(tmp_path):
         summarize(tmp_path / "0" / "nothing-here")
 
 
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
-                         ids=["basic", "joblib"])
-def test_two_job_multirun_writes_one_folder_per_job(launcher, tmp_path, data_dir, tiny_corpus):
+def test_two_job_multirun_writes_one_folder_per_job(tiny_sweep, data_dir):
+    for job in ("0", "1"):
+        results = json.loads((tiny_sweep / job / "results.json").read_text())
+        assert "test/wer" in results["test"]
+    out = run_module("rnnseq.summarize", data_dir, str(tiny_sweep)).stdout
+    assert "| 0 | 8 |" in out and "| 1 | 16 |" in out  # as Hydra records the sweep values
+
+
+def test_two_jobs_run_side_by_side_with_joblib(tmp_path, data_dir, tiny_corpus):
     sweep = tmp_path / "sweep"
     run_module("rnnseq.train", data_dir, "-m", "experiment=asr", *TINY_MODEL, *corpus_overrides(),
                "data.num_workers=0", "threads=1", "trainer.fast_dev_run=1",
-               "model.decoder.input_feeding=false,true",
-               f"hydra.sweep.dir={sweep}", *launcher)
-    for job in ("0", "1"):
-        results = json.loads((sweep / job / "results.json").read_text())
-        assert "test/wer" in results["test"]
-    out = run_module("rnnseq.summarize", data_dir, str(sweep)).stdout
-    assert "| 0 | False |" in out and "| 1 | True |" in out  # as Hydra records the sweep values
+               "model.decoder.input_feeding=false,true", f"hydra.sweep.dir={sweep}",
+               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    for job, feeding in (("0", False), ("1", True)):
+        config = yaml.safe_load((sweep / job / ".hydra" / "config.yaml").read_text())
+        assert config["model"]["decoder"]["input_feeding"] is feeding
+        assert "test/wer" in json.loads((sweep / job / "results.json").read_text())["test"]
 
 
 def test_optuna_search_is_stored_in_the_sweep_folder_and_continues(tmp_path, data_dir, tiny_corpus):
@@ -61,18 +67,18 @@ def test_optuna_search_is_stored_in_the_sweep_folder_and_continues(tmp_path, dat
     experiments = tmp_path / "experiments"
     args = ["-m", "experiment=asr", "hparams_search=asr_optuna", *TINY_MODEL, *corpus_overrides(),
             "data.num_workers=0", "threads=1", "trainer.fast_dev_run=1",
-            f"paths.experiments_dir={experiments}", "hydra.sweeper.n_trials=2",
+            f"paths.experiments_dir={experiments}", "hydra.sweeper.n_trials=1",
             "hydra.sweeper.params={task.optimizer.lr:'tag(log, interval(1e-4, 1e-2))',"
             "task.ctc_weight:'interval(0.1, 0.9)'}"]
     run_module("rnnseq.train", data_dir, *args)
     sweep = experiments / "asr" / "multiruns" / "optuna-asr_search"
     storage = f"sqlite:///{sweep}/optuna.db"
-    assert len(optuna.load_study(study_name="asr_search", storage=storage).trials) == 2
+    assert len(optuna.load_study(study_name="asr_search", storage=storage).trials) == 1
     run_module("rnnseq.train", data_dir, *args)  # the same command continues the study
     trials = optuna.load_study(study_name="asr_search", storage=storage).trials
-    assert len(trials) == 4 and all(t.value is not None for t in trials)
+    assert len(trials) == 2 and all(t.value is not None for t in trials)
     jobs = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
-    assert len(jobs) == 4  # no job folder was overwritten
+    assert len(jobs) == 2  # no job folder was overwritten
 
 
 def test_slurm_launcher_composes_with_cluster_settings(tmp_path):

@@ -2,26 +2,20 @@
 (a few batches each), then `rnnseq.generate` and `rnnseq.evaluate` on their run folders."""
 
 import json
+import math
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnseq import metrics as M
 from rnnseq.callbacks import GENERATED_TAG
-from tests.test_train_smoke import run_module, run_train
+from tests.test_train_smoke import run_train
 
 TINY_LM = ["model.lm.embed_dim=16", "model.lm.hidden_size=24"]
 TINY_G2P = ["model.encoder.hidden_size=16", "model.decoder.hidden_size=16",
             "model.decoder.embed_dim=8", "model.attention.attention_dim=8",
             "task.source_embed_dim=8"]
-
-
-@pytest.fixture(scope="module")
-def textgen_run(tmp_path_factory, data_dir):
-    run_dir = tmp_path_factory.mktemp("runs") / "textgen"
-    run_train(run_dir, data_dir, "trainer.fast_dev_run=3", "data.batch_size=8", "data.bptt=16",
-              experiment="textgen", tiny=TINY_LM)
-    return run_dir
 
 
 def test_textgen_reports_loss_perplexity_and_bits_per_char(textgen_run):
@@ -36,11 +30,15 @@ def test_textgen_reports_loss_perplexity_and_bits_per_char(textgen_run):
     assert any(t.startswith(GENERATED_TAG) for t in events.Tags()["tensors"])
 
 
-def test_generate_prints_the_prompt_and_its_continuation(textgen_run, data_dir):
+def test_generate_prints_the_prompt_and_its_continuation(textgen_run, capsys):
+    from rnnseq.generate import main
+
     args = [str(textgen_run), "--prompt", "ROMEO.", "--length", "40", "--temperature", "0.8",
             "--top-k", "10", "--top-p", "0.9", "--seed", "3"]
-    first = run_module("rnnseq.generate", data_dir, *args).stdout
-    second = run_module("rnnseq.generate", data_dir, *args).stdout
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    second = capsys.readouterr().out
     assert first.startswith("ROMEO.") and len(first) > len("ROMEO.") and first == second
 
 
@@ -51,26 +49,48 @@ def test_g2p_runs_and_evaluate_rescores_with_other_decoding(tmp_path, data_dir):
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["test"]) == {M.TEST_PER, M.TEST_WER}
     assert results["test_items"] > 0 and M.VAL_PER in results["best_val"]
-    out = run_module("rnnseq.evaluate", data_dir, str(run_dir), "decoding.beam_size=2",
-                     "--split", "valid", "data.max_batch_size=4").stdout
-    assert "valid/per" in out
-    record = json.loads(next((run_dir / "evaluations").glob("valid-*.json")).read_text())
+    from rnnseq.evaluate import evaluate, main
+
+    record = evaluate(run_dir, {"beam_size": 2}, split="valid", data_overrides=["data.max_batch_size=4"])
+    assert "valid/per" in record["metrics"]
     assert record["decoding"]["beam_size"] == 2 and record["items"]
-    from rnnseq.evaluate import main
 
     assert main([f"run={run_dir}", "data.no_such_key=1"]) == 2  # named, not a traceback
+    _check_heatmaps_have_one_labelled_row_per_phoneme(run_dir)
 
 
-def test_lm_fusion_through_evaluate(tmp_path, data_dir, tiny_corpus):
-    from tests.conftest import corpus_overrides
+def _check_heatmaps_have_one_labelled_row_per_phoneme(run_dir):
+    """The attention heatmaps of g2p label their rows with the target tokenizer's own symbols
+    (phonemes, often several characters each), one row per emitted token plus <eos>."""
+    from rnnseq.callbacks import ATTENTION_TAG, AttentionSamples
+    from rnnseq.checkpoints import load_task
+    from rnnseq.evaluate import run_data_loader
+    from rnnseq.tasks.text_to_text import TextToText
+
+    task = load_task(TextToText, run_dir)
+    symbols = task.tokenizer.symbols
+    phoneme = next(s for s in symbols[3:] if len(s) >= 2)  # e.g. "aɪ"
+    with torch.no_grad():  # the decoder now says that phoneme until it is stopped
+        task.model.decoder.output.bias[task.tokenizer.encode(phoneme)[0]] = 100.0
+    dataset = run_data_loader(run_dir, "valid", [])[0].dataset
+    items = [dataset[i] for i in range(2)]
+    table, figures = AttentionSamples.samples(task, items)
+    assert [tag for tag, _ in figures] == [f"{ATTENTION_TAG}/{item.id}" for item in items]
+    ratio = task.hparams.decoding["max_length_ratio"]
+    for item, (_, figure) in zip(items, figures):
+        emitted = math.ceil(ratio * len(item.features))  # cut by the length limit, then <eos>
+        labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+        assert labels == [phoneme] * emitted + ["<eos>"]
+        assert figure.axes[0].images[0].get_array().shape[0] == emitted + 1
+    assert f"| {' '.join([phoneme] * emitted)} |" in table
+
+
+def test_lm_fusion_through_evaluate(tmp_path, data_dir, smoke_run):
+    from rnnseq.evaluate import evaluate
 
     lm_dir = tmp_path / "asr_lm"
     run_train(lm_dir, data_dir, "trainer.fast_dev_run=2", "data.batch_size=16",
               experiment="asr_lm", tiny=TINY_LM)
-    asr_dir = tmp_path / "asr"
-    run_train(asr_dir, data_dir, *corpus_overrides(), "trainer.fast_dev_run=2")
-    out = run_module("rnnseq.evaluate", data_dir, str(asr_dir), f"decoding.lm={lm_dir}",
-                     "decoding.lm_weight=0.5").stdout
-    assert "test/wer" in out
-    record = json.loads(next((asr_dir / "evaluations").glob("test-*.json")).read_text())
+    record = evaluate(smoke_run, {"lm": str(lm_dir), "lm_weight": 0.5})
+    assert "test/wer" in record["metrics"]
     assert record["decoding"]["lm_weight"] == 0.5 and len(record["items"]) == 6

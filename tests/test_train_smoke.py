@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jiwer
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -38,11 +39,14 @@ def run_train(run_dir: Path, data_dir: Path, *overrides: str, experiment: str = 
                       "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, data_dir, tiny_corpus):
-    run_dir = tmp_path_factory.mktemp("runs") / "asr-smoke"
-    run_train(run_dir, data_dir, *corpus_overrides(), "trainer.fast_dev_run=2")
-    return run_dir
+# `smoke_run` (tests/conftest.py): experiment=asr, this tiny model, fast_dev_run=2
+
+
+def test_the_console_shows_no_known_harmless_third_party_notices(smoke_run):
+    console = (smoke_run / "console.txt").read_text()
+    assert "Epoch 0" in console or "test/wer" in console  # the run's own output is there
+    for notice in ("litlogger", "`weights_only` was not set", "LeafSpec"):
+        assert notice not in console, notice
 
 
 def test_run_folder_has_config_checkpoints_results_and_report(smoke_run):
@@ -51,7 +55,12 @@ def test_run_folder_has_config_checkpoints_results_and_report(smoke_run):
     assert "last.ckpt" in checkpoints and any(p.startswith("best-") for p in checkpoints)
     results = json.loads((smoke_run / "results.json").read_text())
     assert set(results["test"]) == {M.TEST_WER, M.TEST_CER}
-    assert 0 <= results["test"][M.TEST_CER] and results["test_items"] > 0
+    # the logged scores are corpus-level rates over the items written out (jiwer, computed anew)
+    items = json.loads((smoke_run / "test_outputs.json").read_text())["items"]
+    assert results["test_items"] == len(items) == 6
+    references, hypotheses = [i["reference"] for i in items], [i["hypothesis"] for i in items]
+    assert results["test"][M.TEST_CER] == pytest.approx(jiwer.cer(references, hypotheses), abs=1e-6)
+    assert results["test"][M.TEST_WER] == pytest.approx(jiwer.wer(references, hypotheses), abs=1e-6)
     assert results["decoding"]["beam_size"] == 4
     assert results["wall_seconds"] > 0 and results["best_checkpoint"]
     assert M.VAL_WER in results["best_val"]
@@ -76,6 +85,31 @@ def test_tensorboard_has_scalars_attention_images_text_and_hparams(smoke_run):
     for name in (M.VAL_WER, M.TEST_WER):
         assert name.encode() in experiment  # the hparams view lists the real metrics
     assert b"hp_metric" not in experiment
+
+
+def test_checkpoint_records_its_task_class_and_older_ones_are_recognised(smoke_run, tmp_path):
+    from rnnseq.checkpoints import load_checkpoint, task_class_for
+    from tests.helpers import OwnSpeechTask
+
+    path = smoke_run / "checkpoints" / "last.ckpt"
+    contents = load_checkpoint(path)
+    assert contents["rnnseq"]["task"] == "rnnseq.tasks.speech_to_text.SpeechToText"
+    assert task_class_for(path) is SpeechToText
+    own = tmp_path / "own.ckpt"  # a task class of the user's own package needs no registry
+    torch.save({**contents, "rnnseq": {**contents["rnnseq"], "task": "tests.helpers.OwnSpeechTask"}},
+               own)
+    assert task_class_for(own) is OwnSpeechTask
+    old = tmp_path / "old.ckpt"  # written before checkpoints said: told by its hyper-parameters
+    torch.save({k: v for k, v in contents.items() if k != "rnnseq"}, old)
+    assert task_class_for(old) is SpeechToText
+    gone = tmp_path / "gone.ckpt"
+    torch.save({**contents, "rnnseq": {"task": "nowhere.Task"}}, gone)
+    with pytest.raises(ValueError, match="nowhere.Task, which cannot be imported"):
+        task_class_for(gone)
+    stranger = tmp_path / "stranger.ckpt"  # importable, but no task: refused
+    torch.save({**contents, "rnnseq": {"task": "collections.OrderedDict"}}, stranger)
+    with pytest.raises(ValueError, match="not an rnnseq task class"):
+        task_class_for(stranger)
 
 
 def test_checkpoint_loads_without_the_corpus_and_transcribes(smoke_run, tiny_corpus):
@@ -105,7 +139,8 @@ def test_monitored_metrics_are_logged(smoke_run):
     events.Reload()
     for callback in cfg.callbacks.values():
         if "monitor" in callback:
-            assert callback.monitor in events.Tags()["scalars"]
+            assert callback.monitor == SpeechToText.MONITOR
+    assert set(SpeechToText.VALIDATION_LOGGED) <= set(events.Tags()["scalars"])
 
 
 def test_debug_overfit_drives_the_training_loss_down(tmp_path, data_dir, tiny_corpus):
@@ -120,10 +155,11 @@ def test_debug_overfit_drives_the_training_loss_down(tmp_path, data_dir, tiny_co
 
 
 def test_transcribe_prints_one_line_per_file_at_any_sample_rate(smoke_run, tiny_corpus, tmp_path,
-                                                                data_dir):
+                                                                capsys):
     import soundfile
 
     from rnnseq.data.manifest import DataReport, read_manifest
+    from rnnseq.transcribe import main
 
     utts = read_manifest(tiny_corpus["test"], DataReport())[:2]
     wave, rate = soundfile.read(utts[1].audio_path, dtype="float32")
@@ -132,22 +168,25 @@ def test_transcribe_prints_one_line_per_file_at_any_sample_rate(smoke_run, tiny_
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF0000WAVEnot really audio")
     files = [str(utts[0].audio_path), str(resampled), str(broken)]
-    env = {**os.environ, "RNNSEQ_DATA_DIR": str(data_dir)}
-    result = subprocess.run([sys.executable, "-m", "rnnseq.transcribe", f"run={smoke_run}",
-                             *files, "decoding.beam_size=2"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    lines = result.stdout.splitlines()
-    assert [line.split("\t")[0] for line in lines] == files[:2]
-    assert result.returncode == 1 and "broken.wav" in result.stderr
+    status = main([f"run={smoke_run}", *files, "decoding.beam_size=2"])
+    out = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.out.splitlines()] == files[:2]
+    assert status == 1 and "broken.wav" in out.err
+    # CTC greedy and a setting that cannot apply (no language model to weigh)
+    assert main([f"run={smoke_run}", files[0], "decoding.mode=ctc_greedy"]) == 0
+    assert main([f"run={smoke_run}", files[0], "decoding.lm_weight=0.3"]) == 2
+    assert "decoding.lm_weight=0.3 has no language model" in capsys.readouterr().err
 
 
 def test_evaluate_scores_any_manifest_with_errors_and_real_time_factor(smoke_run, tiny_corpus,
-                                                                       data_dir):
+                                                                       tmp_path, capsys):
+    from rnnseq.evaluate import evaluate, main
+
     checkpoint = smoke_run / "checkpoints" / "last.ckpt"
-    out = run_module("rnnseq.evaluate", data_dir, f"run={checkpoint}", "--manifest",
-                     tiny_corpus["valid"], "decoding.beam_size=1").stdout
+    assert main([f"run={checkpoint}", "--manifest", tiny_corpus["valid"], "decoding.beam_size=1"]) == 0
+    out = capsys.readouterr().out
     assert "valid/wer" in out and "real-time factor" in out
-    report = json.loads(next((smoke_run / "evaluations").glob("valid-*.json")).read_text())
+    report = json.loads(Path(out.split("written to ")[-1].strip()).read_text())
     assert report["items_scored"] == 6 and report["real_time_factor"] > 0
     assert report["decoding"]["beam_size"] == 1 and report["audio_seconds"] > 0
     item = report["items"][0]
@@ -155,3 +194,49 @@ def test_evaluate_scores_any_manifest_with_errors_and_real_time_factor(smoke_run
     assert errors["words"] == len(item["reference"].split())
     assert errors["wer"] == (errors["substitutions"] + errors["deletions"]
                              + errors["insertions"]) / errors["words"]
+
+    # The same audio with LibriSpeech-style references (upper case, punctuation), one missing
+    # file and one broken line: references pass through the checkpoint's normaliser, so the
+    # scores are the same, and what could not be scored is listed with its reason.
+    lines = [json.loads(x) for x in Path(tiny_corpus["valid"]).read_text().splitlines()]
+    folder = Path(tiny_corpus["valid"]).parent
+    shouted = [{**x, "audio_filepath": str(folder / x["audio_filepath"]),
+                "text": x["text"].upper().replace(" ", ", ", 1) + "!"} for x in lines]
+    missing = {**shouted[0], "id": "lost", "audio_filepath": str(tmp_path / "lost.wav")}
+    manifest = tmp_path / "shouted.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in [*shouted, missing]) + "{oops\n")
+    loud = evaluate(checkpoint, {"beam_size": 1}, manifest=manifest)
+    assert loud["metrics"]["shouted/wer"] == report["metrics"]["valid/wer"]
+    assert [i["reference"] for i in loud["items"]] == [i["reference"] for i in report["items"]]
+    assert {i["raw_reference"] for i in loud["items"]} == {x["text"] for x in shouted}
+    reasons = {i["id"]: i["reason"] for i in loud["data_issues"]}
+    assert "was not found" in reasons["lost"] and loud["items_skipped"] == 2
+    assert any("malformed JSON" in i["reason"] for i in loud["data_issues"])
+
+
+def test_evaluate_reads_the_runs_batching_and_decodes_with_the_ctc_head_alone(smoke_run):
+    import itertools
+
+    from rnnseq.evaluate import evaluate, manifest_batching, run_data_config
+
+    run_config = run_data_config(smoke_run, [])
+    assert manifest_batching(run_config) == {"max_frames": run_config.data.max_frames,
+                                             "max_batch_size": run_config.data.max_batch_size}
+    assert manifest_batching(run_data_config(smoke_run, ["data.max_batch_size=3"]))[
+        "max_batch_size"] == 3
+    record = evaluate(smoke_run, {"mode": "ctc_greedy"})
+    assert record["decoding"]["mode"] == "ctc_greedy"
+    # the best path computed here in the plainest way: argmax per frame, runs merged, blanks out
+    task = SpeechToText.load_from_checkpoint(record["checkpoint"], map_location="cpu",
+                                             weights_only=True).eval()
+    from rnnseq.evaluate import run_data_loader
+
+    expected = {}
+    with torch.no_grad():
+        for batch in run_data_loader(smoke_run, "test", [])[0]:
+            enc = task.encode(batch)
+            best = task.model.ctc_log_probs(enc.memory).argmax(-1)
+            for utt, row, n in zip(batch.ids, best.tolist(), enc.lengths.tolist()):
+                symbols = [k for k, _ in itertools.groupby(row[:n]) if k != task.tokenizer.blank_id]
+                expected[utt] = task.tokenizer.decode(symbols)
+    assert {i["id"]: i["hypothesis"] for i in record["items"]} == expected

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnseq.data.batching import BucketBatchSampler, ResumableBatches
 from rnnseq.data.manifest import DataReport
+
+log = logging.getLogger(__name__)
 
 
 def own_generator(seed: int) -> torch.Generator:
@@ -131,13 +134,21 @@ class SplitDataModule(L.LightningDataModule):
             if not isinstance(dataset, PairedItems):
                 continue
             problems = task.unalignable(dataset.input_lengths(), dataset.target_ids())
+            self.report.split = split
             for row, reason in sorted(problems.items()):
                 source, item_id = dataset.describe(row)
                 if split == "train":
-                    self.report.add(source, None, f"{reason}; left out of training", id=item_id)
+                    self.report.add(source, None, f"{reason}; left out of training", id=item_id,
+                                    quiet=True)
                 else:
                     self.report.add(source, None, f"{reason}; kept and scored ({split} split)",
-                                    action="kept", id=item_id)
+                                    action="kept", id=item_id, quiet=True)
+            if problems:  # one line, not hundreds: the report lists every item
+                log.warning("%d of %d %s items cannot be aligned by the model (e.g. %s: %s); %s; "
+                            "every one is listed in data_report.json", len(problems), len(dataset),
+                            split, dataset.describe(min(problems))[1], problems[min(problems)],
+                            "left out of training" if split == "train" else "kept and scored")
+            self.report.split = None
             if split == "train" and problems:
                 self.datasets[split] = dataset.subset(
                     [i for i in range(len(dataset)) if i not in problems])

@@ -42,6 +42,7 @@ class DataIssue:
     reason: str
     action: str = "skipped"  # or "kept" when the item is used anyway (e.g. <unk> characters)
     id: str | None = None
+    split: str | None = None  # train, valid or test, when known
 
 
 @dataclass
@@ -49,11 +50,15 @@ class DataReport:
     """Every problem met while reading a corpus; written to ``data_report.json`` in the run."""
 
     issues: list[DataIssue] = field(default_factory=list)
+    split: str | None = None  # the split being read: recorded with every issue added meanwhile
 
-    def add(self, source, line, reason, action="skipped", id=None) -> None:
-        """Records (and logs) one problem: where, why, and what was done about it."""
-        issue = DataIssue(str(source), line, reason, action, id)
+    def add(self, source, line, reason, action="skipped", id=None, quiet=False) -> None:
+        """Records (and, unless ``quiet``, logs) one problem: where, why, and what was done about
+        it. Callers that may add hundreds of one kind pass ``quiet`` and log a summary."""
+        issue = DataIssue(str(source), line, reason, action, id, self.split)
         self.issues.append(issue)
+        if quiet:
+            return
         where = f"{issue.source}:{line}" if line is not None else issue.source
         log.warning("%s: %s (%s)", where, reason, action)
 
@@ -67,6 +72,10 @@ class DataReport:
                 known.add((issue.source, issue.id, issue.reason))
                 self.issues.append(issue)
         return len(self.issues) - before
+
+    def of_split(self, split: str) -> DataReport:
+        """The issues of one split (and those of no known split)."""
+        return DataReport([i for i in self.issues if i.split in (None, split)])
 
     def counts(self) -> dict[str, int]:
         """Number of issues per action, e.g. ``{"skipped": 3, "kept": 1}``."""

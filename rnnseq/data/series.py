@@ -75,13 +75,13 @@ def fill_missing(values: list[float | None], policy: str, source: str,
     ``interpolate`` fills them linearly between their neighbours (the ends copy the nearest value),
     ``drop`` leaves them out. Filled or dropped points are listed in ``report``."""
     if policy not in MISSING_POLICIES:
-        raise ValueError(f"unknown data.missing {policy!r}; allowed: {list(MISSING_POLICIES)}")
+        raise ValueError(f"unknown data.csv.missing {policy!r}; allowed: {list(MISSING_POLICIES)}")
     lines = lines if lines is not None else list(range(1, len(values) + 1))
     gaps = [i for i, v in enumerate(values) if v is None]
     if gaps and policy == "error":
         raise ValueError(
             f"{source}: line {lines[gaps[0]]} has no value ({len(gaps)} missing in all). Fill the "
-            f"gaps, or set data.missing=interpolate (or drop)")
+            f"gaps, or set data.csv.missing=interpolate (or drop)")
     if len(gaps) == len(values):
         raise ValueError(f"{source}: no values at all")
     if report is not None:

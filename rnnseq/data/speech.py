@@ -260,6 +260,7 @@ class SpeechDataModule(SplitDataModule):
         else:
             self.tokenizer = table.from_texts(u.text for u in utterances["train"])
         for split, utts in utterances.items():
+            self.report.split = split
             utts = self._check_vocabulary(utts, split)
             noise = self.noise_snr_db if split == "train" else None
             cache = None
@@ -270,11 +271,13 @@ class SpeechDataModule(SplitDataModule):
                 utts, cache = self._drop_unusable(utts, cache, split)
             self.datasets[split] = SpeechDataset(utts, self.tokenizer, self.feature_config, noise,
                                                  cache)
+        self.report.split = None
         counts = {s: len(d) for s, d in self.datasets.items()}
         log.info("speech data: %s utterances, %d symbols, %s", counts, len(self.tokenizer),
                  self.report.counts() or "no problems")
 
     def _read_split(self, split: str) -> list[Utterance]:
+        self.report.split = split
         utts = normalize_utterances(read_manifest(self.manifests[split], self.report),
                                     self.normalizer, self.report, self.manifests[split])
         if self.max_duration is not None:

@@ -20,7 +20,7 @@ def ctc_greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: 
     best, index = log_probs.max(dim=-1)  # (B, S) each
     frames = torch.arange(log_probs.shape[1], device=log_probs.device)
     real = frames.unsqueeze(0) < lengths.to(log_probs.device).unsqueeze(1)  # (B, S)
-    scores = (best * real).sum(-1).tolist()
+    scores = torch.where(real, best, torch.zeros_like(best)).sum(-1).tolist()
     hyps = []
     for row, n, score in zip(index.tolist(), lengths.tolist(), scores):
         tokens, previous = [], None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -158,8 +159,10 @@ class Task(L.LightningModule):
         for failure in getattr(batch, "failed", ()):
             key = (failure.source, failure.id, failure.reason)
             if key not in self._runtime_issues:
+                split = {"training": "train", "validation": "valid"}.get(phase, phase)
                 self._runtime_issues[key] = DataIssue(
-                    failure.source, None, f"{failure.reason} (during {phase})", id=failure.id)
+                    failure.source, None, f"{failure.reason} (during {phase})", id=failure.id,
+                    split=split)
 
     def runtime_issues(self) -> list[DataIssue]:
         """The items that failed to load since the task was built, in the order they failed."""
@@ -176,7 +179,9 @@ class Task(L.LightningModule):
                                     "numpy": numpy_state}
         cls = type(self)
         checkpoint["rnnseq"] = {"task": f"{cls.__module__}.{cls.__qualname__}",
-                                "format": CHECKPOINT_FORMAT, "skipped_steps": self.skipped_steps}
+                                "format": CHECKPOINT_FORMAT, "skipped_steps": self.skipped_steps,
+                                # plain dicts: items that failed so far survive a resume
+                                "runtime_issues": [asdict(i) for i in self.runtime_issues()]}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
@@ -185,7 +190,11 @@ class Task(L.LightningModule):
             random.setstate(states["python"])
             name, keys, position, has_gauss, cached = states["numpy"]
             np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-        self.skipped_steps = int(checkpoint.get("rnnseq", {}).get("skipped_steps", 0))
+        own = checkpoint.get("rnnseq", {})
+        self.skipped_steps = int(own.get("skipped_steps", 0))
+        for row in own.get("runtime_issues", []):
+            issue = DataIssue(**row)
+            self._runtime_issues.setdefault((issue.source, issue.id, issue.reason), issue)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,

@@ -1,0 +1,195 @@
+"""Checkpoint files: written atomically, found in run folders, loaded without running code."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+TaskT = TypeVar("TaskT", bound=L.LightningModule)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made crash-safe on local disks: the checkpoint is written to
+    a temporary file in the same folder, flushed to disk, and renamed over the old one. A kill or
+    a full disk during the write leaves the previous ``last.ckpt`` whole; the temporary file is
+    removed when Python gets the chance. Remote paths (``s3://`` ...) use Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Makes a rename inside ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, read with ``weights_only=True``: tensors, numbers, strings and
+    containers only, so a tampered file cannot run code. rnnseq writes nothing else into its
+    checkpoints (configs are plain dicts, tokenizers their symbol lists, random states tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} holds objects other than tensors and plain data, so it was not "
+                         f"written by rnnseq or has been altered; rnnseq does not load it "
+                         f"({str(err).splitlines()[0]})") from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from None
+
+
+def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor],
+                            path: str | Path, key: str) -> None:
+    """Raises a ``ValueError`` before training when the weights in ``state`` do not fit ``model``:
+    names every parameter whose shape differs, and those missing on either side."""
+    own = model.state_dict()
+    wrong = [f"{name}: checkpoint {tuple(state[name].shape)}, config {tuple(own[name].shape)}"
+             for name in own if name in state and state[name].shape != own[name].shape]
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if not (wrong or missing or extra):
+        return
+    lines = [f"{key}={path} does not fit the model this config builds:"]
+    lines += [f"  shape {w}" for w in wrong[:10]]
+    if missing:
+        lines.append(f"  not in the checkpoint: {', '.join(missing[:10])}")
+    if extra:
+        lines.append(f"  not in the model: {', '.join(extra[:10])}")
+    lines.append("The vocabulary (data) or the model sizes (model.*) differ from the run that wrote "
+                 "it; use that run's data and model config, or train without " + key + ".")
+    raise ValueError("\n".join(lines))
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """``path`` itself if it is a file, else the newest ``best*.ckpt`` (or ``last.ckpt``) of a run
+    folder's ``checkpoints/``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path} is neither a checkpoint file nor a run folder")
+    best = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if best:
+        return best[-1]
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    raise FileNotFoundError(f"no best*.ckpt or last.ckpt under {folder}")
+
+
+def load_task(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> TaskT:
+    """The task of a run folder's best checkpoint (or of a checkpoint file), in eval mode."""
+    task = task_class.load_from_checkpoint(find_checkpoint(run), map_location=torch.device(device),
+                                           weights_only=True)
+    return task.eval()
+
+
+def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
+    """The task class that wrote ``checkpoint``: the import path it records
+    (``checkpoint["rnnseq"]["task"]``, so a task of your own package needs no entry anywhere), or,
+    for checkpoints written before rnnseq recorded it, a guess from the saved hyper-parameters."""
+    contents = load_checkpoint(checkpoint)
+    recorded = contents.get("rnnseq", {}).get("task")
+    if recorded:
+        module_name, _, class_name = recorded.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"{checkpoint} was written by the task {recorded}, which cannot be "
+                             f"imported here ({err}); install the package that defines it") from None
+    return _guess_task_class(contents.get("hyper_parameters", {}), checkpoint)
+
+
+def _guess_task_class(hparams: dict, checkpoint) -> type[L.LightningModule]:
+    from rnnseq.tasks.classification import SpeechClassification
+    from rnnseq.tasks.forecasting import Forecasting
+    from rnnseq.tasks.language_model import LanguageModel
+    from rnnseq.tasks.speech_to_text import SpeechToText
+    from rnnseq.tasks.text_to_text import TextToText
+
+    if "features" in hparams:
+        return SpeechToText if "decoding" in hparams else SpeechClassification
+    if "horizon" in hparams:
+        return Forecasting
+    if "source_tokenizer" in hparams:
+        return TextToText
+    if "tokenizer" in hparams:
+        return LanguageModel
+    raise ValueError(f"{checkpoint} was not written by an rnnseq task (no known hyper-parameters)")
+
+
+def legacy_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters of a checkpoint written by an older rnnseq, brought up to date: the ones
+    that changed, to pass to ``load_from_checkpoint``; ``{}`` for a current checkpoint.
+
+    Before checkpoints recorded ``checkpoint["rnnseq"]``, ``dot`` attention was a scaled dot
+    product (with a hidden projection when sizes differed): such checkpoints load as
+    ``scaled_dot``, or fail with a message when they had the projection
+    (:func:`rnnseq.models.attention.legacy_attention_config`).
+    """
+    from rnnseq.models.attention import legacy_attention_config
+
+    if "rnnseq" in checkpoint:
+        return {}
+    hparams = checkpoint.get("hyper_parameters", {})
+    model = hparams.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("attention"), dict):
+        return {}
+    attention = legacy_attention_config(model["attention"], checkpoint.get("state_dict", {}),
+                                        "model.decoder.attention.")
+    if attention == model["attention"]:
+        return {}
+    return {"model": {**model, "attention": attention}}
+
+
+def run_folder_of(path: str | Path) -> Path:
+    """The run folder of a run folder or of a checkpoint inside its ``checkpoints/``."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path
+
+
+def load_task_or_report(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> TaskT | None:
+    """:func:`load_task` for command-line tools: a missing run or checkpoint is printed as one
+    ``error:`` line on stderr (no traceback) and gives ``None``."""
+    try:
+        return load_task(task_class, run, device)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None

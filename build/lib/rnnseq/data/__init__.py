@@ -1,0 +1,1 @@
+"""Data: audio features, tokenizers, manifests, batching, datamodules and embedded corpora."""

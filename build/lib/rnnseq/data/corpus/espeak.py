@@ -1,0 +1,121 @@
+"""Speech synthesis with the espeak-ng library bundled by the PyPI package ``espeakng-loader``.
+
+The library keeps global state, so there is one :class:`EspeakSynthesizer` per process; the corpus
+builder starts one in each worker process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+
+_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
+_RATE, _PITCH, _RANGE = 1, 3, 4  # espeak_PARAMETER ids
+# espeak_TextToPhonemes: text mode 1 (UTF-8); phoneme mode bit 1 = IPA, bits 8-23 = separator.
+_UTF8_TEXT = 1
+_IPA_SPACE_SEPARATED = (ord(" ") << 8) | 0x02
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+
+@dataclass(frozen=True)
+class Voice:
+    """An espeak-ng voice with its speaking style.
+
+    Args:
+        name: voice and optional variant, e.g. ``"en-us+f2"`` or ``"en+m3"``.
+        rate: words per minute (espeak's default is 175).
+        pitch: base pitch, 0-100 (default 50).
+        pitch_range: pitch range, 0-100 (default 50).
+    """
+
+    name: str
+    rate: int = 175
+    pitch: int = 50
+    pitch_range: int = 50
+
+
+class EspeakError(RuntimeError):
+    """espeak-ng refused a request; the message names the voice or text."""
+
+
+class EspeakSynthesizer:
+    """Text to speech samples: ``synthesize(text, voice) -> (N,) float32`` at :attr:`sample_rate`."""
+
+    _instance: EspeakSynthesizer | None = None
+
+    def __init__(self):
+        import espeakng_loader
+
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data_path = espeakng_loader.get_data_path().encode()
+        rate = self._lib.espeak_Initialize(_SYNCHRONOUS, 0, data_path, 0)
+        if rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed (returned {rate}); data path {data_path!r}")
+        self.sample_rate = int(rate)
+        self._chunks: list[np.ndarray] = []
+        # Keep a reference to the callback: ctypes frees it otherwise and the library crashes.
+        self._callback = _SYNTH_CALLBACK(self._collect)
+        self._lib.espeak_SetSynthCallback(self._callback)
+        self._lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int,
+        ]
+        self._voice: str | None = None
+
+    @classmethod
+    def shared(cls) -> EspeakSynthesizer:
+        """The process-wide synthesiser (espeak-ng allows only one)."""
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def _collect(self, wav, num_samples, _events) -> int:
+        if num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0  # 0 = continue synthesis
+
+    def set_voice(self, voice: Voice) -> None:
+        """Selects an espeak-ng voice (``en-us``, ``en+f2``, ...) for the next utterances."""
+        if voice.name != self._voice:
+            status = self._lib.espeak_SetVoiceByName(voice.name.encode())
+            if status != 0:
+                raise EspeakError(f"espeak-ng has no voice {voice.name!r} (error {status})")
+            self._voice = voice.name
+        # Rate and pitch must be set after the voice, which resets them.
+        for param, value in ((_RATE, voice.rate), (_PITCH, voice.pitch), (_RANGE, voice.pitch_range)):
+            self._lib.espeak_SetParameter(param, int(value), 0)
+
+    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        """``text`` spoken by ``voice``: ``(N,)`` float32 samples in [-1, 1]."""
+        self.set_voice(voice)
+        self._chunks = []
+        encoded = text.encode("utf-8")
+        status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, 0, None, None)
+        if status != 0:
+            raise EspeakError(f"espeak_Synth failed with error {status} for text {text!r}")
+        if not self._chunks:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(self._chunks).astype(np.float32) / 32768.0
+
+    def phonemes(self, text: str, voice: str = "en-us") -> str:
+        """IPA phonemes of ``text`` separated by spaces, stress marks joined to their vowel:
+        ``"hello" -> "h ə l ˈoʊ"``. Clauses are joined with spaces; empty text gives ``""``."""
+        if voice != self._voice:
+            self.set_voice(Voice(voice))
+        encoded = ctypes.c_char_p(text.encode("utf-8"))
+        pointer = ctypes.pointer(encoded)
+        clauses = []
+        # Each call converts one clause and advances the pointer; it becomes NULL at the end.
+        while pointer.contents.value:
+            result = self._lib.espeak_TextToPhonemes(pointer, _UTF8_TEXT, _IPA_SPACE_SEPARATED)
+            if result:
+                clauses.append(" ".join(result.decode("utf-8").split()))
+        return " ".join(c for c in clauses if c)

@@ -1,0 +1,194 @@
+"""Log-mel features computed once per corpus split and read back from one memory-mapped file.
+
+Reading a WAV file and computing its log-mel spectrogram costs about 1/900 of the audio's
+duration on one core (``bench/data_pipeline.py``). Done again every epoch, in the training process
+or in a worker competing with it, that is several percent of every training step on a small
+machine; sweeps repeat it in every job. The cache does it once, in parallel, with a progress bar:
+
+``<cache_dir>/<key>/features.f32``
+    every utterance's ``(S, F)`` float32 features, one after another;
+``<cache_dir>/<key>/index.npy``
+    ``(N, 2)`` int64 ``[offset in frames, frames]``; ``frames = -1`` marks audio that could not
+    be used (undecodable or silent);
+``<cache_dir>/<key>/problems.json``
+    ``{row: reason}`` for those rows, so that the data report can name the cause.
+
+The key hashes the feature settings and, for every utterance, its id, audio path, size and
+modification time, so changed audio or settings make a new cache. The folder is written under a
+temporary name and renamed when complete: an interrupted build leaves nothing that looks valid.
+Cached features are bit-identical to features computed on the fly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio, require_sound
+from rnnseq.data.manifest import Utterance
+
+log = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.f32"
+INDEX_FILE = "index.npy"
+PROBLEMS_FILE = "problems.json"
+
+
+# Bumped when what a cache holds changes (2: silent audio is refused), so old caches are rebuilt.
+CACHE_FORMAT = 2
+
+
+def cache_key(utterances: Sequence[Utterance], config: FeatureConfig) -> str:
+    """Hash of the cache format, the feature settings and of every utterance's id, path, size and
+    mtime."""
+    digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode())
+    digest.update(f"format {CACHE_FORMAT}\n".encode())
+    for utt in utterances:
+        try:
+            stat = os.stat(utt.audio_path)
+            signature = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            signature = "missing"
+        digest.update(f"{utt.id}\t{utt.audio_path}\t{signature}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class FeatureCache:
+    """Read access to one built cache: ``cache[i]`` is utterance ``i``'s ``(S, F)`` features, or
+    ``None`` if its audio could not be read when the cache was built."""
+
+    def __init__(self, folder: str | Path, num_features: int):
+        self.folder = Path(folder)
+        self.index = np.load(self.folder / INDEX_FILE)
+        total = int(self.index[:, 1].clip(min=0).sum())
+        self.num_features = num_features
+        self._features: np.memmap | None = None
+        self._shape = (total, num_features)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def problems(self) -> dict[int, str]:
+        """Row -> why its audio could not be used, for every row without features."""
+        path = self.folder / PROBLEMS_FILE
+        saved = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+        return {int(i): saved.get(int(i), "audio could not be read when the features were cached")
+                for i in np.flatnonzero(self.index[:, 1] < 0)}
+
+    def select(self, rows: Sequence[int]) -> FeatureCache:
+        """The same cache seen through ``rows`` only (e.g. without the unusable ones)."""
+        view = copy.copy(self)
+        view.index = self.index[np.asarray(rows, dtype=np.int64)].reshape(-1, 2)
+        return view
+
+    @property
+    def features(self) -> np.memmap:
+        """The cached ``(S, F)`` log-mel frames of one utterance."""
+        # Opened lazily, so that DataLoader workers each map the file after they start.
+        if self._features is None:
+            self._features = np.memmap(self.folder / FEATURES_FILE, dtype=np.float32, mode="r",
+                                       shape=self._shape)
+        return self._features
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        offset, frames = (int(v) for v in self.index[i])
+        if frames < 0:
+            return None
+        return torch.from_numpy(np.array(self.features[offset:offset + frames]))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_features": None}
+
+
+def build_feature_cache(
+    utterances: Sequence[Utterance],
+    config: FeatureConfig,
+    cache_dir: str | Path,
+    num_workers: int = 1,
+    description: str = "features",
+) -> FeatureCache:
+    """The cache of ``utterances`` under ``cache_dir``: reused if it exists, built otherwise."""
+    folder = Path(cache_dir) / cache_key(utterances, config)
+    if (folder / INDEX_FILE).is_file():
+        return FeatureCache(folder, config.n_mels)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    index = np.zeros((len(utterances), 2), dtype=np.int64)
+    problems: dict[int, str] = {}
+    offset = 0
+    paths = [u.audio_path for u in utterances]
+    try:
+        with open(tmp / FEATURES_FILE, "wb") as out, _extractors(num_workers, config) as extract:
+            for i, features in enumerate(tqdm(extract(_extract, paths), total=len(paths),
+                                              desc=description, unit="utt", mininterval=2.0)):
+                if isinstance(features, str):
+                    index[i] = (offset, -1)
+                    problems[i] = features
+                    continue
+                out.write(features.tobytes())
+                index[i] = (offset, features.shape[0])
+                offset += features.shape[0]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    np.save(tmp / INDEX_FILE, index)
+    (tmp / PROBLEMS_FILE).write_text(json.dumps(problems, indent=0))
+    try:
+        tmp.rename(folder)  # atomic: the cache appears complete or not at all
+    except OSError:
+        if not (folder / INDEX_FILE).is_file():
+            raise
+        shutil.rmtree(tmp)  # another process finished the same cache first
+    log.info("cached features of %d utterances in %s%s", len(paths), folder,
+             f" ({len(problems)} unusable)" if problems else "")
+    return FeatureCache(folder, config.n_mels)
+
+
+_logmel: LogMel | None = None
+_sample_rate = 16000
+
+
+def _init_extractor(config: FeatureConfig) -> None:
+    global _logmel, _sample_rate
+    torch.set_num_threads(1)
+    _logmel, _sample_rate = LogMel(config), config.sample_rate
+
+
+def _extract(path: str) -> np.ndarray | str:
+    """Features of one file, or why there are none."""
+    try:
+        return _logmel(require_sound(load_audio(path, _sample_rate), path)).numpy()
+    except AudioError as err:
+        return str(err)
+
+
+@contextlib.contextmanager
+def _extractors(num_workers: int, config: FeatureConfig):
+    """Yields an ordered ``map`` over ``num_workers`` extractor processes (or this process)."""
+    threads = torch.get_num_threads()
+    try:
+        if num_workers > 1:
+            context = multiprocessing.get_context("fork")
+            with context.Pool(num_workers, _init_extractor, (config,)) as pool:
+                yield functools.partial(pool.imap, chunksize=8)
+        else:
+            _init_extractor(config)
+            yield map
+    finally:
+        torch.set_num_threads(threads)

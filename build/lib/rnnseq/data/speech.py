@@ -1,0 +1,374 @@
+"""Speech-to-text data: a dataset over manifest utterances and its LightningDataModule."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import soundfile
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio, require_sound
+from rnnseq.data.base import PairedItems, SplitDataModule
+from rnnseq.data.batching import Example, Failure, collate_examples
+from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
+from rnnseq.data.manifest import DataReport, Utterance, normalize_utterances, read_manifest
+from rnnseq.data.normalize import normalize_text
+from rnnseq.data.tokenizer import SPECIALS, CharTokenizer, LabelTokenizer
+from rnnseq.resources import available_cores, data_workers, worker_init
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+class SpeechDataset(PairedItems, Dataset):
+    """Utterances read from disk and turned into ``(S, F)`` log-mel features on the fly.
+
+    Audio that fails to decode at run time gives a :class:`~rnnseq.data.batching.Failure`
+    naming the file and the cause: the collate leaves it out of the batch and the task writes it
+    to the run's data report, so one bad file never stops an epoch and none goes unreported.
+
+    Args:
+        noise_snr_db: ``(low, high)`` range of signal-to-noise ratios for additive white noise,
+            drawn per utterance; ``None`` adds no noise. Use it for training data only.
+        cache: precomputed features of the same utterances (:mod:`rnnseq.data.feature_cache`),
+            read instead of the audio; not with ``noise_snr_db``, which needs the waveform.
+    """
+
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        tokenizer: CharTokenizer | LabelTokenizer,
+        features: FeatureConfig,
+        noise_snr_db: tuple[float, float] | None = None,
+        cache: FeatureCache | None = None,
+    ):
+        if cache is not None and noise_snr_db is not None:
+            raise ValueError("cached features cannot take waveform noise; pass one of them")
+        if cache is not None and len(cache) != len(utterances):
+            raise ValueError(f"the feature cache {cache.folder} holds {len(cache)} utterances, "
+                             f"not {len(utterances)}")
+        self.cache = cache
+        self.utterances = utterances
+        self.tokenizer = tokenizer
+        self.feature_config = features
+        self.logmel = LogMel(features)
+        self.noise_snr_db = noise_snr_db
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def frame_lengths(self) -> list[int]:
+        """Feature frames of every utterance, from the manifest durations (for bucketing)."""
+        return [self.feature_config.num_frames(u.duration) for u in self.utterances]
+
+    def input_lengths(self) -> list[int]:
+        """Feature frames of every utterance: exact from the feature cache, else from the
+        manifest durations."""
+        if self.cache is not None:
+            return [max(int(n), 0) for n in self.cache.index[:, 1]]
+        return self.frame_lengths()
+
+    def target_ids(self) -> list[list[int]]:
+        """Token ids of every transcript."""
+        return [self.tokenizer.encode(u.text) for u in self.utterances]
+
+    def describe(self, index: int) -> tuple[str, str]:
+        """``(audio file, id)`` of an utterance."""
+        utt = self.utterances[index]
+        return utt.audio_path, utt.id
+
+    def subset(self, rows) -> SpeechDataset:
+        """These utterances only (their cached features too)."""
+        return SpeechDataset([self.utterances[i] for i in rows], self.tokenizer,
+                             self.feature_config, self.noise_snr_db,
+                             self.cache.select(list(rows)) if self.cache is not None else None)
+
+    def __getitem__(self, index: int) -> Example | Failure:
+        utt = self.utterances[index]
+        features = self._cached(index) if self.cache is not None else self._extract(utt)
+        if isinstance(features, Failure):
+            return features
+        tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
+        return Example(id=utt.id, features=features, tokens=tokens, text=utt.text)
+
+    def _cached(self, index: int) -> torch.Tensor | Failure:
+        features = self.cache[index]
+        if features is None:
+            utt = self.utterances[index]
+            return Failure(utt.id, utt.audio_path, "its audio could not be read when the "
+                                                   "features were cached")
+        return features
+
+    def _extract(self, utt: Utterance) -> torch.Tensor | Failure:
+        try:
+            wave = require_sound(load_audio(utt.audio_path, self.feature_config.sample_rate),
+                                 utt.audio_path)
+        except AudioError as err:
+            log.warning("skipping utterance %s: %s", utt.id, err)
+            return Failure(utt.id, utt.audio_path, str(err))
+        if self.noise_snr_db is not None:
+            wave = add_noise(wave, *self.noise_snr_db)
+        return self.logmel(wave)
+
+
+def add_noise(wave: torch.Tensor, low_db: float, high_db: float) -> torch.Tensor:
+    """Adds white noise at a signal-to-noise ratio drawn uniformly from ``[low_db, high_db]``."""
+    snr_db = random.uniform(low_db, high_db)
+    power = wave.pow(2).mean().clamp_min(1e-10)
+    noise = torch.randn_like(wave) * torch.sqrt(power / 10 ** (snr_db / 10))
+    return wave + noise
+
+
+def check_audio(utterances: list[Utterance], report: DataReport, split: str) -> list[Utterance]:
+    """Keeps utterances whose audio file exists, opens and holds samples; reports the rest."""
+    good = []
+    for utt in utterances:
+        if not os.path.isfile(utt.audio_path):
+            report.add(utt.audio_path, None, f"audio file not found ({split} split)", id=utt.id)
+            continue
+        try:
+            info = soundfile.info(utt.audio_path)
+        except Exception as err:
+            report.add(utt.audio_path, None, f"unreadable audio in {split} split: {err}", id=utt.id)
+            continue
+        if info.frames == 0:
+            report.add(utt.audio_path, None, f"zero-length audio in {split} split", id=utt.id)
+            continue
+        good.append(utt)
+    return good
+
+
+class SpeechDataModule(SplitDataModule):
+    """Speech corpora given as JSONL manifests (see :mod:`rnnseq.data.manifest`).
+
+    Exposes what the model must know about the data, so that nothing derivable is typed twice in
+    configs: :attr:`input_dim`, :attr:`tokenizer` and :meth:`feature_statistics`.
+
+    Args:
+        manifests: ``{"train": path, "valid": path, "test": path}``.
+        corpus: an object with ``build() -> manifests`` (e.g. the embedded espeak corpus); when
+            given, its manifests replace ``manifests``. It is built in :meth:`prepare_data`.
+        max_frames: padded feature frames per batch (the bucketing budget).
+        length_jitter: relative jitter of the length sort key in training, so that batches differ
+            between epochs (see :class:`~rnnseq.data.batching.BucketBatchSampler`).
+        max_duration: utterances longer than this (seconds) are skipped and reported.
+        vocabulary: a fixed list of characters (or labels); by default those of the training
+            transcripts.
+        targets: ``char`` (transcripts as character sequences, for recognition) or ``label``
+            (each whole transcript is one class, for spoken-command classification).
+        noise_snr_db: ``[low, high]`` additive-noise SNR range for training, or ``None``.
+        num_workers: DataLoader worker processes that read audio or cached features, or
+            ``auto`` (:func:`rnnseq.resources.data_workers`: none on two cores, two above).
+        worker_nice: how much lower the workers' scheduling priority is (``os.nice``); 0 keeps
+            the training process's priority (``bench/threads.py`` found no gain on 2 cores).
+        feature_cache: a folder where the features of every split are computed once and read
+            back in every epoch and run (:mod:`rnnseq.data.feature_cache`); ``None`` computes them
+            from the audio every time. Training audio with ``noise_snr_db`` is never cached.
+        validate_audio: open every audio header at setup, so bad files are reported up front.
+        normalizer: how every transcript is normalised before use (``letters``, ``lowercase``,
+            ``none``: :mod:`rnnseq.data.normalize`); recorded in the checkpoint, so that
+            ``rnnseq.evaluate`` treats any reference the same way.
+        stats_utterances: how many training utterances estimate the normalisation statistics.
+        sorted_epochs: training epochs served from short to long utterances before shuffling
+            starts (1: SortaGrad). ``experiment=asr`` sorts all three: see
+            ``experiments/asr/README.md``.
+        sorted_first_epoch: the older spelling of ``sorted_epochs`` (``True`` is 1, ``False`` 0),
+            accepted so that run folders written before it still load.
+    """
+
+    def __init__(
+        self,
+        manifests: Mapping[str, str] | None = None,
+        corpus: Any = None,
+        features: Mapping[str, Any] | None = None,
+        max_frames: int = 20000,
+        max_batch_size: int = 64,
+        length_jitter: float = 0.02,
+        max_duration: float | None = None,
+        vocabulary: list[str] | None = None,
+        targets: str = "char",
+        noise_snr_db: tuple[float, float] | None = None,
+        num_workers: int | str = "auto",
+        worker_nice: int = 0,
+        feature_cache: str | None = None,
+        validate_audio: bool = True,
+        normalizer: str = "letters",
+        stats_utterances: int = 500,
+        sorted_epochs: int = 1,
+        sorted_first_epoch: bool | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if manifests is None and corpus is None:
+            raise ValueError("SpeechDataModule needs data.manifests (train/valid/test) or data.corpus")
+        self.manifests = dict(manifests or {})
+        self.corpus = corpus
+        self.feature_config = FeatureConfig(**(features or {}))
+        self.max_frames = max_frames
+        self.max_batch_size = max_batch_size
+        self.length_jitter = length_jitter
+        self.max_duration = max_duration
+        self.vocabulary = vocabulary
+        if targets not in ("char", "label"):
+            raise ValueError(f"data.targets must be 'char' or 'label', got {targets!r}")
+        self.targets = targets
+        self.noise_snr_db = tuple(noise_snr_db) if noise_snr_db is not None else None
+        self.num_workers = data_workers(num_workers)
+        self.worker_nice = worker_nice
+        self.feature_cache = feature_cache
+        self.validate_audio = validate_audio
+        normalize_text("", normalizer)  # an unknown name fails here, naming data.normalizer
+        self.normalizer = normalizer
+        self.stats_utterances = stats_utterances
+        self.sorted_epochs = int(sorted_first_epoch) if sorted_first_epoch is not None else sorted_epochs
+        self.seed = seed
+        self.tokenizer: CharTokenizer | LabelTokenizer | None = None
+        self.datasets: dict[str, SpeechDataset] = {}
+
+    # -- what the model needs to know -----------------------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        """Feature size F (mel bins)."""
+        return self.feature_config.n_mels
+
+    def prepare_data(self) -> None:
+        if self.corpus is not None:
+            self.manifests = dict(self.corpus.build())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if self.corpus is not None and not self.manifests:
+            self.prepare_data()
+        missing = [s for s in SPLITS if s not in self.manifests]
+        if missing:
+            raise ValueError(f"data.manifests lacks split(s) {missing}; give paths for {SPLITS}")
+        utterances = {s: self._read_split(s) for s in SPLITS}
+        if not utterances["train"]:
+            raise ValueError(f"no usable training utterances in {self.manifests['train']}")
+        table = LabelTokenizer if self.targets == "label" else CharTokenizer
+        if self.vocabulary is not None:
+            self.tokenizer = table([*SPECIALS, *(v for v in self.vocabulary if v not in SPECIALS)])
+        else:
+            self.tokenizer = table.from_texts(u.text for u in utterances["train"])
+        for split, utts in utterances.items():
+            utts = self._check_vocabulary(utts, split)
+            noise = self.noise_snr_db if split == "train" else None
+            cache = None
+            if self.feature_cache and noise is None:
+                cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
+                                            num_workers=available_cores(),
+                                            description=f"log-mel features of {split}")
+                utts, cache = self._drop_unusable(utts, cache, split)
+            self.datasets[split] = SpeechDataset(utts, self.tokenizer, self.feature_config, noise,
+                                                 cache)
+        counts = {s: len(d) for s, d in self.datasets.items()}
+        log.info("speech data: %s utterances, %d symbols, %s", counts, len(self.tokenizer),
+                 self.report.counts() or "no problems")
+
+    def _read_split(self, split: str) -> list[Utterance]:
+        utts = normalize_utterances(read_manifest(self.manifests[split], self.report),
+                                    self.normalizer, self.report, self.manifests[split])
+        if self.max_duration is not None:
+            keep = []
+            for u in utts:
+                if u.duration > self.max_duration:
+                    self.report.add(u.audio_path, None,
+                                    f"{u.duration:.1f} s is over data.max_duration={self.max_duration}",
+                                    id=u.id)
+                else:
+                    keep.append(u)
+            utts = keep
+        if self.validate_audio:
+            utts = check_audio(utts, self.report, split)
+        return utts
+
+    def _drop_unusable(self, utts: list[Utterance], cache: FeatureCache, split: str):
+        """Utterances whose audio gave features, and the cache seen through them; the others
+        (undecodable or silent audio) go to the report."""
+        problems = cache.problems()
+        if not problems:
+            return utts, cache
+        for row, reason in sorted(problems.items()):
+            self.report.add(utts[row].audio_path, None, f"{reason} ({split} split)", id=utts[row].id)
+        rows = [i for i in range(len(utts)) if i not in problems]
+        return [utts[i] for i in rows], cache.select(rows)
+
+    def _check_vocabulary(self, utts: list[Utterance], split: str) -> list[Utterance]:
+        """Training utterances with unknown characters (labels) are skipped; evaluation ones are
+        kept (they become ``<unk>``) so that the test set is never silently shrunk."""
+        keep = []
+        for u in utts:
+            unknown = self.tokenizer.unknown_symbols(u.text)
+            if not unknown:
+                keep.append(u)
+                continue
+            symbols = "".join(sorted(unknown))
+            what = (f"characters {symbols!r} are outside the vocabulary" if self.targets == "char"
+                    else f"label {symbols!r} is not one of the training labels")
+            if split == "train":
+                self.report.add(self.manifests[split], None, what, id=u.id)
+            else:
+                self.report.add(self.manifests[split], None, f"{what}; scored as <unk>",
+                                action="kept", id=u.id)
+                keep.append(u)
+        return keep
+
+    @torch.no_grad()
+    def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation ``(F,)`` of the features of (a sample of) the training split."""
+        dataset = self.datasets["train"]
+        rng = random.Random(self.seed)
+        indices = rng.sample(range(len(dataset)), min(self.stats_utterances, len(dataset)))
+        total = torch.zeros(self.input_dim, dtype=torch.float64)
+        total_sq = torch.zeros(self.input_dim, dtype=torch.float64)
+        frames = 0
+        plain = dataset if dataset.noise_snr_db is None else SpeechDataset(
+            dataset.utterances, dataset.tokenizer, self.feature_config)  # without the noise
+        for i in indices:
+            example = plain[i]
+            if isinstance(example, Failure):
+                continue
+            feats = example.features.double()
+            total += feats.sum(0)
+            total_sq += feats.pow(2).sum(0)
+            frames += feats.shape[0]
+        if frames == 0:
+            raise ValueError("no training audio could be read to compute feature statistics")
+        mean = total / frames
+        std = (total_sq / frames - mean.pow(2)).clamp_min(0).sqrt()
+        return mean.float(), std.float()
+
+    # -- what the task needs to know ------------------------------------------------------------
+    def task_arguments(self) -> dict[str, Any]:
+        """Arguments of the task that follow from the data (symbols and feature settings)."""
+        return {"vocabulary": self.tokenizer.symbols, "features": asdict(self.feature_config),
+                "normalizer": self.normalizer}
+
+    def prepare_task(self, task: L.LightningModule) -> None:
+        """Copies the training-split feature statistics into the task's normaliser, then drops
+        what the task cannot align (see the base class)."""
+        task.normalizer.set_statistics(*self.feature_statistics())
+        super().prepare_task(task)
+
+    # -- loaders --------------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        return self.bucket_loader(
+            dataset, dataset.frame_lengths(), shuffle, self.seed,
+            dict(max_frames=self.max_frames, max_batch_size=self.max_batch_size,
+                 length_jitter=self.length_jitter,
+                 sorted_epochs=self.sorted_epochs if shuffle else 0),
+            collate_fn=collate_examples,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=worker_init(self.worker_nice),
+        )

@@ -1,0 +1,248 @@
+"""Score a trained model: a split of its run's data or any JSONL manifest, with any decoding.
+
+    python -m rnnseq.evaluate run=experiments/asr/runs/<time>                    # its test split
+    python -m rnnseq.evaluate run=<run> --split valid decoding.beam_size=1        # greedy, valid
+    python -m rnnseq.evaluate run=<run> data.manifests.test=/corpus/other.jsonl   # data overrides
+    python -m rnnseq.evaluate run=<run or .ckpt> --manifest my_audio.jsonl        # your own audio
+    python -m rnnseq.evaluate run=<run> decoding.lm=experiments/asr_lm/runs/<time> \
+        decoding.lm_weight=0.2                                                    # LM fusion
+
+The checkpoint (the run's best unless ``--checkpoint`` names one) rebuilds the task;
+``decoding.KEY=VALUE`` replaces its decoding settings (``decoding.mode=greedy`` or
+``ctc_greedy``; ``beam_size=1`` is greedy too). A split is rebuilt from the run's
+``.hydra/config.yaml`` (relative data paths resolve against the working directory, as in
+training; or set ``RNNSEQ_DATA_DIR``). A ``--manifest`` is read with the run's batching settings
+(``data.max_frames``, ``data.max_batch_size``, overridable as ``data.KEY=VALUE``) and its
+references pass through the checkpoint's transcript normaliser, as the training transcripts did.
+The report, written to ``<run>/evaluations/<split or manifest>-<time>.json``, holds the settings,
+metrics, decoding time, real-time factor (decoding seconds per second of audio), every item with
+its reference (raw and normalised), hypothesis and word errors, and every item that could not be
+scored with the reason; a summary is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+DECODING_PREFIX = "decoding."
+
+
+def parse_decoding(assignments: list[str]) -> dict:
+    """``["decoding.beam_size=8", "decoding.lm=null"]`` -> ``{"beam_size": 8, "lm": None}``
+    (values parsed as YAML, so numbers, booleans and null work)."""
+    out = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith(DECODING_PREFIX) or key == DECODING_PREFIX:
+            raise ValueError(f"expected decoding.KEY=VALUE, got {item!r}")
+        out[key[len(DECODING_PREFIX):]] = yaml.safe_load(value)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace (``run``, ``decoding``, ``data``, ...)."""
+    parser = argparse.ArgumentParser(prog="python -m rnnseq.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("items", nargs="+",
+                        help="run=<run folder or .ckpt> (or the path alone), decoding.KEY=VALUE")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint to score (default: the best)")
+    parser.add_argument("--split", choices=("test", "valid"), default="test")
+    parser.add_argument("--manifest", type=Path,
+                        help="score this JSONL manifest instead of a split of the run's data")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_intermixed_args(argv)
+    runs = [i.partition("=")[2] if i.startswith("run=") else i for i in args.items
+            if i.startswith("run=") or "=" not in i]
+    if len(runs) != 1:
+        parser.error("give one run folder or checkpoint (run=PATH)")
+    args.run = Path(runs[0])
+    try:
+        args.decoding = parse_decoding([i for i in args.items if i.startswith(DECODING_PREFIX)])
+    except ValueError as err:
+        parser.error(str(err))
+    args.data = [i for i in args.items if i.startswith("data.")]
+    unknown = [i for i in args.items if "=" in i and not i.startswith(("run=", "data.",
+                                                                       DECODING_PREFIX))]
+    if unknown:
+        parser.error(f"expected run=, data.KEY=VALUE or decoding.KEY=VALUE, got {unknown}")
+    return args
+
+
+def item_errors(reference: str, hypothesis: str) -> dict:
+    """Word-level edit operations of one item."""
+    import jiwer
+
+    out = jiwer.process_words(reference or "<empty>", hypothesis)
+    words = out.hits + out.substitutions + out.deletions
+    return {"words": words, "substitutions": out.substitutions, "deletions": out.deletions,
+            "insertions": out.insertions,
+            "wer": (out.substitutions + out.deletions + out.insertions) / max(words, 1)}
+
+
+def manifest_loader(task, manifest: Path, batching: dict, report):
+    """A test loader over any JSONL manifest, with the checkpoint's own symbols, features and
+    transcript normaliser, batched by ``batching`` (``max_frames``, ``max_batch_size``); bad
+    lines go to ``report``. Returns ``(loader, utterances)``."""
+    from torch.utils.data import DataLoader
+
+    from rnnseq.data.audio import FeatureConfig
+    from rnnseq.data.batching import BucketBatchSampler, collate_examples
+    from rnnseq.data.manifest import normalize_utterances, read_manifest
+    from rnnseq.data.speech import SpeechDataset
+
+    if "features" not in task.hparams:
+        raise ValueError("--manifest scores speech models; this checkpoint is not one")
+    utterances = normalize_utterances(read_manifest(manifest, report),
+                                      task.hparams.get("normalizer", "letters"), report, manifest)
+    if not utterances:
+        raise ValueError(f"{manifest} has no usable utterances (see the warnings above)")
+    dataset = SpeechDataset(utterances, task.tokenizer, FeatureConfig(**task.hparams.features))
+    sampler = BucketBatchSampler(dataset.frame_lengths(), shuffle=False, **batching)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_examples), utterances
+
+
+def run_data_config(run: Path, data_overrides: list[str]):
+    """The ``data`` config the run was trained with (``None`` for a bare checkpoint without its
+    run folder), with ``data.KEY=VALUE`` overrides applied; an override of a key the config does
+    not have is an error naming it."""
+    from omegaconf import OmegaConf
+
+    config_path = run / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        if data_overrides:
+            raise ValueError(f"{config_path} is missing, so there is no data config for "
+                             f"{data_overrides}")
+        return None
+    cfg = OmegaConf.load(config_path)
+    for item in data_overrides:
+        key, _, value = item.partition("=")
+        if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+            raise ValueError(f"{key} is not in the run's data config; see {config_path}")
+        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+    return cfg
+
+
+def manifest_batching(cfg) -> dict:
+    """``max_frames`` and ``max_batch_size`` of the run's data config (or the datamodule's
+    defaults without one)."""
+    import inspect
+
+    from rnnseq.data.speech import SpeechDataModule
+
+    defaults = inspect.signature(SpeechDataModule).parameters
+    data = cfg.data if cfg is not None else {}
+    return {key: int(data.get(key, defaults[key].default)) for key in ("max_frames", "max_batch_size")}
+
+
+def run_data_loader(run: Path, split: str, data_overrides: list[str]):
+    """The ``split`` loader of the data the run was trained on (rebuilt from its config, with
+    ``data.KEY=VALUE`` overrides, e.g. another manifest or batch budget): ``(loader, utterances,
+    data report)``."""
+    from hydra.utils import instantiate
+
+    cfg = run_data_config(run, data_overrides)
+    if cfg is None:
+        raise FileNotFoundError(f"{run / '.hydra' / 'config.yaml'} is missing: give --manifest, "
+                                f"or a run folder written by rnnseq.train")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+    utterances = getattr(datamodule.datasets[split], "utterances", None)
+    return loader, utterances, datamodule.report
+
+
+def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: str = "test",
+             manifest: Path | None = None, data_overrides: list[str] | None = None) -> dict:
+    """Scores a split of the run's data (or ``manifest``) with its checkpoint; writes and returns
+    the report: settings, metrics, real-time factor and every item with its errors."""
+    import lightning as L
+
+    import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
+    from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
+    from rnnseq.data.manifest import DataReport
+    from rnnseq.reporting import write_results
+
+    checkpoint = checkpoint or find_checkpoint(run)
+    run = run_folder_of(run)
+    task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
+                                                           weights_only=True)
+    if "decoding" not in task.hparams:  # classifiers and forecasters have nothing to decode
+        if decoding:
+            raise ValueError(f"this {type(task).__name__} checkpoint has no decoding settings; "
+                             f"drop {sorted(decoding)}")
+    else:
+        task.set_decoding(decoding)
+    if manifest is not None:
+        report = DataReport()
+        batching = manifest_batching(run_data_config(run, data_overrides or []))
+        loader, utterances = manifest_loader(task, manifest, batching, report)
+        label = manifest.stem
+    else:
+        loader, utterances, report = run_data_loader(run, split, data_overrides or [])
+        label = split
+    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False)
+    started = time.time()
+    metrics = trainer.test(task, dataloaders=loader, verbose=False)[0]
+    seconds = time.time() - started
+    raw = {u.id: u.raw_text for u in utterances or [] if u.raw_text is not None}
+    items = [{**item, "raw_reference": raw.get(item["id"], item["reference"]),
+              "errors": item_errors(item["reference"], item["hypothesis"])}
+             if "hypothesis" in item else item for item in getattr(task, "test_results", [])]
+    report.merge(task.runtime_issues())  # audio that failed while it was being decoded
+    audio_seconds = sum(u.duration for u in utterances) if utterances else None
+    record = {
+        "run": str(run), "checkpoint": str(checkpoint), "data": str(manifest or split),
+        "decoding": dict(task.hparams.get("decoding", {})),
+        # The task logs under test/ whatever it scored; name what was scored.
+        "metrics": {k.replace("test/", f"{label}/", 1): float(v) for k, v in metrics.items()},
+        "items_scored": len(items), "items_skipped": report.counts().get("skipped", 0),
+        "data_issues": report.to_dict()["issues"], "seconds": round(seconds, 2),
+        "audio_seconds": round(audio_seconds, 2) if audio_seconds else None,
+        "real_time_factor": round(seconds / audio_seconds, 4) if audio_seconds else None,
+        "items": items,
+    }
+    out = run / "evaluations" / f"{label}-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_results(out, record)
+    record["path"] = str(out)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnseq.evaluate``; returns the exit status."""
+    from rnnseq.console import quiet_third_party
+
+    quiet_third_party()
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        record = evaluate(args.run, args.decoding, args.checkpoint, args.split, args.manifest,
+                          args.data)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if record["decoding"]:
+        print(f"decoding: {record['decoding']}")
+    for name, value in sorted(record["metrics"].items()):
+        print(f"{name}: {value:.4f}")
+    if record["items_skipped"]:
+        print(f"{record['items_skipped']} items could not be scored as they are (see \"data_issues\" "
+              f"in the report)")
+    print(f"items: {record['items_scored']}, time: {record['seconds']} s"
+          + (f", real-time factor: {record['real_time_factor']}" if record["real_time_factor"] else ""))
+    print(f"written to {record['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

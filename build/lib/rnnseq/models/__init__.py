@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` models (no Lightning): encoders, attention, decoders, seq2seq."""

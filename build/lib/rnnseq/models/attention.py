@@ -1,0 +1,241 @@
+"""Attention over encoder memory, all with one call signature.
+
+``attention(query, memory, memory_mask, state) -> (context, weights, state)`` with query ``(B, Q)``,
+memory ``(B, S, D)``, memory_mask ``(B, S)`` (True on real frames), context ``(B, D)`` and weights
+``(B, S)`` that sum to one and are zero on padding. :meth:`Attention.init_state` computes the key
+projections once per utterance; every decoder step reuses them.
+
+Each class takes ``(query_dim, memory_dim, ...)``; configs give the rest as a ``_partial_`` and
+the decoder completes it with the sizes it knows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AttentionState(NamedTuple):
+    """What an attention carries between decoder steps. Batch is dim 0 of every tensor."""
+
+    keys: torch.Tensor  # (B, S, A) projected memory, computed once per utterance
+    weights: torch.Tensor  # (B, S) weights of the previous step (location-aware attention)
+
+
+def masked_softmax(energies: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim of ``(..., S)`` energies with zero weight where ``mask`` is False."""
+    return torch.softmax(energies.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+class Attention(nn.Module):
+    """Base class: subclasses define :meth:`keys` and :meth:`energies`.
+
+    ``parallel`` attentions score every query independently of earlier steps, so teacher forcing
+    can score all target steps at once with :meth:`forward_all`.
+    """
+
+    parallel = True
+
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__()
+        self.query_dim = query_dim
+        self.memory_dim = memory_dim
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """``(B, S, D) -> (B, S, A)``."""
+        return memory
+
+    def energies(self, query: torch.Tensor, state: AttentionState) -> torch.Tensor:
+        """``(B, Q)`` or ``(B, T, Q)`` queries -> ``(B, S)`` or ``(B, T, S)`` energies."""
+        raise NotImplementedError
+
+    def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> AttentionState:
+        """The state before the first decoder step: keys of the ``(B, S, D)`` memory, uniform
+        weights."""
+        uniform = memory_mask.float() / memory_mask.sum(-1, keepdim=True)
+        return AttentionState(keys=self.keys(memory), weights=uniform)
+
+    def forward(self, query, memory, memory_mask, state):
+        """One decoder step: ``(B, Q)`` query -> ``(B, D)`` context, ``(B, S)`` weights, next
+        state."""
+        weights = masked_softmax(self.energies(query, state), memory_mask)  # (B, S)
+        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # (B, D)
+        return context, weights, state._replace(weights=weights)
+
+    def forward_all(self, queries, memory, memory_mask, state):
+        """All target steps at once: ``(B, T, Q) -> ((B, T, D) contexts, (B, T, S) weights)``."""
+        if not self.parallel:
+            contexts, weights = [], []
+            for t in range(queries.shape[1]):
+                context, w, state = self(queries[:, t], memory, memory_mask, state)
+                contexts.append(context)
+                weights.append(w)
+            return torch.stack(contexts, 1), torch.stack(weights, 1)
+        weights = masked_softmax(self.energies(queries, state), memory_mask.unsqueeze(1))
+        return torch.bmm(weights, memory), weights  # (B, T, D), (B, T, S)
+
+
+class NoAttention(Attention):
+    """No attention: every step sees the mean of the memory (a fixed context vector)."""
+
+    def energies(self, query, state):
+        shape = (*query.shape[:-1], state.keys.shape[1])
+        return query.new_zeros(shape)
+
+
+def _dot(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``(B, Q)`` or ``(B, T, Q)`` queries against ``(B, S, Q)`` keys -> ``(B, S)`` or
+    ``(B, T, S)`` dot products."""
+    if query.dim() == 2:
+        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)
+    return torch.bmm(query, keys.transpose(1, 2))
+
+
+class DotAttention(Attention):
+    """Luong's "dot" (Luong et al., 2015): energy ``q . m_s``, the memory itself is the key.
+
+    Nothing is learnt and nothing is scaled, so the memory size D must equal the query size Q
+    (the decoder's hidden size); other sizes raise a ``ValueError`` rather than adding a hidden
+    projection (that would be ``general``).
+    """
+
+    option = "dot"  # the name of its config in conf/model/attention, for error messages
+
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__(query_dim, memory_dim)
+        if memory_dim != query_dim:
+            raise ValueError(
+                f"model/attention={self.option} scores the memory directly, so the memory size "
+                f"must equal the query size, got memory_dim={memory_dim} (encoder output) and "
+                f"query_dim={query_dim} (decoder hidden size); set "
+                f"model.decoder.hidden_size={memory_dim}, or use model/attention=general, "
+                f"additive or location, which learn a map between the two sizes")
+
+    def energies(self, query, state):
+        return _dot(query, state.keys)
+
+
+class ScaledDotAttention(DotAttention):
+    """Scaled dot product (Vaswani et al., 2017): energy ``q . m_s / sqrt(D)``, which keeps the
+    softmax out of saturation for large sizes. Same size rule as :class:`DotAttention`."""
+
+    option = "scaled_dot"
+
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__(query_dim, memory_dim)
+        self.scale = 1.0 / math.sqrt(query_dim)
+
+    def energies(self, query, state):
+        return _dot(query, state.keys) * self.scale
+
+
+class GeneralAttention(Attention):
+    """Bilinear ``q . W m_s`` (Luong's "general"), unscaled: a learnt ``(Q, D)`` map ``W``
+    (``proj``) brings the memory to the query size, so any two sizes work."""
+
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__(query_dim, memory_dim)
+        self.proj = nn.Linear(memory_dim, query_dim, bias=False)
+
+    def keys(self, memory):
+        return self.proj(memory)  # (B, S, Q)
+
+    def energies(self, query, state):
+        return _dot(query, state.keys)
+
+
+class AdditiveAttention(Attention):
+    """``v . tanh(W m + U q)`` (Bahdanau et al., 2015)."""
+
+    def __init__(self, query_dim: int, memory_dim: int, attention_dim: int = 256):
+        super().__init__(query_dim, memory_dim)
+        self.memory_proj = nn.Linear(memory_dim, attention_dim)
+        self.query_proj = nn.Linear(query_dim, attention_dim, bias=False)
+        self.v = nn.Linear(attention_dim, 1, bias=False)
+
+    def keys(self, memory):
+        return self.memory_proj(memory)
+
+    def energies(self, query, state):
+        q = self.query_proj(query)
+        if q.dim() == 2:
+            return self.v(torch.tanh(state.keys + q.unsqueeze(1))).squeeze(-1)  # (B, S)
+        # (B, T, 1, A) + (B, 1, S, A) -> (B, T, S)
+        return self.v(torch.tanh(state.keys.unsqueeze(1) + q.unsqueeze(2))).squeeze(-1)
+
+
+class LocationAttention(AdditiveAttention):
+    """Location-aware attention (Chorowski et al., 2015): additive energies plus features of the
+    previous step's weights, ``v . tanh(W m + U q + V (F * a_prev))``. It helps speech alignments
+    move forward monotonically. Sequential by nature: each step needs the last weights."""
+
+    parallel = False
+
+    def __init__(
+        self,
+        query_dim: int,
+        memory_dim: int,
+        attention_dim: int = 256,
+        conv_channels: int = 10,
+        conv_kernel: int = 31,
+    ):
+        super().__init__(query_dim, memory_dim, attention_dim)
+        if conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel must be odd, got {conv_kernel}")
+        self.conv = nn.Conv1d(1, conv_channels, conv_kernel, padding=conv_kernel // 2, bias=False)
+        self.location_proj = nn.Linear(conv_channels, attention_dim, bias=False)
+
+    def location_features(self, weights: torch.Tensor) -> torch.Tensor:
+        """``(B, S)`` previous weights -> ``(B, S, A)``: ``location_proj(conv(weights))``.
+
+        The convolution and the projection are both linear, so they are applied as one matrix
+        ``(A, K)`` to each window of K weights: one matrix product instead of a convolution and a
+        product, and 40 % less time for both directions of a decoder step
+        (``bench/attention_decoding.py``). The parameters stay those of the two layers.
+        """
+        kernel = self.conv.weight.shape[-1]
+        combined = self.location_proj.weight @ self.conv.weight.squeeze(1)  # (A, K)
+        windows = F.pad(weights, (kernel // 2, kernel // 2)).unfold(1, kernel, 1)  # (B, S, K)
+        return windows @ combined.t()
+
+    def energies(self, query, state):
+        q = self.query_proj(query).unsqueeze(1)  # (B, 1, A)
+        location = self.location_features(state.weights)  # (B, S, A)
+        return self.v(torch.tanh(state.keys + q + location)).squeeze(-1)
+
+
+def legacy_attention_config(config: dict, state_keys: Collection[str], prefix: str) -> dict:
+    """The attention config to build for a checkpoint written before ``dot`` became Luong's dot.
+
+    Until then ``DotAttention`` computed ``q . m / sqrt(Q)`` and, when the memory size differed
+    from the query size, a learnt projection ``proj`` of the memory first (a scaled ``general``).
+    Given the checkpoint's attention ``config`` (a dict with ``_target_``), the keys of its state
+    dict ``state_keys`` and the attention's key ``prefix`` in it (e.g.
+    ``"model.decoder.attention."``):
+
+    - an old ``DotAttention`` without ``{prefix}proj.weight`` becomes ``ScaledDotAttention``,
+      which computes exactly what it did (a copy of ``config`` is returned);
+    - an old ``DotAttention`` with that projection raises a ``ValueError``: rnnseq no longer builds
+      that model. Pass the state dict itself (a mapping of keys to tensors) as ``state_keys`` and
+      the message names the two sizes;
+    - any other config is returned unchanged.
+    """
+    if config.get("_target_") != f"{__name__}.DotAttention":
+        return config
+    weight_key = f"{prefix}proj.weight"
+    if weight_key in state_keys:
+        weight = state_keys[weight_key] if isinstance(state_keys, Mapping) else None
+        sizes = (f" (memory size {weight.shape[1]} vs query size {weight.shape[0]})"
+                 if hasattr(weight, "shape") and len(weight.shape) == 2 else "")
+        raise ValueError(
+            f"this checkpoint was written when model/attention=dot was a scaled dot product with "
+            f"a learnt projection of the memory ({weight_key}){sizes}, which rnnseq no longer "
+            f"builds: `dot` is now Luong's unscaled q . m and needs equal sizes. Retrain with "
+            f"model/attention=general (a learnt projection, unscaled) or model/attention="
+            f"scaled_dot with model.decoder.hidden_size equal to the encoder output size")
+    return {**config, "_target_": f"{__name__}.ScaledDotAttention"}

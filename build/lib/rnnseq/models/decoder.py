@@ -1,0 +1,123 @@
+"""The attention decoder: an ``init_state``/``step`` interface that teacher forcing, greedy
+search and beam search all build on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from rnnseq.models.attention import Attention, AttentionState
+from rnnseq.models.recurrent import require_positive, run_fused
+
+
+class DecoderState(NamedTuple):
+    """Everything a decoder carries between steps. Batch is dim 0 of every tensor, so beam
+    search can reorder a state with one ``index_select`` per tensor (:func:`select_state`)."""
+
+    h: torch.Tensor  # (B, L, H) LSTM hidden state of every layer
+    c: torch.Tensor  # (B, L, H) LSTM cell state
+    attentional: torch.Tensor  # (B, H) last attentional vector (fed back with input feeding)
+    attention: AttentionState
+
+
+def select_state(state, index: torch.Tensor):
+    """Picks batch entries ``index`` (dim 0) of every tensor in a (nested) state tuple."""
+    if isinstance(state, torch.Tensor):
+        return state.index_select(0, index)
+    return type(state)(*(select_state(s, index) for s in state))
+
+
+class AttentionDecoder(nn.Module):
+    """LSTM decoder with attention and a Luong-style attentional output layer.
+
+    Each step: ``h_t = LSTM(embed(y_{t-1}) [; a_{t-1}], h_{t-1})``, ``c_t = attention(h_t, memory)``,
+    ``a_t = tanh(W [h_t; c_t])``, ``logits_t = V a_t``. Without input feeding (the default) the
+    LSTM does not depend on attention, so teacher forcing runs it over all steps in one fused call
+    and, for attentions that allow it, scores all steps at once.
+
+    Args:
+        vocab_size: output symbols V (derived from the tokenizer).
+        memory_dim: encoder output size D (derived from the encoder).
+        attention: builds the attention from ``(query_dim, memory_dim)`` (a Hydra ``_partial_``).
+        embed_dim, hidden_size, num_layers: sizes of the embedding and the LSTM.
+        input_feeding: feed ``a_{t-1}`` into the LSTM input (Luong et al., 2015).
+        dropout: on embeddings, between LSTM layers and on the attentional vector.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        memory_dim: int,
+        attention: Callable[..., Attention],
+        embed_dim: int = 128,
+        hidden_size: int = 320,
+        num_layers: int = 1,
+        input_feeding: bool = False,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        require_positive("decoder", vocab_size=vocab_size, memory_dim=memory_dim,
+                         embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.input_feeding = input_feeding
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        lstm_input = embed_dim + (hidden_size if input_feeding else 0)
+        self.lstm = nn.LSTM(lstm_input, hidden_size, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+        self.attention = attention(query_dim=hidden_size, memory_dim=memory_dim)
+        self.combine = nn.Linear(hidden_size + memory_dim, hidden_size)
+        self.output = nn.Linear(hidden_size, vocab_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> DecoderState:
+        """State before the first step; projects the memory into attention keys once."""
+        b = memory.shape[0]
+        zeros = memory.new_zeros(b, self.num_layers, self.hidden_size)
+        return DecoderState(h=zeros, c=zeros, attentional=memory.new_zeros(b, self.hidden_size),
+                            attention=self.attention.init_state(memory, memory_mask))
+
+    def _attentional(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.dropout(torch.tanh(self.combine(torch.cat([h, context], dim=-1))))
+
+    def step(
+        self,
+        tokens: torch.Tensor,
+        state: DecoderState,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """One step: ``(B,)`` previous tokens -> ``(B, V)`` logits, new state, ``(B, S)`` weights."""
+        x = self.dropout(self.embed(tokens))  # (B, E)
+        if self.input_feeding:
+            x = torch.cat([x, state.attentional], dim=-1)
+        hidden = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
+        out, (h, c) = run_fused(self.lstm, x.unsqueeze(1), hidden)  # out (B, 1, H); h, c (L, B, H)
+        context, weights, att_state = self.attention(out[:, 0], memory, memory_mask, state.attention)
+        attentional = self._attentional(out[:, 0], context)  # (B, H)
+        new_state = DecoderState(h.transpose(0, 1), c.transpose(0, 1), attentional, att_state)
+        return self.output(attentional), new_state, weights
+
+    def forward(
+        self, memory: torch.Tensor, memory_mask: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: ``(B, T)`` input tokens -> ``(B, T, V)`` logits, ``(B, T, S)`` weights.
+
+        Gives the same result as calling :meth:`step` once per target step.
+        """
+        state = self.init_state(memory, memory_mask)
+        if self.input_feeding:
+            logits, weights = [], []
+            for t in range(tokens.shape[1]):
+                step_logits, state, w = self.step(tokens[:, t], state, memory, memory_mask)
+                logits.append(step_logits)
+                weights.append(w)
+            return torch.stack(logits, 1), torch.stack(weights, 1)
+        x = self.dropout(self.embed(tokens))  # (B, T, E)
+        out, _ = run_fused(self.lstm, x)  # (B, T, H): causal, so trailing padding cannot reach real steps
+        contexts, weights = self.attention.forward_all(out, memory, memory_mask, state.attention)
+        return self.output(self._attentional(out, contexts)), weights

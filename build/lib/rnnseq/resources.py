@@ -1,0 +1,80 @@
+"""How many CPU threads training uses, and how DataLoader workers share the cores with it.
+
+Measured on a 2-core machine (``bench/threads.py``, ``experiments/benchmarks/README.md``): torch's
+intra-op threads should take every core, and with features cached (``data.feature_cache``) the
+training process should read batches itself rather than through a worker process competing for
+the same cores. Workers run single-threaded and, optionally, at a lower scheduling priority.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which SLURM and containers restrict)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def set_threads(threads: int | str | None) -> int:
+    """Sets torch's intra-op threads: a number, or ``auto``/``None`` for every available core.
+
+    Returns the number set.
+    """
+    if threads in (None, "auto"):
+        count = available_cores()
+    else:
+        try:
+            count = int(threads)
+        except (TypeError, ValueError):
+            raise ValueError(f"threads must be a positive number or 'auto', got {threads!r}") from None
+        if count <= 0:
+            raise ValueError(f"threads must be a positive number or 'auto', got {threads!r}")
+    torch.set_num_threads(count)
+    return count
+
+
+def share_cores(threads: int | str | None, trainer) -> None:
+    """With ``threads=auto`` and several training processes on this machine's CPU (``trainer=
+    ddp_cpu``), gives each process an equal share of the cores instead of all of them."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    processes = trainer.num_devices if isinstance(trainer.accelerator, CPUAccelerator) else 1
+    if threads in (None, "auto") and processes > 1:
+        torch.set_num_threads(max(1, available_cores() // processes))
+
+
+def data_workers(workers: int | str | None) -> int:
+    """DataLoader worker processes: a number, or ``auto``: none on machines with at most two cores
+    (with cached features, a worker there slowed training steps by 13 %, ``bench/threads.py``),
+    two elsewhere (reading cached features is light; audio without a cache wants more)."""
+    if workers in (None, "auto"):
+        return 0 if available_cores() <= 2 else 2
+    try:
+        count = int(workers)
+    except (TypeError, ValueError):
+        raise ValueError(f"num_workers must be >= 0 or 'auto', got {workers!r}") from None
+    if count < 0:
+        raise ValueError(f"num_workers must be >= 0 or 'auto', got {workers!r}")
+    return count
+
+
+def _init_worker(worker_id: int, nice: int) -> None:
+    # One thread per worker: feature extraction of one item is small, and more threads would only
+    # compete with training for the cores of small machines.
+    torch.set_num_threads(1)
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)
+
+
+def worker_init(nice: int = 0):
+    """A ``worker_init_fn`` for DataLoaders: single-threaded workers, ``nice`` steps lower in
+    priority than the training process (0 keeps the same priority)."""
+    if nice < 0:
+        raise ValueError(f"worker_nice must be >= 0 (a lower priority), got {nice}")
+    return functools.partial(_init_worker, nice=nice)

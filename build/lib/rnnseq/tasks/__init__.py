@@ -1,0 +1,1 @@
+"""LightningModules, one per task: they own losses, decoding in val/test, metrics and logging."""

@@ -1,0 +1,265 @@
+"""What every rnnseq task shares: optimiser and scheduler from configs, and the training
+diagnostics (gradient norm, learning rate) in TensorBoard."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rnnseq import metrics as M
+from rnnseq.checkpoints import legacy_hparams, load_checkpoint
+from rnnseq.data.batching import Batch
+from rnnseq.data.manifest import DataIssue
+from rnnseq.safeguards import drop_gradients
+
+# What an rnnseq checkpoint records about itself (``checkpoint["rnnseq"]``): the import path of
+# the task class that wrote it, and this format number. 2: the key exists at all (checkpoints
+# without it come from before ``dot`` attention became Luong's unscaled dot product).
+CHECKPOINT_FORMAT = 2
+
+
+def to_plain(value: Any) -> Any:
+    """Hydra configs become plain dicts and lists, so checkpoints hold no OmegaConf objects."""
+    if isinstance(value, DictConfig) or OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def planned_steps(trainer: L.Trainer) -> int:
+    """Optimizer steps the run will take (what ``trainer.estimated_stepping_batches`` gives),
+    counted from a fresh training loader of the datamodule.
+
+    Lightning's property sets up the fit loop's own loader and fetches its first batch, and
+    optimizers are configured before a checkpoint is restored: a resumed run would then start
+    its first epoch from that batch instead of where it stopped.
+    """
+    datamodule = trainer.datamodule
+    if datamodule is None or trainer.max_epochs in (None, -1):
+        return int(trainer.estimated_stepping_batches)
+    batches = len(datamodule.train_dataloader())
+    limit = trainer.limit_train_batches
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    steps = math.ceil(batches / trainer.accumulate_grad_batches) * max(trainer.max_epochs, 1)
+    return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
+
+
+def gather_rows(rows: list) -> list:
+    """Under distributed training, every rank's ``rows`` concatenated (rank 0's first), on every
+    rank; otherwise ``rows`` itself. For scores over a whole split that each rank saw part of."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return rows
+    parts: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, rows)
+    return [row for part in parts for row in part]
+
+
+def is_empty(batch: Any) -> bool:
+    """Whether a batch holds no item to learn from or score (every item failed to load)."""
+    return batch is None or (isinstance(batch, Batch) and batch.empty)
+
+
+class Task(L.LightningModule):
+    """Base of the tasks. Subclasses save ``optimizer`` (a Hydra ``_partial_`` optimiser config)
+    and ``scheduler`` (a ``_partial_`` scheduler config plus ``interval`` and optional
+    ``monitor``, or ``None`` for a constant learning rate) in their hyper-parameters, and
+    implement :meth:`training_loss` and the evaluation hooks below.
+
+    Subclasses may define ``test_results`` (a list of per-item dicts written to
+    ``test_outputs.json``) and ``hparams.decoding`` (recorded in ``results.json``).
+
+    Every task declares :attr:`MONITOR`, the one validation metric that checkpointing, early
+    stopping and the plateau scheduler watch (the configs read it through
+    ``${task_monitor:${task._target_}}``), and :attr:`VALIDATION_LOGGED`, every metric it logs
+    in validation: a callback or scheduler that monitors anything else is an error.
+
+    Training batches whose every item failed to load are skipped by all ranks together: a zero
+    loss over every parameter keeps distributed gradient averaging in step, and the gradients are
+    then dropped, so neither weight decay nor momentum moves the weights
+    (``train/skipped_steps`` counts such steps and those that :class:`~rnnseq.safeguards.
+    NonFiniteGuard` skips). Items that failed are collected in :attr:`runtime_issues`.
+    """
+
+    MONITOR: str = M.VAL_LOSS
+    MONITOR_MODE: str = "min"
+    VALIDATION_LOGGED: tuple[str, ...] = (M.VAL_LOSS,)
+
+    test_results: list[dict]
+
+    def __init__(self):
+        super().__init__()
+        self.skipped_steps = 0  # optimizer steps skipped (empty batches, non-finite values)
+        self._batches_since_step = 0  # non-empty training batches since the last optimizer step
+        self._skipped_now = False
+        self._runtime_issues: dict[tuple[str, str, str], DataIssue] = {}
+
+    def validation_metrics(self) -> tuple[str, ...]:
+        """Every metric this task logs in validation."""
+        return self.VALIDATION_LOGGED
+
+    # -- training -------------------------------------------------------------------------------
+    def training_loss(self, batch: Any) -> torch.Tensor:
+        """The loss of one non-empty training batch (and its logging)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int):
+        self.note_failures(batch, "training")
+        empty = is_empty(batch)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # One rank alone may not skip: the others would wait for its gradients forever.
+            empty = self.trainer.strategy.reduce_boolean_decision(empty, all=False)
+        if empty:
+            return self.zero_loss()
+        self._batches_since_step += 1
+        return self.training_loss(batch)
+
+    def zero_loss(self) -> torch.Tensor:
+        """A loss of exactly zero that depends on every trainable parameter, so that a skipped
+        step still runs backward (and its gradient all-reduce under DDP) like any other."""
+        return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
+
+    def skip_step(self, optimizer) -> None:
+        """Drops every gradient of ``optimizer`` so that its step leaves the weights and its state
+        (momentum, weight decay) alone, and counts the step in ``train/skipped_steps``."""
+        drop_gradients(optimizer)
+        self.skipped_steps += 1
+        self._skipped_now = True
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # After the callbacks' hooks (Lightning's order), so a NonFiniteGuard skip is counted.
+        if self._batches_since_step == 0:  # every batch of this step was empty on some rank
+            self.skip_step(optimizer)
+        self._batches_since_step = 0
+        skipped, self._skipped_now = self._skipped_now, False
+        # Only on logging steps: a norm over every parameter each step would cost time for nothing.
+        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
+            grads = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
+            if grads:
+                self.log(M.GRAD_NORM, torch.stack(grads).norm(), on_step=True, on_epoch=False)
+            self.log(M.LEARNING_RATE, optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        if skipped or self.trainer.global_step % self.trainer.log_every_n_steps == 0:
+            self.log(M.SKIPPED_STEPS, float(self.skipped_steps), on_step=True, on_epoch=False)
+
+    def unalignable(self, input_lengths: list[int], targets: list[list[int]]) -> dict[int, str]:
+        """``{item: reason}`` for the (input length, target ids) pairs this model cannot learn
+        from; none by default (see :meth:`~rnnseq.data.base.SplitDataModule.drop_unalignable`)."""
+        return {}
+
+    # -- items that failed after setup ----------------------------------------------------------
+    def note_failures(self, batch: Any, phase: str) -> None:
+        """Remembers the items of ``batch`` that could not be read (once per item and cause)."""
+        for failure in getattr(batch, "failed", ()):
+            key = (failure.source, failure.id, failure.reason)
+            if key not in self._runtime_issues:
+                self._runtime_issues[key] = DataIssue(
+                    failure.source, None, f"{failure.reason} (during {phase})", id=failure.id)
+
+    def runtime_issues(self) -> list[DataIssue]:
+        """The items that failed to load since the task was built, in the order they failed."""
+        return list(self._runtime_issues.values())
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    # Random states travel with checkpoints, so a resumed run draws the same dropout masks,
+    # augmentations and samples as an uninterrupted one.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        # Tensors and plain numbers only, so the checkpoint still loads with weights_only=True.
+        numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                    "numpy": numpy_state}
+        cls = type(self)
+        checkpoint["rnnseq"] = {"task": f"{cls.__module__}.{cls.__qualname__}",
+                                "format": CHECKPOINT_FORMAT, "skipped_steps": self.skipped_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            torch.set_rng_state(states["torch"])
+            random.setstate(states["python"])
+            name, keys, position, has_gauss, cached = states["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+        self.skipped_steps = int(checkpoint.get("rnnseq", {}).get("skipped_steps", 0))
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,
+                             strict=None, **kwargs):
+        """Lightning's loader, after bringing the hyper-parameters of checkpoints written by older
+        rnnseq versions up to date (:func:`rnnseq.checkpoints.legacy_hparams`); keyword arguments
+        override saved hyper-parameters as in Lightning."""
+        upgraded = legacy_hparams(load_checkpoint(checkpoint_path))
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location,
+                                            hparams_file=hparams_file, strict=strict,
+                                            **{**upgraded, **kwargs})
+
+    # -- evaluation: one set of hooks serves validation ("val") and the test ("test") ------------
+    def start_evaluation(self, split: str) -> None:
+        """Forgets what was collected over the last pass of ``split`` (``val`` or ``test``)."""
+
+    def evaluation_step(self, batch: Any, split: str) -> None:
+        """Scores or collects one batch of ``split``."""
+        raise NotImplementedError
+
+    def end_evaluation(self, split: str) -> None:
+        """Logs the scores of the whole split (``val/...`` or ``test/...``)."""
+
+    def on_validation_epoch_start(self) -> None:
+        self.start_evaluation("val")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.note_failures(batch, "validation")
+        if not is_empty(batch):
+            self.evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.end_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.start_evaluation("test")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.note_failures(batch, "test")
+        if not is_empty(batch):
+            self.evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.end_evaluation("test")
+
+    def require_logged(self, metric: str, key: str) -> None:
+        """Raises a ``ValueError`` naming ``key`` when ``metric`` is not one this task logs in
+        validation (a watcher of a metric that never comes would silently do nothing)."""
+        logged = self.validation_metrics()
+        if metric not in logged:
+            raise ValueError(f"{key}={metric} is not logged by {type(self).__name__}, which logs "
+                             f"{', '.join(logged)} in validation; leave {key} at its default "
+                             f"({self.MONITOR}) or pick one of those")
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.get("scheduler"):
+            return optimizer
+        config = dict(self.hparams.scheduler)
+        interval = config.pop("interval", "step")
+        monitor = config.pop("monitor", None)
+        factory = instantiate(config)  # a partial: the optimizer (and run length) come from here
+        parameters = inspect.signature(factory.func).parameters
+        # A partial accepts any key until it is called; name the one that does not apply (e.g. a
+        # warm-up length left over from the default schedule after task/scheduler=plateau).
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        for key in sorted(set(factory.keywords) - set(parameters) if not takes_any else ()):
+            raise ValueError(f"task.scheduler.{key} does not apply to {config['_target_']}; "
+                             f"remove it (~task.scheduler.{key}) or choose another task/scheduler")
+        kwargs = {}
+        if "total_steps" in parameters:
+            kwargs["total_steps"] = planned_steps(self.trainer)
+        scheduler = {"scheduler": factory(optimizer, **kwargs), "interval": interval}
+        if monitor:
+            self.require_logged(monitor, "task.scheduler.monitor")
+            scheduler["monitor"] = monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,109 @@
+"""Multi-step forecasting as a LightningModule: mean squared error on scaled values in training,
+MAE and RMSE in the series' own units (and their ratio to the seasonal-naive baseline) over
+whole validation and test spans."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rnnseq import metrics as M
+from rnnseq.data.forecast import Scaler, SeriesBatch
+from rnnseq.models.forecaster import build_forecaster
+from rnnseq.tasks.base import Task, gather_rows, to_plain
+
+
+class Forecasting(Task):
+    """Predicts the next ``horizon`` values of a series from the ``history`` before them.
+
+    The checkpoint holds what forecasting new data needs: model config, window sizes, season
+    and the training span's scaler.
+
+    Args:
+        model: the ``model`` config group (see :func:`~rnnseq.models.forecaster.build_forecaster`).
+        history, horizon, season, scaler, series: from the datamodule.
+        optimizer, scheduler: as for every task.
+    """
+
+    MONITOR = M.VAL_LOSS
+    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_MAE, M.VAL_RMSE, M.VAL_MAE_RATIO, M.VAL_RMSE_RATIO)
+    PROGRESS_BAR_METRICS = (M.VAL_MAE, M.VAL_MAE_RATIO)
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        history: int,
+        horizon: int,
+        season: int,
+        scaler: Mapping[str, float],
+        series: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters({
+            "model": to_plain(model), "history": history, "horizon": horizon, "season": season,
+            "scaler": dict(scaler), "series": to_plain(series), "optimizer": to_plain(optimizer),
+            "scheduler": to_plain(scheduler),
+        })
+        self.model = build_forecaster(self.hparams.model, horizon, season)
+        self.scaler = Scaler(**scaler)
+        self._rows: list[tuple[int, list[float], list[float], list[float]]] = []
+        self.last_scores: dict[str, M.ForecastScores] = {}
+        self.last_forecasts: dict[str, dict[str, torch.Tensor]] = {}
+        self.test_results: list[dict] = []
+
+    def forward(self, batch: SeriesBatch) -> torch.Tensor:
+        """``(B, H)`` forecasts of a batch, scaled like the data."""
+        return self.model(batch.history, batch.origins)
+
+    def forecast(self, batch: SeriesBatch) -> torch.Tensor:
+        """``(B, H)`` forecasts in the series' own units."""
+        return self.scaler.inverse(self(batch))
+
+    def training_loss(self, batch: SeriesBatch) -> torch.Tensor:
+        loss = F.mse_loss(self(batch).float(), batch.target)
+        self.log(M.TRAIN_LOSS, loss, batch_size=len(batch.ids))  # shown by callbacks.ProgressBar
+        return loss
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluation_step(self, batch: SeriesBatch, split: str) -> None:
+        predicted = self(batch).float()
+        if split == "val":
+            self.log(M.VAL_LOSS, F.mse_loss(predicted, batch.target), batch_size=len(batch.ids),
+                     prog_bar=True, sync_dist=True)
+        forecasts = self.scaler.inverse(predicted).cpu()
+        truth = self.scaler.inverse(batch.target).cpu()
+        self._rows.extend(zip(batch.origins.tolist(), forecasts.tolist(), truth.tolist(),
+                              batch.naive.cpu().tolist()))
+
+    def end_evaluation(self, split: str) -> M.ForecastScores:
+        rows = sorted(gather_rows(self._rows))  # every rank scores the whole span, in time order
+        horizon = self.hparams.horizon
+        origins = torch.tensor([r[0] for r in rows], dtype=torch.long)
+        forecasts, truth, naive = (torch.tensor([r[i] for r in rows]).view(-1, horizon)
+                                   for i in (1, 2, 3))
+        scores = M.forecast_scores(forecasts, truth, naive)
+        self.last_scores[split] = scores
+        self.last_forecasts[split] = {"origins": origins, "forecast": forecasts, "truth": truth,
+                                      "naive": naive}
+        prefix = split.upper()
+        for key, value in (("MAE", scores.mae), ("RMSE", scores.rmse),
+                           ("MAE_RATIO", scores.mae_ratio), ("RMSE_RATIO", scores.rmse_ratio)):
+            name = M.metric_name(f"{prefix}_{key}")
+            self.log(name, value, prog_bar=name in self.PROGRESS_BAR_METRICS)
+        if split == "test":
+            self.test_results = [{"origin": o, "time": self.time_of(o), "forecast": f,
+                                  "truth": t, "seasonal_naive": n} for o, f, t, n in rows]
+        return scores
+
+    def time_of(self, position: int) -> float:
+        """The time (e.g. decimal year) of a series position."""
+        series = self.hparams.series
+        return series["start"] + position * series["step"]
+
+    def start_evaluation(self, split: str) -> None:
+        self._rows = []

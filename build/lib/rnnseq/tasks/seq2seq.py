@@ -1,0 +1,254 @@
+"""What the encoder-decoder tasks share (speech-to-text, text-to-text): attention (and optional
+CTC) training, greedy decoding in validation, beam search (with optional language-model shallow
+fusion) in test, and corpus-level scores over whole splits."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rnnseq import metrics as M
+from rnnseq.data.batching import Batch
+from rnnseq.data.tokenizer import Tokenizer
+from rnnseq.decoding.ctc_greedy import ctc_greedy_search
+from rnnseq.decoding.lm_fusion import LMFusion
+from rnnseq.decoding.search import beam_search, greedy_search, max_decode_lengths
+from rnnseq.models.seq2seq import Encoded, Seq2Seq
+from rnnseq.tasks.base import Task, gather_rows
+
+DECODING_MODES = ("beam", "greedy", "ctc_greedy")
+DECODING_KEYS = ("mode", "max_length_ratio", "beam_size", "length_penalty", "ctc_weight", "lm",
+                 "lm_weight")
+
+
+def check_decoding(decoding: dict, has_ctc: bool) -> None:
+    """Raises a ``ValueError`` naming the key when a decoding setting cannot apply: CTC scores
+    without a CTC head, fusion or CTC weights outside beam search, a language model without a
+    weight or a weight without a language model."""
+    mode = decoding.get("mode", "beam")
+    if mode not in DECODING_MODES:
+        raise ValueError(f"decoding.mode={mode!r} is not one of {', '.join(DECODING_MODES)}")
+    ctc_weight = decoding.get("ctc_weight") or 0.0
+    lm, lm_weight = decoding.get("lm"), decoding.get("lm_weight") or 0.0
+    if not has_ctc and (ctc_weight > 0 or mode == "ctc_greedy"):
+        what = "decoding.mode=ctc_greedy" if mode == "ctc_greedy" else f"decoding.ctc_weight={ctc_weight}"
+        raise ValueError(f"{what} needs a CTC head, and this model has none (it was built with "
+                         f"task.ctc_weight=0); set decoding.ctc_weight=0 and decoding.mode=beam "
+                         f"or greedy, or train with task.ctc_weight > 0")
+    if mode != "beam":
+        used = [k for k, on in (("ctc_weight", ctc_weight > 0), ("lm", bool(lm))) if on]
+        if used:
+            raise ValueError(f"decoding.{used[0]} is used by beam search only, not by "
+                             f"decoding.mode={mode}; set decoding.mode=beam or drop it")
+    if lm and lm_weight == 0:
+        raise ValueError(f"decoding.lm={lm} is set but decoding.lm_weight is 0, so it would not "
+                         f"change anything; give decoding.lm_weight (e.g. 0.2)")
+    if lm_weight and not lm:
+        raise ValueError(f"decoding.lm_weight={lm_weight} has no language model to weigh; give "
+                         f"decoding.lm=<language-model run folder or checkpoint>")
+
+
+class Seq2SeqTask(Task):
+    """Base of the encoder-decoder tasks.
+
+    Subclasses set ``self.tokenizer`` (the target side) and ``self.model`` (a
+    :class:`~rnnseq.models.seq2seq.Seq2Seq`), save ``ctc_weight``, ``label_smoothing`` and
+    ``decoding`` in their hyper-parameters, and implement :meth:`encode` and :meth:`score`.
+
+    ``decoding`` holds ``mode`` (:data:`DECODING_MODES`: ``beam``, the default; ``greedy``,
+    attention greedy; ``ctc_greedy``, the CTC head's best path), ``max_length_ratio`` (most output
+    tokens per encoder step), ``beam_size``, ``length_penalty``, ``ctc_weight`` (joint
+    CTC/attention scoring), and ``lm`` (a language-model run folder or checkpoint for shallow
+    fusion) with ``lm_weight``. :meth:`set_decoding` changes them, refusing settings that could
+    not apply.
+    """
+
+    tokenizer: Tokenizer
+    model: Seq2Seq
+    PROGRESS_BAR_METRICS: tuple[str, ...] = ()  # shown in the progress bar
+
+    def __init__(self):
+        super().__init__()
+        self._references: list[str] = []
+        self._hypotheses: list[str] = []
+        self._ids: list[str] = []
+        self.test_results: list[dict] = []
+        self._fusion: LMFusion | None = None
+
+    # -- to be provided by each task ------------------------------------------------------------
+    def encode(self, batch: Batch) -> Encoded:
+        """Encoder memory of a batch."""
+        raise NotImplementedError
+
+    def score(self, references: list[str], hypotheses: list[str], split: str) -> dict[str, float]:
+        """Metric name -> value over a whole split (``split`` is ``val`` or ``test``)."""
+        raise NotImplementedError
+
+    # -- training -------------------------------------------------------------------------------
+    def _decoder_io(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``<eos> y`` as decoder input and ``y <eos>`` as its target, both ``(B, T + 1)``."""
+        eos, pad = self.tokenizer.eos_id, self.tokenizer.pad_id
+        b = batch.targets.shape[0]
+        start = batch.targets.new_full((b, 1), eos)
+        decoder_input = torch.cat([start, batch.targets], dim=1)
+        target = torch.cat([batch.targets, batch.targets.new_full((b, 1), pad)], dim=1)
+        target.scatter_(1, batch.target_lengths.unsqueeze(1), eos)  # <eos> right after each text
+        return decoder_input, target
+
+    def compute_losses(self, batch: Batch, enc: Encoded | None = None) -> dict[str, torch.Tensor]:
+        """``{"loss", "att"}`` (and ``"ctc"`` with a CTC head) for a batch; ``enc`` reuses an
+        encoder pass."""
+        enc = self.encode(batch) if enc is None else enc
+        decoder_input, target = self._decoder_io(batch)
+        logits, _ = self.model.decoder(enc.memory, enc.mask, decoder_input)  # (B, T + 1, V)
+        attention_loss = F.cross_entropy(
+            logits.float().transpose(1, 2), target, ignore_index=self.tokenizer.pad_id,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+        losses = {"att": attention_loss, "loss": attention_loss}
+        if self.model.ctc_head is not None:
+            ctc_loss = F.ctc_loss(
+                self.model.ctc_log_probs(enc.memory).transpose(0, 1), batch.targets, enc.lengths,
+                batch.target_lengths, blank=self.tokenizer.blank_id, reduction="mean",
+                zero_infinity=True,
+            )
+            w = self.hparams.ctc_weight
+            losses["ctc"] = ctc_loss
+            losses["loss"] = (1 - w) * attention_loss + w * ctc_loss
+        return losses
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        losses = self.compute_losses(batch)
+        b = batch.targets.shape[0]
+        self.log(M.TRAIN_LOSS, losses["loss"], batch_size=b)  # shown by callbacks.ProgressBar
+        self.log(M.TRAIN_ATTENTION_LOSS, losses["att"], batch_size=b)
+        if "ctc" in losses:
+            self.log(M.TRAIN_CTC_LOSS, losses["ctc"], batch_size=b)
+        return losses["loss"]
+
+    def unalignable(self, input_lengths: list[int], targets: list[list[int]]) -> dict[int, str]:
+        """Pairs that CTC cannot align (only with a CTC head and ``ctc_weight > 0``): a CTC path
+        needs one encoder frame per target token plus one blank between repeated tokens, and the
+        encoder's subsampling decides how many frames there are. (CTC's ``zero_infinity`` would
+        otherwise zero their loss without a word.)"""
+        if self.model.ctc_head is None or not self.hparams.ctc_weight:
+            return {}
+        frames = self.model.encoder.output_lengths(torch.tensor(input_lengths, dtype=torch.long))
+        problems = {}
+        for i, (available, tokens) in enumerate(zip(frames.tolist(), targets)):
+            repeats = sum(a == b for a, b in zip(tokens, tokens[1:]))
+            needed = len(tokens) + repeats
+            if available < needed:
+                problems[i] = (f"CTC cannot align it: {len(tokens)} target tokens ({repeats} "
+                               f"repeated) need {needed} encoder frames, the encoder gives "
+                               f"{available} from {input_lengths[i]} input steps")
+        return problems
+
+    # -- decoding settings ----------------------------------------------------------------------
+    def set_decoding(self, changes: dict | None = None) -> None:
+        """Applies ``changes`` to ``hparams.decoding`` (after checking them) and checks the
+        result: unknown keys, and settings that could not apply, are a ``ValueError`` naming the
+        key and what to do."""
+        decoding = self.hparams.decoding
+        changes = dict(changes or {})
+        unknown = sorted(set(changes) - set(DECODING_KEYS))
+        if unknown:
+            raise ValueError(f"unknown decoding settings {unknown}; known: {sorted(DECODING_KEYS)}")
+        merged = {**decoding, **changes}
+        check_decoding(merged, has_ctc=self.model.ctc_head is not None)
+        decoding.update(changes)
+
+    # -- decoding -------------------------------------------------------------------------------
+    def _max_lengths(self, memory_lengths: torch.Tensor) -> torch.Tensor:
+        return max_decode_lengths(memory_lengths, self.hparams.decoding.get("max_length_ratio", 1.0))
+
+    @torch.no_grad()
+    def greedy_hypotheses(self, batch: Batch, return_attention: bool = False,
+                          enc: Encoded | None = None):
+        """Greedy hypotheses (token ids and scores) of a batch, and ``(B, T, S')`` attention
+        weights if asked."""
+        enc = self.encode(batch) if enc is None else enc
+        return greedy_search(self.model.decoder, enc.memory, enc.mask,
+                             self._max_lengths(enc.lengths), self.tokenizer.eos_id,
+                             return_attention=return_attention)
+
+    @torch.no_grad()
+    def greedy_decode(self, batch: Batch, return_attention: bool = False,
+                      enc: Encoded | None = None):
+        """Greedy outputs of a batch as text, and ``(B, T, S')`` attention weights if asked."""
+        hyps, attention = self.greedy_hypotheses(batch, return_attention, enc)
+        return [self.tokenizer.decode(h.tokens) for h in hyps], attention
+
+    def fusion(self) -> LMFusion | None:
+        """The shallow-fusion language model named by ``decoding.lm`` (loaded once), or None."""
+        decoding = self.hparams.decoding
+        if not decoding.get("lm"):
+            return None
+        if self._fusion is None:
+            self._fusion = LMFusion.from_checkpoint(decoding["lm"], self.tokenizer)
+        if self._fusion.index.device != self.device:
+            self._fusion.to(self.device)
+        return self._fusion
+
+    @torch.no_grad()
+    def decode(self, batch: Batch) -> list[str]:
+        """Outputs of a batch with the ``decoding`` settings (``decoding.mode``)."""
+        mode = self.hparams.decoding.get("mode", "beam")
+        if mode == "greedy":
+            return self.greedy_decode(batch)[0]
+        if mode == "ctc_greedy":
+            enc = self.encode(batch)
+            hyps = ctc_greedy_search(self.model.ctc_log_probs(enc.memory), enc.lengths,
+                                     self.tokenizer.blank_id)
+            return [self.tokenizer.decode(h.tokens) for h in hyps]
+        return self.beam_decode(batch)
+
+    @torch.no_grad()
+    def beam_decode(self, batch: Batch) -> list[str]:
+        """Beam-search outputs of a batch with the ``decoding`` settings."""
+        enc = self.encode(batch)
+        decoding = self.hparams.decoding
+        ctc_weight = decoding.get("ctc_weight", 0.0) if self.model.ctc_head is not None else 0.0
+        hyps = beam_search(self.model.decoder, enc.memory, enc.mask,
+                           self._max_lengths(enc.lengths), self.tokenizer.eos_id,
+                           beam_size=decoding.get("beam_size", 4),
+                           length_penalty=decoding.get("length_penalty", 1.0),
+                           ctc_log_probs=self.model.ctc_log_probs(enc.memory) if ctc_weight else None,
+                           ctc_weight=ctc_weight, blank_id=self.tokenizer.blank_id,
+                           lm=self.fusion(), lm_weight=decoding.get("lm_weight", 0.0))
+        return [self.tokenizer.decode(h.tokens) for h in hyps]
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluation_step(self, batch: Batch, split: str) -> None:
+        """Validation decodes greedily (and logs the loss); the test uses beam search."""
+        if split == "test":
+            hyps = self.decode(batch)
+        else:
+            enc = self.encode(batch)  # one encoder pass serves the loss and the outputs
+            self.log(M.VAL_LOSS, self.compute_losses(batch, enc)["loss"],
+                     batch_size=len(batch.ids), prog_bar=True, sync_dist=True)
+            hyps = self.greedy_decode(batch, enc=enc)[0]
+        self._references.extend(batch.texts)
+        self._hypotheses.extend(hyps)
+        self._ids.extend(batch.ids)
+
+    def start_evaluation(self, split: str) -> None:
+        self._references, self._hypotheses, self._ids = [], [], []
+
+    def _gather_collected(self) -> None:
+        """Under distributed training each rank decoded its own share of the split; corpus-level
+        scores need all of it, so every rank receives every rank's outputs."""
+        rows = gather_rows(list(zip(self._ids, self._references, self._hypotheses)))
+        self._ids = [r[0] for r in rows]
+        self._references = [r[1] for r in rows]
+        self._hypotheses = [r[2] for r in rows]
+
+    def end_evaluation(self, split: str) -> None:
+        self._gather_collected()
+        for name, value in self.score(self._references, self._hypotheses, split).items():
+            self.log(name, value, prog_bar=name in self.PROGRESS_BAR_METRICS)
+        if split == "test":
+            self.test_results = [
+                {"id": i, "reference": r, "hypothesis": h}
+                for i, r, h in zip(self._ids, self._references, self._hypotheses)
+            ]

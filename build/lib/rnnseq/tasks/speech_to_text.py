@@ -1,0 +1,84 @@
+"""Speech-to-text as a LightningModule: joint CTC/attention training, greedy decoding in
+validation, beam search in test, corpus-level WER/CER."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rnnseq import metrics as M
+from rnnseq.data.batching import Batch
+from rnnseq.data.tokenizer import CharTokenizer
+from rnnseq.models.seq2seq import Encoded, build_seq2seq
+from rnnseq.tasks.base import to_plain
+from rnnseq.tasks.seq2seq import Seq2SeqTask
+from rnnseq.tasks.speech_input import SpeechInput
+
+
+class SpeechToText(SpeechInput, Seq2SeqTask):
+    """Joint CTC/attention speech recogniser.
+
+    Everything needed to rebuild the model is stored in its hyper-parameters (the model config,
+    the symbol table and the feature settings), and the feature statistics are buffers, so
+    ``SpeechToText.load_from_checkpoint(path)`` works without the corpus.
+
+    Args:
+        model: the ``model`` config group (``encoder``, ``decoder``, ``attention`` partials).
+        vocabulary: the tokenizer's symbols (from the datamodule).
+        features: the feature settings (from the datamodule).
+        optimizer: a Hydra ``_partial_`` optimizer config.
+        scheduler: a Hydra ``_partial_`` scheduler config plus ``interval`` and optional
+            ``monitor``; ``None`` keeps the learning rate constant.
+        ctc_weight: ``loss = (1 - w) * attention + w * ctc``; 0 removes the CTC head.
+        label_smoothing: of the attention decoder's cross-entropy.
+        spec_augment: :class:`~rnnseq.data.audio.SpecAugment` arguments, or ``None``.
+        normalizer: the transcript normaliser of the training data (:mod:`rnnseq.data.normalize`),
+            applied by ``rnnseq.evaluate`` to the references it scores.
+        decoding: test-time beam search settings (see
+            :class:`~rnnseq.tasks.seq2seq.Seq2SeqTask`), shallow fusion with a character
+            language model (``lm``, ``lm_weight``) included.
+    """
+
+    MONITOR = M.VAL_WER
+    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_WER, M.VAL_CER)
+    PROGRESS_BAR_METRICS = (M.VAL_WER, M.VAL_CER)
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        vocabulary: list[str],
+        features: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        ctc_weight: float = 0.3,
+        label_smoothing: float = 0.1,
+        spec_augment: Mapping[str, Any] | None = None,
+        decoding: Mapping[str, Any] | None = None,
+        normalizer: str = "letters",
+    ):
+        super().__init__()
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise ValueError(f"task.ctc_weight must be in [0, 1], got {ctc_weight}")
+        self.save_hyperparameters({
+            "model": to_plain(model), "vocabulary": list(vocabulary), "features": to_plain(features),
+            "optimizer": to_plain(optimizer), "scheduler": to_plain(scheduler),
+            "ctc_weight": ctc_weight, "label_smoothing": label_smoothing,
+            "spec_augment": to_plain(spec_augment), "normalizer": normalizer,
+            "decoding": to_plain(decoding) or {},
+        })
+        self.tokenizer = CharTokenizer(vocabulary)
+        input_dim = int(self.hparams.features["n_mels"])
+        self.model = build_seq2seq(self.hparams.model, input_dim, len(self.tokenizer),
+                                   ctc=ctc_weight > 0)
+        self.set_decoding()  # refuses decoding settings that cannot apply to this model
+        self.init_speech_input(input_dim, spec_augment)
+
+    # -- shared pieces --------------------------------------------------------------------------
+    def encode(self, batch: Batch) -> Encoded:
+        """Encoder memory of a batch (features normalised, augmented in training)."""
+        return self.model.encode(self.prepare_features(batch), batch.feature_lengths)
+
+    def score(self, references: list[str], hypotheses: list[str], split: str) -> dict[str, float]:
+        rates = M.error_rates(references, hypotheses)
+        return {M.metric_name(f"{split.upper()}_WER"): rates.wer,
+                M.metric_name(f"{split.upper()}_CER"): rates.cer}

@@ -1,0 +1,218 @@
+"""Train, then test: ``python -m rnnseq.train experiment=asr [overrides]``.
+
+Seeds everything, builds the datamodule, the task (with sizes taken from the data), callbacks,
+loggers and trainer from the config, fits, tests the best checkpoint and writes ``results.json``.
+Returns the best validation metric so that sweeps can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from rnnseq.checkpoints import load_checkpoint, require_matching_shapes
+from rnnseq.config import CONFIG_DIR
+from rnnseq.console import quiet_third_party
+from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
+from rnnseq.resources import set_threads, share_cores
+from rnnseq.safeguards import TrainingInterrupted
+from rnnseq.tasks.base import gather_rows
+
+log = logging.getLogger(__name__)
+
+
+def quick_run_overrides(trainer_cfg: DictConfig) -> DictConfig:
+    """rnnseq's ``trainer.fast_dev_run=N``: N batches of train, validation and test, with the
+    run's checkpoints, logs and results still written (Lightning's own flag turns them off, and a
+    smoke test should see them)."""
+    n = trainer_cfg.get("fast_dev_run")
+    if not n:
+        return trainer_cfg
+    n = 1 if n is True else int(n)
+    trainer_cfg = trainer_cfg.copy()
+    with open_dict(trainer_cfg):
+        trainer_cfg.fast_dev_run = False
+        trainer_cfg.max_epochs = 1
+        trainer_cfg.max_steps = -1
+        trainer_cfg.max_time = None
+        trainer_cfg.limit_train_batches = n
+        trainer_cfg.limit_val_batches = n
+        trainer_cfg.limit_test_batches = n
+        trainer_cfg.num_sanity_val_steps = 0
+        trainer_cfg.val_check_interval = 1.0  # validate once, after the N training batches
+        trainer_cfg.check_val_every_n_epoch = 1
+        trainer_cfg.log_every_n_steps = 1
+    return trainer_cfg
+
+
+def build_data_and_task(cfg: DictConfig):
+    """Threads and seeds set, the datamodule prepared and set up, and the task built with the sizes
+    and statistics of the data: ``(datamodule, task)``."""
+    set_threads(cfg.get("threads"))
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    task = instantiate(cfg.task, model=cfg.model, **datamodule.task_arguments())
+    datamodule.prepare_task(task)
+    return datamodule, task
+
+
+def build_callbacks(cfg: DictConfig, task) -> list:
+    """The ``callbacks`` group's callbacks; one that watches a metric the task does not log in
+    validation (``callbacks.<name>.monitor``) is an error naming the key."""
+    callbacks = []
+    for name, conf in (cfg.get("callbacks") or {}).items():
+        if not conf:  # an entry set to null (`callbacks.attention_samples=null`) is switched off
+            continue
+        callback = instantiate(conf)
+        if getattr(callback, "monitor", None):
+            task.require_logged(callback.monitor, f"callbacks.{name}.monitor")
+        callbacks.append(callback)
+    return callbacks
+
+
+def publish_data_report(trainer, datamodule, task, run_dir: Path, tb, first: bool = False) -> None:
+    """Merges the items that failed to load while the trainer ran (on every rank: each saw its
+    own batches) into the datamodule's report; when that added any (or ``first``), writes
+    ``data_report.json`` and the ``data/...`` TensorBoard entries from rank 0. Every rank must
+    call it."""
+    added = datamodule.report.merge(gather_rows(task.runtime_issues()))
+    if trainer.is_global_zero and (added or first):
+        datamodule.write_report(run_dir)
+        if tb is not None:
+            log_data_report(tb, datamodule.report, trainer.global_step)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Runs one experiment described by ``cfg``; returns the dict written to ``results.json``."""
+    started = time.time()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    datamodule, task = build_data_and_task(cfg)
+
+    callbacks = build_callbacks(cfg, task)
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
+    trainer = instantiate(quick_run_overrides(cfg.trainer), callbacks=callbacks, logger=loggers)
+    share_cores(cfg.get("threads"), trainer)
+    tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
+    publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
+    if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
+        state = load_checkpoint(cfg.ckpt_path)["state_dict"]
+        require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
+        task.load_state_dict(state)
+        log.info("initialised the model from %s", cfg.ckpt_path)
+    resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
+    if resume_from is not None:
+        require_matching_shapes(task, load_checkpoint(resume_from)["state_dict"], resume_from,
+                                "resume")
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except TrainingInterrupted as stop:
+        publish_data_report(trainer, datamodule, task, run_dir, tb)
+        log.warning("%s. Continue with: python -m rnnseq.train resume=%s", stop, run_dir)
+        raise
+    publish_data_report(trainer, datamodule, task, run_dir, tb)
+    train_seconds = time.time() - started
+
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    results: dict = {
+        "run_dir": str(run_dir),
+        "best_checkpoint": best_path,
+        "best_val": {checkpoint.monitor: _number(checkpoint.best_model_score)} if best_path else {},
+        "train_seconds": round(train_seconds, 1),
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+    }
+    if cfg.get("test", True):
+        test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path,
+                                    weights_only=True)[0]
+        results["test"] = {k: _number(v) for k, v in test_metrics.items()}
+        if getattr(task, "test_results", None):
+            results["test_items"] = len(task.test_results)
+            if trainer.is_global_zero:
+                write_results(run_dir / "test_outputs.json", {"items": task.test_results})
+        if task.hparams.get("decoding"):
+            results["decoding"] = dict(task.hparams.decoding)
+        publish_data_report(trainer, datamodule, task, run_dir, tb)  # items that failed in test
+    results["data_issues"] = datamodule.report.counts()
+    results["wall_seconds"] = round(time.time() - started, 1)
+    if not trainer.is_global_zero:  # the other ranks of a distributed run hold the same results
+        return results
+    write_results(run_dir / "results.json", results)
+
+    if tb is not None:
+        final = {**results["best_val"], **results.get("test", {})}
+        log_hparams_with_metrics(tb, OmegaConf.to_container(cfg.model, resolve=True)
+                                 | {"task": _task_hparams(cfg), "seed": cfg.seed}, final)
+    log.info("results: %s", {k: results[k] for k in ("best_val", "test") if k in results})
+    log.info("run folder: %s", run_dir)
+    return results
+
+
+def _task_hparams(cfg: DictConfig) -> dict:
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    return {k: v for k, v in task.items() if not k.startswith("_")}
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+def resume_arguments(argv: list[str]) -> list[str]:
+    """Command-line arguments that continue the run named by ``resume=<run folder>``.
+
+    The run's own overrides (``.hydra/overrides.yaml``) recompose its config, its folder stays the
+    output folder, and arguments given after ``resume=`` (e.g. ``trainer.max_epochs=30``) apply
+    on top. Without ``resume=`` the arguments are returned unchanged.
+    """
+    resumes = [a for a in argv if a.startswith("resume=")]
+    if not resumes:
+        return argv
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise SystemExit("error: resume= continues one run; it cannot be combined with -m")
+    run = Path(resumes[-1].split("=", 1)[1])
+    overrides = run / ".hydra" / "overrides.yaml"
+    if not overrides.is_file():
+        raise SystemExit(f"error: {overrides} is missing: resume= takes a run folder written "
+                         f"by rnnseq.train")
+    if not (run / "checkpoints" / "last.ckpt").is_file():
+        raise SystemExit(f"error: {run} has no checkpoints/last.ckpt to resume from")
+    own = ("resume=", "hydra.run.dir=", "ckpt_path=")
+    saved = [str(o) for o in (yaml.safe_load(overrides.read_text()) or []) if not str(o).startswith(own)]
+    extra = [a for a in argv if not a.startswith("resume=")]
+    return [*saved, f"hydra.run.dir={run}", f"resume={run}", *extra]
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        results = train(cfg)
+    except TrainingInterrupted as stop:  # checkpoint written: a clean exit, no traceback
+        raise SystemExit(stop.exit_code) from None
+    best = list(results["best_val"].values())
+    return best[0] if best else None
+
+
+def main() -> float | None:
+    """``python -m rnnseq.train [overrides]``; ``resume=<run folder>`` continues a run."""
+    quiet_third_party()
+    sys.argv = [sys.argv[0], *resume_arguments(sys.argv[1:])]
+    return _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Transcribe audio files with a trained speech model.
+
+    python -m rnnseq.transcribe run=experiments/asr/runs/<time> a.wav b.flac ...
+    python -m rnnseq.transcribe run=model.ckpt --greedy *.wav       # decoding.mode=greedy
+    python -m rnnseq.transcribe run=<run> decoding.mode=ctc_greedy *.wav   # the CTC head alone
+    python -m rnnseq.transcribe run=<run> decoding.beam_size=8 decoding.lm=<asr_lm run> \\
+        decoding.lm_weight=0.2 *.wav
+
+Prints ``<file><TAB><transcript>`` per file, in the order given. Any format soundfile reads (wav,
+flac, ogg, ...) at any sample rate works; audio is resampled to the model's rate. A file that
+cannot be read is reported on stderr and the others are still transcribed (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from rnnseq.checkpoints import load_task_or_report
+from rnnseq.evaluate import parse_decoding
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace."""
+    parser = argparse.ArgumentParser(prog="python -m rnnseq.transcribe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("items", nargs="+",
+                        help="run=<run folder or .ckpt>, audio files, decoding.KEY=VALUE")
+    parser.add_argument("--greedy", action="store_true",
+                        help="greedy attention decoding instead of beam search (decoding.mode=greedy)")
+    parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_intermixed_args(argv)
+    runs = [i.partition("=")[2] for i in args.items if i.startswith("run=")]
+    args.decoding = [i for i in args.items if i.startswith("decoding.")]
+    args.files = [i for i in args.items if not i.startswith(("run=", "decoding."))]
+    if len(runs) != 1 or not args.files:
+        parser.error("give one run=<run folder or checkpoint> and at least one audio file")
+    args.run = runs[0]
+    try:
+        args.decoding = parse_decoding(args.decoding)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def transcribe(task, paths: list[str], batch_size: int = 8):
+    """Yields ``(path, transcript or None, error or None)`` for every path, in order, decoded
+    with the task's ``decoding`` settings."""
+    from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
+    from rnnseq.data.batching import Example, collate_examples
+
+    config = FeatureConfig(**task.hparams.features)
+    logmel = LogMel(config)
+    for start in range(0, len(paths), batch_size):
+        group = paths[start : start + batch_size]
+        examples, errors = [], {}
+        for path in group:
+            try:
+                wave = load_audio(path, config.sample_rate)
+            except (AudioError, OSError) as err:
+                errors[path] = str(err)
+                continue
+            examples.append(Example(path, logmel(wave), torch.zeros(0, dtype=torch.long), ""))
+        texts = {}
+        if examples:
+            batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
+            hyps = task.decode(batch)
+            texts = dict(zip(batch.ids, hyps))
+        for path in group:
+            yield path, texts.get(path), errors.get(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnseq.transcribe``; returns the exit status."""
+    from rnnseq.console import quiet_third_party
+
+    quiet_third_party()
+    args = parse_args(argv)
+    from rnnseq.tasks.speech_to_text import SpeechToText
+
+    task = load_task_or_report(SpeechToText, args.run, args.device)
+    if task is None:
+        return 2
+    try:
+        task.set_decoding({**args.decoding, **({"mode": "greedy"} if args.greedy else {})})
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    status = 0
+    with torch.no_grad():
+        for path, text, error in transcribe(task, args.files, args.batch_size):
+            if error is not None:
+                print(f"error: {path}: {error}", file=sys.stderr)
+                status = 1
+            else:
+                print(f"{path}\t{text}", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
