@@ -7,6 +7,7 @@ import inspect
 import math
 import random
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -202,7 +203,8 @@ class Task(L.LightningModule):
         """Lightning's loader, after bringing the hyper-parameters of checkpoints written by older
         rnnseq versions up to date (:func:`rnnseq.checkpoints.legacy_hparams`); keyword arguments
         override saved hyper-parameters as in Lightning."""
-        upgraded = legacy_hparams(load_checkpoint(checkpoint_path))
+        local = isinstance(checkpoint_path, (str, Path)) and "://" not in str(checkpoint_path)
+        upgraded = legacy_hparams(load_checkpoint(checkpoint_path)) if local else {}
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location,
                                             hparams_file=hparams_file, strict=strict,
                                             **{**upgraded, **kwargs})
