@@ -100,3 +100,23 @@ def tiny_sweep(tmp_path_factory, data_dir, tiny_corpus) -> Path:
                "data.num_workers=0", "threads=1", "trainer.fast_dev_run=1",
                "model.encoder.hidden_size=8,16", f"hydra.sweep.dir={sweep}")
     return sweep
+
+
+# Two epochs of a few steps each, every random draw reproducible, a constant learning rate (so a
+# run stopped after its first epoch and resumed follows the same schedule) and checkpoints every
+# 2 steps (which change no number).
+RESUMABLE = ["data.max_batch_size=4", "trainer.log_every_n_steps=1",
+             "callbacks.attention_samples=null", "data.sorted_epochs=0", "trainer.deterministic=true",
+             "task/scheduler=none"]
+EVERY_2 = "callbacks.periodic_checkpoint.every_n_steps=2"
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory, data_dir, tiny_corpus) -> Path:
+    """Two epochs of :data:`RESUMABLE` training: what interrupted and resumed runs must reproduce
+    bit for bit."""
+    from tests.test_train_smoke import run_train
+
+    whole = tmp_path_factory.mktemp("runs") / "whole"
+    run_train(whole, data_dir, *corpus_overrides(), *RESUMABLE, EVERY_2, "trainer.max_epochs=2")
+    return whole

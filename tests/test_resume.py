@@ -6,11 +6,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rnnseq import metrics as M
 from rnnseq.train import resume_arguments
-from tests.conftest import corpus_overrides
+from tests.conftest import EVERY_2, RESUMABLE, corpus_overrides
 from tests.test_train_smoke import run_module, run_train
-
-SHORT = ["data.max_batch_size=4", "task/scheduler=none", "trainer.log_every_n_steps=1",
-         "callbacks.attention_samples=null", "data.sorted_epochs=0"]
 
 
 def _scalars(run_dir, tag):
@@ -19,14 +16,14 @@ def _scalars(run_dir, tag):
     return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
-def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir, tiny_corpus):
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    run_train(whole, data_dir, *corpus_overrides(), *SHORT, "trainer.max_epochs=2")
-    run_train(parts, data_dir, *corpus_overrides(), *SHORT, "trainer.max_epochs=1", "test=false")
+def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir, uninterrupted):
+    whole, parts = uninterrupted, tmp_path / "parts"
+    run_train(parts, data_dir, *corpus_overrides(), *RESUMABLE, EVERY_2, "trainer.max_epochs=1",
+              "test=false")
     first_steps = [s for s, _ in _scalars(parts, M.TRAIN_LOSS)]
     run_module("rnnseq.train", data_dir, f"resume={parts}", "trainer.max_epochs=2", "test=true")
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts", "whole"]  # no second folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]  # no second folder
     resumed, uninterrupted = _scalars(parts, M.TRAIN_LOSS), _scalars(whole, M.TRAIN_LOSS)
     steps = [s for s, _ in resumed]
     assert steps == sorted(set(steps)) and steps[: len(first_steps)] == first_steps  # one curve

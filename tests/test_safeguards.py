@@ -20,12 +20,11 @@ from torch.utils.data import DataLoader
 from rnnseq.checkpoints import AtomicCheckpointIO, load_checkpoint, require_matching_shapes
 from rnnseq.safeguards import NonFiniteGuard, NonFiniteLossError, PeriodicCheckpoint
 from rnnseq.tasks.base import Task
-from tests.conftest import REPO, corpus_overrides
-from tests.test_train_smoke import TINY_MODEL, run_module, run_train
+from tests.conftest import EVERY_2, REPO, RESUMABLE, corpus_overrides
+from tests.test_train_smoke import TINY_MODEL, run_module
 
-# A few steps per epoch on the tiny corpus, every random draw reproducible.
-SHORT = ["data.max_batch_size=4", "trainer.log_every_n_steps=1", "callbacks.attention_samples=null",
-         "data.sorted_epochs=0", "trainer.deterministic=true", "trainer.max_epochs=2"]
+# A few steps per epoch on the tiny corpus, every random draw reproducible (tests/conftest.py).
+SHORT = [*RESUMABLE, "trainer.max_epochs=2"]
 
 
 def _train_process(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -184,17 +183,6 @@ def test_periodic_checkpoints_come_right_after_optimizer_steps(tmp_path, monkeyp
 
 
 # -- signals and resumption ------------------------------------------------------------------------
-EVERY_2 = "callbacks.periodic_checkpoint.every_n_steps=2"  # checkpoints change no number
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, data_dir, tiny_corpus) -> Path:
-    """The run that the interrupted ones must reproduce bit for bit."""
-    whole = tmp_path_factory.mktemp("safeguards") / "whole"
-    run_train(whole, data_dir, *corpus_overrides(), *SHORT, EVERY_2)
-    return whole
-
-
 def _signal_at(steps: list[int], signum: int, marker_dir: Path, name: str = "signal_at") -> list[str]:
     return [f"+callbacks.{name}._target_=tests.helpers.SignalAt",
             f"+callbacks.{name}.steps=[{','.join(map(str, steps))}]",
