@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.rnnseq-installed
 ARGS ?=
 PYTEST_ARGS ?=
+# Test processes: one per core (pytest-xdist); each test file stays in one process, so that its
+# module fixtures are built once. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
 
 .PHONY: train test test-all lint strip-notebooks clean-venv
 
@@ -18,10 +21,10 @@ train: $(STAMP)  ## train the default speech experiment (extra overrides: ARGS="
 	$(BIN)/python -m rnnseq.train experiment=asr $(ARGS)
 
 test: $(STAMP)  ## default test suite (no slow learning tests)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(STAMP)  ## everything, learning tests included
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 strip-notebooks: $(STAMP)  ## clear notebook outputs before committing them
 	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb

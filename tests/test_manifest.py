@@ -44,11 +44,16 @@ def test_bad_lines_are_skipped_and_reported_with_file_and_line(tmp_path):
 def test_report_round_trips_to_json(tmp_path):
     report = DataReport()
     report.add("x.wav", None, "unreadable", id="u1")
+    report.split = "test"  # what the datamodule sets while it reads a split
+    report.add("y.wav", None, "silent", id="u2")
     report.write(tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["counts"] == {"skipped": 1}
+    assert data["counts"] == {"skipped": 2}
     assert data["issues"][0] == {"source": "x.wav", "line": None, "reason": "unreadable",
-                                 "action": "skipped", "id": "u1"}
+                                 "action": "skipped", "id": "u1", "split": None}
+    assert data["issues"][1]["split"] == "test"
+    assert [i.id for i in report.of_split("test").issues] == ["u1", "u2"]
+    assert [i.id for i in report.of_split("valid").issues] == ["u1"]
 
 
 def test_missing_manifest_names_the_path(tmp_path):
