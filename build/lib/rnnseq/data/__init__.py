@@ -1,1 +1,0 @@
-"""Data: audio features, tokenizers, manifests, batching, datamodules and embedded corpora."""

@@ -1,1 +1,0 @@
-"""Search over a decoder's ``init_state``/``step`` interface: greedy and batched beam search."""

@@ -1,1 +1,0 @@
-"""Plain ``nn.Module`` models (no Lightning): encoders, attention, decoders, seq2seq."""
