@@ -122,15 +122,17 @@ def train(cfg: DictConfig) -> dict:
     tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
     publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
     if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
-        require_current_format(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path, "ckpt_path", cfg)
-        state = load_checkpoint(cfg.ckpt_path)["state_dict"]
+        source = load_checkpoint(cfg.ckpt_path)  # read once: a checkpoint can be large
+        require_current_format(source, cfg.ckpt_path, "ckpt_path", cfg)
+        state = source["state_dict"]
         require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
         task.load_state_dict(state)
         log.info("initialised the model from %s", cfg.ckpt_path)
     resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
     if resume_from is not None:
-        require_current_format(load_checkpoint(resume_from), resume_from, "resume", cfg)
-        require_matching_shapes(task, load_checkpoint(resume_from)["state_dict"], resume_from,
+        previous = load_checkpoint(resume_from)
+        require_current_format(previous, resume_from, "resume", cfg)
+        require_matching_shapes(task, previous["state_dict"], resume_from,
                                 "resume")
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)

@@ -140,13 +140,14 @@ class Task(L.LightningModule):
             self.skip_step(optimizer)
         self._batches_since_step = 0
         skipped, self._skipped_now = self._skipped_now, False
+        logging_step = self.trainer.global_step % self.trainer.log_every_n_steps == 0
         # Only on logging steps: a norm over every parameter each step would cost time for nothing.
-        if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
+        if logging_step:
             grads = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
             if grads:
                 self.log(M.GRAD_NORM, torch.stack(grads).norm(), on_step=True, on_epoch=False)
             self.log(M.LEARNING_RATE, optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
-        if skipped or self.trainer.global_step % self.trainer.log_every_n_steps == 0:
+        if skipped or logging_step:
             self.log(M.SKIPPED_STEPS, float(self.skipped_steps), on_step=True, on_epoch=False)
 
     def unalignable(self, input_lengths: list[int], targets: list[list[int]]) -> dict[int, str]:
