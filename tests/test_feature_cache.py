@@ -103,6 +103,6 @@ def test_noisy_training_audio_is_not_cached(tiny_corpus, tmp_path):
                           feature_cache=str(tmp_path / "features"))
     dm.setup("fit")
     assert dm.datasets["train"].cache is None and dm.datasets["valid"].cache is not None
-    with pytest.raises(ValueError, match="cannot take waveform noise"):
+    with pytest.raises(ValueError, match="cannot be augmented on the fly"):
         SpeechDataset(dm.datasets["train"].utterances, dm.tokenizer, dm.feature_config,
-                      (10, 20), dm.datasets["valid"].cache)
+                      dm.datasets["train"].augment, dm.datasets["valid"].cache)

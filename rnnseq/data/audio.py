@@ -6,6 +6,7 @@ which now needs FFmpeg through torchcodec. The transforms are ``nn.Module``s fro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,3 +178,18 @@ def stretch_bins(features: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     low_values = features.gather(-1, lower.unsqueeze(1).expand(*expand))
     high_values = features.gather(-1, upper.unsqueeze(1).expand(*expand))
     return low_values * (1 - weight) + high_values * weight
+
+
+class AudioFiles(Sequence):
+    """Audio files read when indexed: ``files[i] -> (N,)`` mono float32 at ``sample_rate``
+    (e.g. the training utterances that babble noise mixes). Small to pickle into workers."""
+
+    def __init__(self, paths: list[str], sample_rate: int):
+        self.paths = list(paths)
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return load_audio(self.paths[index], self.sample_rate)

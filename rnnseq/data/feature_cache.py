@@ -14,7 +14,11 @@ machine; sweeps repeat it in every job. The cache does it once, in parallel, wit
     ``{row: reason}`` for those rows, so that the data report can name the cause.
 
 The key hashes the feature settings and, for every utterance, its id, audio path, size and
-modification time, so changed audio or settings make a new cache. The folder is written under a
+modification time, so changed audio or settings make a new cache. A cache can also hold one
+augmented copy of every utterance (:class:`~rnnseq.data.augment.WaveAugment`, variant ``k``):
+each utterance's augmentation is drawn from a seed of its own, and the key adds the augmentation
+settings and ``k``, so that a training split can cycle through several augmented copies of itself
+at the cost of reading them. The folder is written under a
 temporary name and renamed when complete: an interrupted build leaves nothing that looks valid.
 Cached features are bit-identical to features computed on the fly.
 """
@@ -39,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio, require_sound
+from rnnseq.data.augment import WaveAugment
 from rnnseq.data.manifest import Utterance
 
 log = logging.getLogger(__name__)
@@ -52,11 +57,14 @@ PROBLEMS_FILE = "problems.json"
 CACHE_FORMAT = 2
 
 
-def cache_key(utterances: Sequence[Utterance], config: FeatureConfig) -> str:
-    """Hash of the cache format, the feature settings and of every utterance's id, path, size and
-    mtime."""
+def cache_key(utterances: Sequence[Utterance], config: FeatureConfig,
+              augment: WaveAugment | None = None, variant: int = 0) -> str:
+    """Hash of the cache format, the feature settings, the augmentation (settings and variant, if
+    any) and of every utterance's id, path, size and mtime."""
     digest = hashlib.sha1(json.dumps(asdict(config), sort_keys=True).encode())
     digest.update(f"format {CACHE_FORMAT}\n".encode())
+    if augment is not None:
+        digest.update(f"augment {augment.settings.digest()} variant {variant}\n".encode())
     for utt in utterances:
         try:
             stat = os.stat(utt.audio_path)
@@ -120,9 +128,12 @@ def build_feature_cache(
     cache_dir: str | Path,
     num_workers: int = 1,
     description: str = "features",
+    augment: WaveAugment | None = None,
+    variant: int = 0,
 ) -> FeatureCache:
-    """The cache of ``utterances`` under ``cache_dir``: reused if it exists, built otherwise."""
-    folder = Path(cache_dir) / cache_key(utterances, config)
+    """The cache of ``utterances`` under ``cache_dir`` (augmented copy ``variant`` of them when
+    ``augment`` is given): reused if it exists, built otherwise."""
+    folder = Path(cache_dir) / cache_key(utterances, config, augment, variant)
     if (folder / INDEX_FILE).is_file():
         return FeatureCache(folder, config.n_mels)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +145,8 @@ def build_feature_cache(
     offset = 0
     paths = [u.audio_path for u in utterances]
     try:
-        with open(tmp / FEATURES_FILE, "wb") as out, _extractors(num_workers, config) as extract:
+        with (open(tmp / FEATURES_FILE, "wb") as out,
+              _extractors(num_workers, config, augment, variant) as extract):
             for i, features in enumerate(tqdm(extract(_extract, paths), total=len(paths),
                                               desc=description, unit="utt", mininterval=2.0)):
                 if isinstance(features, str):
@@ -162,33 +174,42 @@ def build_feature_cache(
 
 _logmel: LogMel | None = None
 _sample_rate = 16000
+_augment: WaveAugment | None = None
+_variant = 0
 
 
-def _init_extractor(config: FeatureConfig) -> None:
-    global _logmel, _sample_rate
+def _init_extractor(config: FeatureConfig, augment: WaveAugment | None, variant: int) -> None:
+    global _logmel, _sample_rate, _augment, _variant
     torch.set_num_threads(1)
     _logmel, _sample_rate = LogMel(config), config.sample_rate
+    _augment, _variant = augment, variant
 
 
 def _extract(path: str) -> np.ndarray | str:
-    """Features of one file, or why there are none."""
+    """Features of one file (augmented, for an augmented cache), or why there are none."""
     try:
-        return _logmel(require_sound(load_audio(path, _sample_rate), path)).numpy()
+        wave = require_sound(load_audio(path, _sample_rate), path)
     except AudioError as err:
         return str(err)
+    if _augment is not None:
+        generator = torch.Generator().manual_seed(_augment.seed_for(path, _variant))
+        wave = _augment(wave, generator)
+    return _logmel(wave).numpy()
 
 
 @contextlib.contextmanager
-def _extractors(num_workers: int, config: FeatureConfig):
+def _extractors(num_workers: int, config: FeatureConfig, augment: WaveAugment | None = None,
+                variant: int = 0):
     """Yields an ordered ``map`` over ``num_workers`` extractor processes (or this process)."""
     threads = torch.get_num_threads()
     try:
         if num_workers > 1:
             context = multiprocessing.get_context("fork")
-            with context.Pool(num_workers, _init_extractor, (config,)) as pool:
+            with context.Pool(num_workers, _init_extractor, (config, augment, variant)) as pool:
                 yield functools.partial(pool.imap, chunksize=8)
         else:
-            _init_extractor(config)
+            _init_extractor(config, augment, variant)
             yield map
     finally:
         torch.set_num_threads(threads)
+

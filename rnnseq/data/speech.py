@@ -10,11 +10,20 @@ from dataclasses import asdict
 from typing import Any
 
 import lightning as L
+import numpy as np
 import soundfile
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio, require_sound
+from rnnseq.data.audio import (
+    AudioError,
+    AudioFiles,
+    FeatureConfig,
+    LogMel,
+    load_audio,
+    require_sound,
+)
+from rnnseq.data.augment import WaveAugment, augment_settings
 from rnnseq.data.base import PairedItems, SplitDataModule
 from rnnseq.data.batching import Example, Failure, collate_examples
 from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
@@ -36,10 +45,13 @@ class SpeechDataset(PairedItems, Dataset):
     to the run's data report, so one bad file never stops an epoch and none goes unreported.
 
     Args:
-        noise_snr_db: ``(low, high)`` range of signal-to-noise ratios for additive white noise,
-            drawn per utterance; ``None`` adds no noise. Use it for training data only.
+        augment: waveform augmentation applied to every item read from audio, drawn from Python's
+            random state (use it for training data only); ``None`` for none.
         cache: precomputed features of the same utterances (:mod:`rnnseq.data.feature_cache`),
-            read instead of the audio; not with ``noise_snr_db``, which needs the waveform.
+            read instead of the audio; not with ``augment``, which needs the waveform.
+        variants: caches of augmented copies of the same utterances; each item is read from
+            one of them drawn at random (training with cached augmentation). ``cache`` still
+            gives the clean features (statistics, exact lengths).
     """
 
     def __init__(
@@ -47,33 +59,39 @@ class SpeechDataset(PairedItems, Dataset):
         utterances: list[Utterance],
         tokenizer: CharTokenizer | LabelTokenizer,
         features: FeatureConfig,
-        noise_snr_db: tuple[float, float] | None = None,
+        augment: WaveAugment | None = None,
         cache: FeatureCache | None = None,
+        variants: list[FeatureCache] | None = None,
     ):
-        if cache is not None and noise_snr_db is not None:
-            raise ValueError("cached features cannot take waveform noise; pass one of them")
-        if cache is not None and len(cache) != len(utterances):
-            raise ValueError(f"the feature cache {cache.folder} holds {len(cache)} utterances, "
-                             f"not {len(utterances)}")
+        if cache is not None and augment is not None:
+            raise ValueError("cached features cannot be augmented on the fly; pass one of them")
+        for each in [cache, *(variants or [])]:
+            if each is not None and len(each) != len(utterances):
+                raise ValueError(f"the feature cache {each.folder} holds {len(each)} utterances, "
+                                 f"not {len(utterances)}")
         self.cache = cache
+        self.variants = list(variants or [])
         self.utterances = utterances
         self.tokenizer = tokenizer
         self.feature_config = features
         self.logmel = LogMel(features)
-        self.noise_snr_db = noise_snr_db
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def frame_lengths(self) -> list[int]:
-        """Feature frames of every utterance, from the manifest durations (for bucketing)."""
+        """Feature frames of every utterance, from the manifest durations (for bucketing; speed
+        perturbation makes an item up to 1 / (smallest factor) longer)."""
         return [self.feature_config.num_frames(u.duration) for u in self.utterances]
 
     def input_lengths(self) -> list[int]:
-        """Feature frames of every utterance: exact from the feature cache, else from the
-        manifest durations."""
-        if self.cache is not None:
-            return [max(int(n), 0) for n in self.cache.index[:, 1]]
+        """Feature frames of every utterance: exact from the feature caches (the shortest of its
+        cached copies), else from the manifest durations."""
+        caches = [c for c in (self.cache, *self.variants) if c is not None]
+        if caches:
+            frames = np.min(np.stack([c.index[:, 1] for c in caches]), axis=0)
+            return [max(int(n), 0) for n in frames]
         return self.frame_lengths()
 
     def target_ids(self) -> list[list[int]]:
@@ -87,20 +105,32 @@ class SpeechDataset(PairedItems, Dataset):
 
     def subset(self, rows) -> SpeechDataset:
         """These utterances only (their cached features too)."""
+        rows = list(rows)
         return SpeechDataset([self.utterances[i] for i in rows], self.tokenizer,
-                             self.feature_config, self.noise_snr_db,
-                             self.cache.select(list(rows)) if self.cache is not None else None)
+                             self.feature_config, self.augment,
+                             self.cache.select(rows) if self.cache is not None else None,
+                             [v.select(rows) for v in self.variants])
+
+    def without_augmentation(self) -> SpeechDataset:
+        """The same utterances, clean (for feature statistics)."""
+        return SpeechDataset(self.utterances, self.tokenizer, self.feature_config, None,
+                             self.cache)
 
     def __getitem__(self, index: int) -> Example | Failure:
         utt = self.utterances[index]
-        features = self._cached(index) if self.cache is not None else self._extract(utt)
+        if self.variants:
+            features = self._cached(self.variants[random.randrange(len(self.variants))], index)
+        elif self.cache is not None:
+            features = self._cached(self.cache, index)
+        else:
+            features = self._extract(utt)
         if isinstance(features, Failure):
             return features
         tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
         return Example(id=utt.id, features=features, tokens=tokens, text=utt.text)
 
-    def _cached(self, index: int) -> torch.Tensor | Failure:
-        features = self.cache[index]
+    def _cached(self, cache: FeatureCache, index: int) -> torch.Tensor | Failure:
+        features = cache[index]
         if features is None:
             utt = self.utterances[index]
             return Failure(utt.id, utt.audio_path, "its audio could not be read when the "
@@ -114,17 +144,10 @@ class SpeechDataset(PairedItems, Dataset):
         except AudioError as err:
             log.warning("skipping utterance %s: %s", utt.id, err)
             return Failure(utt.id, utt.audio_path, str(err))
-        if self.noise_snr_db is not None:
-            wave = add_noise(wave, *self.noise_snr_db)
+        if self.augment is not None:
+            # Drawn from Python's random state, which checkpoints carry (exact resume).
+            wave = self.augment(wave, torch.Generator().manual_seed(random.getrandbits(63)))
         return self.logmel(wave)
-
-
-def add_noise(wave: torch.Tensor, low_db: float, high_db: float) -> torch.Tensor:
-    """Adds white noise at a signal-to-noise ratio drawn uniformly from ``[low_db, high_db]``."""
-    snr_db = random.uniform(low_db, high_db)
-    power = wave.pow(2).mean().clamp_min(1e-10)
-    noise = torch.randn_like(wave) * torch.sqrt(power / 10 ** (snr_db / 10))
-    return wave + noise
 
 
 def check_audio(utterances: list[Utterance], report: DataReport, split: str) -> list[Utterance]:
@@ -164,14 +187,21 @@ class SpeechDataModule(SplitDataModule):
             transcripts.
         targets: ``char`` (transcripts as character sequences, for recognition) or ``label``
             (each whole transcript is one class, for spoken-command classification).
-        noise_snr_db: ``[low, high]`` additive-noise SNR range for training, or ``None``.
+        augment: waveform augmentation of the training split (``data.augment``: ``speed``,
+            ``noise``, ``reverb``, ``band_limit``, each with its probability ``p`` and ranges,
+            and ``variants``; :mod:`rnnseq.data.augment`). With a feature cache and
+            ``variants: K`` > 0, K augmented copies of the training split are cached and every
+            item is read from one of them at random; otherwise training audio is augmented on
+            the fly (and not cached).
+        noise_snr_db: ``[low, high]``: white noise at that SNR on every training utterance, the
+            older spelling of ``augment.noise`` (kept so that older run folders still load).
         num_workers: DataLoader worker processes that read audio or cached features, or
             ``auto`` (:func:`rnnseq.resources.data_workers`: none on two cores, two above).
         worker_nice: how much lower the workers' scheduling priority is (``os.nice``); 0 keeps
             the training process's priority (``bench/threads.py`` found no gain on 2 cores).
         feature_cache: a folder where the features of every split are computed once and read
             back in every epoch and run (:mod:`rnnseq.data.feature_cache`); ``None`` computes them
-            from the audio every time. Training audio with ``noise_snr_db`` is never cached.
+            from the audio every time.
         validate_audio: open every audio header at setup, so bad files are reported up front.
         normalizer: how every transcript is normalised before use (``letters``, ``lowercase``,
             ``none``: :mod:`rnnseq.data.normalize`); recorded in the checkpoint, so that
@@ -195,6 +225,7 @@ class SpeechDataModule(SplitDataModule):
         max_duration: float | None = None,
         vocabulary: list[str] | None = None,
         targets: str = "char",
+        augment: Mapping[str, Any] | None = None,
         noise_snr_db: tuple[float, float] | None = None,
         num_workers: int | str = "auto",
         worker_nice: int = 0,
@@ -220,7 +251,13 @@ class SpeechDataModule(SplitDataModule):
         if targets not in ("char", "label"):
             raise ValueError(f"data.targets must be 'char' or 'label', got {targets!r}")
         self.targets = targets
-        self.noise_snr_db = tuple(noise_snr_db) if noise_snr_db is not None else None
+        if noise_snr_db is not None:
+            if augment and (augment.get("noise") or {}).get("p", 0) > 0:
+                raise ValueError("data.noise_snr_db and data.augment.noise both add noise; "
+                                 "keep data.augment.noise and set data.noise_snr_db=null")
+            augment = {**(augment or {}), "noise": {"p": 1.0, "snr_db": list(noise_snr_db),
+                                                    "kinds": ["white"]}}
+        self.augment_settings = augment_settings(augment, seed)
         self.num_workers = data_workers(num_workers)
         self.worker_nice = worker_nice
         self.feature_cache = feature_cache
@@ -251,7 +288,7 @@ class SpeechDataModule(SplitDataModule):
         missing = [s for s in SPLITS if s not in self.manifests]
         if missing:
             raise ValueError(f"data.manifests lacks split(s) {missing}; give paths for {SPLITS}")
-        utterances = {s: self._read_split(s) for s in SPLITS}
+        utterances = {s: self._read_split(s) for s in [*SPLITS, *self.extra_test_splits]}
         if not utterances["train"]:
             raise ValueError(f"no usable training utterances in {self.manifests['train']}")
         table = LabelTokenizer if self.targets == "label" else CharTokenizer
@@ -262,19 +299,42 @@ class SpeechDataModule(SplitDataModule):
         for split, utts in utterances.items():
             self.report.split = split
             utts = self._check_vocabulary(utts, split)
-            noise = self.noise_snr_db if split == "train" else None
-            cache = None
-            if self.feature_cache and noise is None:
-                cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
-                                            num_workers=available_cores(),
-                                            description=f"log-mel features of {split}")
-                utts, cache = self._drop_unusable(utts, cache, split)
-            self.datasets[split] = SpeechDataset(utts, self.tokenizer, self.feature_config, noise,
-                                                 cache)
+            self.datasets[split] = self._dataset(split, utts)
         self.report.split = None
         counts = {s: len(d) for s, d in self.datasets.items()}
         log.info("speech data: %s utterances, %d symbols, %s", counts, len(self.tokenizer),
                  self.report.counts() or "no problems")
+
+    @property
+    def extra_test_splits(self) -> list[str]:
+        """Evaluation splits beyond ``test``, scored after it under their own names: every
+        manifest key other than train, valid and test (the embedded corpus has ``test_text``
+        and ``test_voices``; add your own with ``+data.manifests.NAME=path``)."""
+        return [s for s in self.manifests if s not in SPLITS]
+
+    def _dataset(self, split: str, utts: list[Utterance]) -> SpeechDataset:
+        """One split's dataset: cached features where configured; training with augmentation,
+        cached per variant or applied on the fly."""
+        augment = None
+        if split == "train" and self.augment_settings.active:
+            talkers = AudioFiles([u.audio_path for u in utts], self.feature_config.sample_rate)
+            augment = WaveAugment(self.augment_settings, self.feature_config.sample_rate, talkers)
+        if not self.feature_cache:
+            return SpeechDataset(utts, self.tokenizer, self.feature_config, augment)
+        cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
+                                    num_workers=available_cores(),
+                                    description=f"log-mel features of {split}")
+        utts, cache = self._drop_unusable(utts, cache, split)
+        if augment is None:
+            return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache)
+        if self.augment_settings.variants == 0:  # on the fly, from the audio
+            return SpeechDataset(utts, self.tokenizer, self.feature_config, augment)
+        variants = [build_feature_cache(utts, self.feature_config, self.feature_cache,
+                                        num_workers=available_cores(), augment=augment, variant=k,
+                                        description=f"augmented copy {k + 1} of {split}")
+                    for k in range(self.augment_settings.variants)]
+        return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache,
+                             variants=variants)
 
     def _read_split(self, split: str) -> list[Utterance]:
         self.report.split = split
@@ -334,8 +394,7 @@ class SpeechDataModule(SplitDataModule):
         total = torch.zeros(self.input_dim, dtype=torch.float64)
         total_sq = torch.zeros(self.input_dim, dtype=torch.float64)
         frames = 0
-        plain = dataset if dataset.noise_snr_db is None else SpeechDataset(
-            dataset.utterances, dataset.tokenizer, self.feature_config)  # without the noise
+        plain = dataset.without_augmentation()
         for i in indices:
             example = plain[i]
             if isinstance(example, Failure):
@@ -363,6 +422,12 @@ class SpeechDataModule(SplitDataModule):
         super().prepare_task(task)
 
     # -- loaders --------------------------------------------------------------------------------
+    def split_dataloader(self, split: str) -> DataLoader:
+        """The evaluation loader of any split (``valid``, ``test`` or an extra test split)."""
+        if split not in self.datasets:
+            raise ValueError(f"no {split!r} split; this data has {sorted(self.datasets)}")
+        return self._loader(split, shuffle=False)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
         return self.bucket_loader(
