@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("items", nargs="+",
                         help="run=<run folder or .ckpt> (or the path alone), decoding.KEY=VALUE")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to score (default: the best)")
-    parser.add_argument("--split", choices=("test", "valid"), default="test")
+    parser.add_argument("--split", default="test",
+                        help="test (default), valid, or an extra test split of the run's data "
+                             "(test_text, test_voices)")
     parser.add_argument("--manifest", type=Path,
                         help="score this JSONL manifest instead of a split of the run's data")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -152,7 +154,13 @@ def run_data_loader(run: Path, split: str, data_overrides: list[str]):
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
-    loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+    if split not in datamodule.datasets:
+        raise ValueError(f"--split {split}: the run's data has no such split; choose from "
+                         f"{', '.join(s for s in datamodule.datasets if s != 'train')}")
+    if hasattr(datamodule, "split_dataloader"):
+        loader = datamodule.split_dataloader(split)
+    else:
+        loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
     utterances = getattr(datamodule.datasets[split], "utterances", None)
     return loader, utterances, datamodule.report
 

@@ -51,6 +51,13 @@ TEST_RMSE_RATIO = "test/rmse_vs_naive"
 NAMES = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
 
 
+def split_metric(split: str, name: str) -> str:
+    """The name of metric ``name`` (``wer``, ``cer``) on an evaluation split: ``test/wer`` and
+    ``val/wer`` are the constants above; extra test splits follow the same pattern
+    (``test_voices/wer``)."""
+    return f"{split}/{name}"
+
+
 def metric_name(key: str) -> str:
     """Resolver behind ``${metric:VAL_WER}`` in configs: the name of a metric constant."""
     try:

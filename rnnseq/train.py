@@ -161,6 +161,8 @@ def train(cfg: DictConfig) -> dict:
             results["test_items"] = len(task.test_results)
             if trainer.is_global_zero:
                 write_results(run_dir / "test_outputs.json", {"items": task.test_results})
+        for split in getattr(datamodule, "extra_test_splits", ()):
+            results[split] = test_extra_split(trainer, task, datamodule, split, best_path, run_dir)
         if task.hparams.get("decoding"):
             results["decoding"] = dict(task.hparams.decoding)
         publish_data_report(trainer, datamodule, task, run_dir, tb)  # items that failed in test
@@ -171,12 +173,31 @@ def train(cfg: DictConfig) -> dict:
     write_results(run_dir / "results.json", results)
 
     if tb is not None:
-        final = {**results["best_val"], **results.get("test", {})}
+        final = {**results["best_val"], **results.get("test", {}),
+                 **{k: v for split in getattr(datamodule, "extra_test_splits", ())
+                    for k, v in results.get(split, {}).items()}}
         log_hparams_with_metrics(tb, OmegaConf.to_container(cfg.model, resolve=True)
                                  | {"task": _task_hparams(cfg), "seed": cfg.seed}, final)
-    log.info("results: %s", {k: results[k] for k in ("best_val", "test") if k in results})
+    log.info("results: %s", {k: results[k] for k in ("best_val", "test",
+                                                     *getattr(datamodule, "extra_test_splits", ()))
+                             if k in results})
     log.info("run folder: %s", run_dir)
     return results
+
+
+def test_extra_split(trainer, task, datamodule, split: str, best_path, run_dir: Path) -> dict:
+    """Scores the best checkpoint on an extra test split (``test_text``, ``test_voices``): its
+    metrics are logged as ``<split>/wer`` etc. and its outputs written to
+    ``test_outputs_<split>.json``; returns the metrics."""
+    task.test_label = split
+    try:
+        metrics = trainer.test(task, dataloaders=datamodule.split_dataloader(split),
+                               ckpt_path=best_path, weights_only=True)[0]
+    finally:
+        task.test_label = "test"
+    if getattr(task, "test_results", None) and trainer.is_global_zero:
+        write_results(run_dir / f"test_outputs_{split}.json", {"items": task.test_results})
+    return {k: _number(v) for k, v in metrics.items()}
 
 
 def _task_hparams(cfg: DictConfig) -> dict:

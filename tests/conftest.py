@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("RNNSEQ_DATA_DIR", REPO / "data"))
 
 TINY_CORPUS = {
-    "num_utterances": {"train": 24, "valid": 6, "test": 6},
-    "voices": ["en-us", "en+m3"],
+    "num_utterances": {"train": 24, "valid": 6, "test": 6, "test_text": 3, "test_voices": 3},
+    "voices": ["en-us", "en"],
+    "variants": ["", "m3"],
     "max_words": 6,
 }
 
@@ -34,7 +35,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(data_dir) -> dict[str, str]:
-    """Manifests of a 36-utterance espeak corpus (built in a few seconds, then cached)."""
+    """Manifests of a 42-utterance espeak corpus (built in a few seconds, then cached)."""
     from rnnseq.data.corpus.speech_corpus import EspeakSpeechCorpus
 
     return EspeakSpeechCorpus(cache_dir=str(data_dir), name="espeak-tiny", num_workers=2,
@@ -45,9 +46,12 @@ def corpus_overrides(prefix: str = "data.corpus") -> list[str]:
     """Hydra overrides that select :data:`TINY_CORPUS`."""
     n = TINY_CORPUS["num_utterances"]
     voices = ",".join(TINY_CORPUS["voices"])
+    variants = ",".join(f"'{v}'" for v in TINY_CORPUS["variants"])
+    counts = ",".join(f"{split}:{count}" for split, count in n.items())
     return [
-        f"{prefix}.num_utterances={{train:{n['train']},valid:{n['valid']},test:{n['test']}}}",
+        f"{prefix}.num_utterances={{{counts}}}",
         f"{prefix}.voices=[{voices}]",
+        f"{prefix}.variants=[{variants}]",
         f"{prefix}.max_words={TINY_CORPUS['max_words']}",
         f"{prefix}.name=espeak-tiny",
     ]

@@ -37,6 +37,30 @@ def test_normalize_keeps_lowercase_letters_apostrophes_and_single_spaces():
     assert normalize("'Tis NOW, sir!  Appear'd -- to-night?") == "tis now sir appear'd to night"
 
 
+PROSE = """The President. Thank you all very much. [Applause] In 1984 he came home.
+
+It\u2019s been a long year \u2014 a hard one. Mr. Smith went to the U.S. Senate today;
+we fought E. coli together. NATO stands with us. Our costs fell by 5% this year.
+So do I.
+
+Audience members. Yes we can!
+"""
+
+
+def test_prose_drops_speaker_labels_notes_and_what_a_voice_would_read_differently():
+    assert extract_sentences(PROSE, min_words=2, max_words=12, style="prose") == [
+        "thank you all very much",  # speaker label and [Applause] gone
+        "it's been a long year",  # curly apostrophe and em dash are punctuation
+        "a hard one",
+        # digits ("in 1984"), abbreviations (Mr., U.S., E.), acronyms (NATO) and symbols (5%):
+        # the whole piece is dropped, never read one way and transcribed another
+        "so do i",
+        "yes we can",
+    ]
+    with pytest.raises(ValueError, match="text style"):
+        extract_sentences(PROSE, style="poem")
+
+
 def test_play_text_drops_tags_directions_and_headings():
     sentences = extract_sentences(PLAY, min_words=3, max_words=12)
     assert sentences == [
@@ -66,7 +90,8 @@ def documents(tmp_path_factory):
 def _corpus(cache, documents, **kw):
     settings = dict(text_source=str(documents), valid_documents=["three"],
                     test_documents=["four"], num_utterances={"train": 6, "valid": 2, "test": 2},
-                    voices=["en-us", "en+f2"], seed=3)
+                    voices=["en-us", "en+f2"], variants=[], extra_source=None, extra_share=0.0,
+                    test_text_documents=[], seed=3)
     settings.update(kw)
     return EspeakSpeechCorpus(cache_dir=str(cache), num_workers=2, **settings)
 
@@ -112,7 +137,8 @@ def test_default_shakespeare_corpus_has_enough_word_types(data_dir):
     keeps its held-out plays out of training."""
     corpus = EspeakSpeechCorpus(cache_dir=str(data_dir))
     sentences = corpus._select_sentences()
-    assert {k: len(v) for k, v in sentences.items()} == {"train": 8000, "valid": 300, "test": 500}
+    assert {k: len(v) for k, v in sentences.items()} == {"train": 8000, "valid": 300, "test": 500,
+                                                         "test_text": 300}
     words = {w for s in sentences["train"] for w in s.split()}
     assert len(words) >= 1000
     assert all(3 <= len(s.split()) <= 12 for v in sentences.values() for s in v)
@@ -124,3 +150,42 @@ def test_held_out_splits_do_not_depend_on_the_training_size(tmp_path, documents)
     large = _corpus(tmp_path, documents, num_utterances={"train": 6, "valid": 2, "test": 2})
     a, b = small._select_sentences(), large._select_sentences()
     assert a["test"] == b["test"] and a["valid"] == b["valid"]
+
+
+@pytest.fixture(scope="module")
+def prose(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prose")
+    for name, word in (("speech-a", "budget"), ("speech-b", "harbour"), ("held-out", "rocket")):
+        lines = [f"The {word} is{' very' * k} good today." for k in range(1, 7)]
+        lines.append(f"In 1990 the {word} grew.")  # dropped: digits
+        (folder / f"{name}.txt").write_text("\n\n".join(lines))
+    return folder
+
+
+def test_a_second_source_trains_and_a_held_out_document_and_unheard_voices_form_test_splits(
+        tmp_path, documents, prose):
+    corpus = _corpus(tmp_path, documents, extra_source=str(prose), extra_share=0.5,
+                     test_text_documents=["held-out"], voices=["en-us", "en"],
+                     variants=["", "f2"], test_voices=["en-us-nyc"], test_variants=["m4"],
+                     num_utterances={"train": 6, "valid": 2, "test": 2, "test_text": 3,
+                                     "test_voices": 1})
+    manifests = corpus.build()
+    assert sorted(manifests) == ["test", "test_text", "test_voices", "train", "valid"]
+    rows = {split: [json.loads(x) for x in Path(path).read_text().splitlines()]
+            for split, path in manifests.items()}
+    prose_train = [r["text"] for r in rows["train"] if r["text"].startswith("the ")]
+    assert len(prose_train) == 3  # half of 6
+    assert not any("rocket" in t for t in prose_train)
+    assert all("rocket" in r["text"] for r in rows["test_text"]) and len(rows["test_text"]) == 3
+    assert [r["text"] for r in rows["test_voices"]] == [rows["test"][0]["text"]]
+    assert {r["voice"] for r in rows["test_voices"]} == {"en-us-nyc+m4"}
+    heard = {r["voice"] for s in ("train", "valid", "test", "test_text") for r in rows[s]}
+    assert heard <= {"en-us", "en-us+f2", "en", "en+f2"}
+    with pytest.raises(ValueError, match=r"voices \['en-us\+f2'\] are in both"):
+        _corpus(tmp_path, documents, voices=["en-us"], variants=["f2"], test_voices=["en-us"],
+                test_variants=["f2", "m4"])
+    with pytest.raises(ValueError, match="need data.corpus.extra_source"):
+        _corpus(tmp_path, documents, extra_share=0.2)
+    with pytest.raises(ValueError, match="cannot exceed num_utterances.test"):
+        _corpus(tmp_path, documents, test_voices=["en"],
+                num_utterances={"train": 6, "valid": 2, "test": 2, "test_voices": 3})

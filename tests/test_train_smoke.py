@@ -64,6 +64,13 @@ def test_run_folder_has_config_checkpoints_results_and_report(smoke_run):
     assert results["decoding"]["beam_size"] == 4
     assert results["wall_seconds"] > 0 and results["best_checkpoint"]
     assert M.VAL_WER in results["best_val"]
+    # the extra test splits of the embedded corpus are scored too, each under its own name
+    for split in ("test_text", "test_voices"):
+        items = json.loads((smoke_run / f"test_outputs_{split}.json").read_text())["items"]
+        assert len(items) == 3
+        references, hypotheses = [i["reference"] for i in items], [i["hypothesis"] for i in items]
+        assert results[split] == pytest.approx({f"{split}/wer": jiwer.wer(references, hypotheses),
+                                                f"{split}/cer": jiwer.cer(references, hypotheses)})
     report = json.loads((smoke_run / "data_report.json").read_text())
     assert report["counts"] == {}
 
@@ -74,7 +81,7 @@ def test_tensorboard_has_scalars_attention_images_text_and_hparams(smoke_run):
     events.Reload()
     tags = events.Tags()
     for name in (M.TRAIN_LOSS, M.GRAD_NORM, M.LEARNING_RATE, M.VAL_LOSS, M.VAL_WER, M.VAL_CER,
-                 M.TEST_WER, M.TEST_CER):
+                 M.TEST_WER, M.TEST_CER, "test_text/wer", "test_voices/cer"):
         assert name in tags["scalars"], name
     attention = [t for t in tags["images"] if t.startswith(ATTENTION_TAG + "/")]
     assert len(attention) == 3
@@ -240,3 +247,16 @@ def test_evaluate_reads_the_runs_batching_and_decodes_with_the_ctc_head_alone(sm
                 symbols = [k for k, _ in itertools.groupby(row[:n]) if k != task.tokenizer.blank_id]
                 expected[utt] = task.tokenizer.decode(symbols)
     assert {i["id"]: i["hypothesis"] for i in record["items"]} == expected
+
+
+def test_evaluate_scores_an_extra_test_split_as_the_run_did_and_names_unknown_ones(smoke_run):
+    from rnnseq.evaluate import evaluate
+
+    record = evaluate(smoke_run, {})
+    voices = evaluate(smoke_run, {}, split="test_voices")
+    assert set(voices["metrics"]) == {"test_voices/wer", "test_voices/cer"}
+    in_run = json.loads((smoke_run / "results.json").read_text())["test_voices"]
+    assert voices["metrics"] == pytest.approx(in_run)
+    assert {i["id"] for i in voices["items"]}.isdisjoint({i["id"] for i in record["items"]})
+    with pytest.raises(ValueError, match="no such split; choose from valid, test, test_text"):
+        evaluate(smoke_run, {}, split="test_robots")

@@ -94,6 +94,9 @@ class Task(L.LightningModule):
     VALIDATION_LOGGED: tuple[str, ...] = (M.VAL_LOSS,)
 
     test_results: list[dict]
+    # The name the test hooks score under: "test", or an extra test split (``test_voices``) that
+    # rnnseq.train scores after it.
+    test_label: str = "test"
 
     def __init__(self):
         super().__init__()
@@ -233,15 +236,15 @@ class Task(L.LightningModule):
         self.end_evaluation("val")
 
     def on_test_epoch_start(self) -> None:
-        self.start_evaluation("test")
+        self.start_evaluation(self.test_label)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self.note_failures(batch, "test")
+        self.note_failures(batch, self.test_label)
         if not is_empty(batch):
-            self.evaluation_step(batch, "test")
+            self.evaluation_step(batch, self.test_label)
 
     def on_test_epoch_end(self) -> None:
-        self.end_evaluation("test")
+        self.end_evaluation(self.test_label)
 
     def require_logged(self, metric: str, key: str) -> None:
         """Raises a ``ValueError`` naming ``key`` when ``metric`` is not one this task logs in

@@ -81,7 +81,8 @@ class Seq2SeqTask(Task):
         raise NotImplementedError
 
     def score(self, references: list[str], hypotheses: list[str], split: str) -> dict[str, float]:
-        """Metric name -> value over a whole split (``split`` is ``val`` or ``test``)."""
+        """Metric name -> value over a whole split (``val``, ``test`` or an extra test split
+        such as ``test_voices``)."""
         raise NotImplementedError
 
     # -- training -------------------------------------------------------------------------------
@@ -220,8 +221,8 @@ class Seq2SeqTask(Task):
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluation_step(self, batch: Batch, split: str) -> None:
-        """Validation decodes greedily (and logs the loss); the test uses beam search."""
-        if split == "test":
+        """Validation decodes greedily (and logs the loss); test splits use beam search."""
+        if split != "val":
             hyps = self.decode(batch)
         else:
             enc = self.encode(batch)  # one encoder pass serves the loss and the outputs
@@ -247,7 +248,7 @@ class Seq2SeqTask(Task):
         self._gather_collected()
         for name, value in self.score(self._references, self._hypotheses, split).items():
             self.log(name, value, prog_bar=name in self.PROGRESS_BAR_METRICS)
-        if split == "test":
+        if split != "val":
             self.test_results = [
                 {"id": i, "reference": r, "hypothesis": h}
                 for i, r, h in zip(self._ids, self._references, self._hypotheses)

@@ -80,5 +80,4 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
 
     def score(self, references: list[str], hypotheses: list[str], split: str) -> dict[str, float]:
         rates = M.error_rates(references, hypotheses)
-        return {M.metric_name(f"{split.upper()}_WER"): rates.wer,
-                M.metric_name(f"{split.upper()}_CER"): rates.cer}
+        return {M.split_metric(split, "wer"): rates.wer, M.split_metric(split, "cer"): rates.cer}

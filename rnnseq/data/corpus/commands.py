@@ -13,6 +13,7 @@ from pathlib import Path
 
 import soundfile
 
+from rnnseq.data.corpus.espeak import Voice
 from rnnseq.data.corpus.speech_corpus import SPLIT_NAMES, EspeakCorpus, settings_digest
 from rnnseq.data.manifest import write_manifest
 
@@ -79,13 +80,14 @@ class EspeakCommands(EspeakCorpus):
         return {split: [w for _ in range(self.settings.per_word.get(split, 0))
                         for w in self.settings.words] for split in SPLIT_NAMES}
 
-    def _voice_for(self, utt_id: str, split: str) -> tuple[str, int, int]:
-        voice, rate, pitch = super()._voice_for(utt_id, split)
+    def _voice_for(self, utt_id: str, split: str) -> Voice:
+        voice = super()._voice_for(utt_id, split)
         if split == "train":
-            return voice, rate, pitch
+            return voice
         voices = self.settings.valid_voices if split == "valid" else self.settings.test_voices
         rng = random.Random(f"{self.settings.seed}/{split}-voice/{utt_id}")
-        return rng.choice(voices), rng.randint(*self.settings.test_rate), pitch
+        return Voice(rng.choice(voices), rate=rng.randint(*self.settings.test_rate),
+                     pitch=voice.pitch)
 
 
 class SpeechCommandsFolder:

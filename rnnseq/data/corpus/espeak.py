@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
-_RATE, _PITCH, _RANGE = 1, 3, 4  # espeak_PARAMETER ids
+_RATE, _PITCH, _RANGE, _WORDGAP = 1, 3, 4, 7  # espeak_PARAMETER ids
 # espeak_TextToPhonemes: text mode 1 (UTF-8); phoneme mode bit 1 = IPA, bits 8-23 = separator.
 _UTF8_TEXT = 1
 _IPA_SPACE_SEPARATED = (ord(" ") << 8) | 0x02
@@ -29,13 +29,15 @@ class Voice:
         name: voice and optional variant, e.g. ``"en-us+f2"`` or ``"en+m3"``.
         rate: words per minute (espeak's default is 175).
         pitch: base pitch, 0-100 (default 50).
-        pitch_range: pitch range, 0-100 (default 50).
+        pitch_range: pitch range, 0-100 (default 50; 0 is a monotone).
+        word_gap: extra pause between words, in units of 10 ms (default 0).
     """
 
     name: str
     rate: int = 175
     pitch: int = 50
     pitch_range: int = 50
+    word_gap: int = 0
 
 
 class EspeakError(RuntimeError):
@@ -90,7 +92,8 @@ class EspeakSynthesizer:
                 raise EspeakError(f"espeak-ng has no voice {voice.name!r} (error {status})")
             self._voice = voice.name
         # Rate and pitch must be set after the voice, which resets them.
-        for param, value in ((_RATE, voice.rate), (_PITCH, voice.pitch), (_RANGE, voice.pitch_range)):
+        for param, value in ((_RATE, voice.rate), (_PITCH, voice.pitch), (_RANGE, voice.pitch_range),
+                             (_WORDGAP, voice.word_gap)):
             self._lib.espeak_SetParameter(param, int(value), 0)
 
     def synthesize(self, text: str, voice: Voice) -> np.ndarray:

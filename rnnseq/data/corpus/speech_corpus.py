@@ -1,5 +1,10 @@
 """The embedded speech corpus: sentences from held-apart documents spoken by espeak-ng voices.
 
+Splits: ``train``; ``valid`` and ``test`` (documents of the main text source that training never
+reads, spoken by the training voices); ``test_text`` (a held-out document of a second, modern
+text source, same voices); ``test_voices`` (the test sentences again, spoken by voices that
+training never hears). The last two exist when their ``num_utterances`` is above 0.
+
 Everything is derived from the build settings and the seed, so the same settings always give the
 same corpus. It is built once into ``<cache_dir>/<name>-<hash of the settings>/`` (in parallel
 worker processes, with a progress bar) and reused afterwards; a build that is interrupted leaves
@@ -23,19 +28,36 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from rnnseq.data.corpus.espeak import Voice
 from rnnseq.data.corpus.sentences import extract_sentences
 from rnnseq.data.corpus.shakespeare import fetch_shakespeare
+from rnnseq.data.corpus.sotu import fetch_sotu
 from rnnseq.data.manifest import write_manifest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VOICES = (
-    "en-us", "en", "en-us+f2", "en+m3", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us+m7",
-    "en-us+f5", "en-gb-x-gbclan",
+# Voices: espeak-ng's English accents, each with many voice variants (its formant and Klatt
+# voices: male, female, old, young, breathy, ...). Test voices are variants training never hears,
+# two of them on accents training never hears either.
+DEFAULT_VOICES = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp")
+DEFAULT_VARIANTS = (
+    "", "m1", "m2", "m3", "m5", "m7", "m8", "f1", "f2", "f5", "klatt", "klatt2", "klatt4", "klatt6",
+    "Alex", "Andy", "Annie", "Gene", "Lee", "Michael", "Storm", "adam", "announcer", "aunty",
+    "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward", "grandma", "iven", "iven3",
+    "john", "linda", "max", "norbert", "paul", "quincy", "rob", "robert", "shelby", "steph",
+    "travis", "victor", "zac", "whisperf",
 )
+TEST_VOICES = ("en-us", "en", "en-us-nyc", "en-gb-x-gbcwmd")
+TEST_VARIANTS = ("m4", "m6", "f3", "f4", "klatt3", "klatt5", "Mike", "Reed", "grandpa", "edward2",
+                 "iven2", "steph2", "michel", "kaukovalta")
 SPLIT_NAMES = ("train", "valid", "test")
+EXTRA_SPLITS = ("test_text", "test_voices")
 BUILD_INFO = "corpus.json"
-CORPUS_FORMAT = 2  # bump when the same settings would build a different corpus
+# Bump when the same settings would build a different corpus. 3: pieces with digits, symbols,
+# abbreviations or acronyms are dropped; voices carry pitch range and word gap.
+CORPUS_FORMAT = 3
+# Built-in text sources: name -> (fetcher of a folder of documents, text style).
+TEXT_SOURCES = {"shakespeare": (fetch_shakespeare, "play"), "sotu": (fetch_sotu, "prose")}
 
 
 def settings_digest(settings, corpus_format: int) -> str:
@@ -51,14 +73,23 @@ class SpeechCorpusSettings:
     text_source: str = "shakespeare"
     valid_documents: list[str] = field(default_factory=lambda: ["much_ado_about_nothing"])
     test_documents: list[str] = field(default_factory=lambda: ["hamlet"])
+    extra_source: str | None = "sotu"
+    extra_share: float = 0.3
+    test_text_documents: list[str] = field(default_factory=lambda: ["2023-Biden-1"])
     num_utterances: dict[str, int] = field(
-        default_factory=lambda: {"train": 8000, "valid": 300, "test": 500}
+        default_factory=lambda: {"train": 8000, "valid": 300, "test": 500, "test_text": 300,
+                                 "test_voices": 300}
     )
     min_words: int = 3
     max_words: int = 12
     voices: list[str] = field(default_factory=lambda: list(DEFAULT_VOICES))
-    rate: tuple[int, int] = (150, 220)
-    pitch: tuple[int, int] = (30, 70)
+    variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
+    test_voices: list[str] = field(default_factory=lambda: list(TEST_VOICES))
+    test_variants: list[str] = field(default_factory=lambda: list(TEST_VARIANTS))
+    rate: tuple[int, int] = (120, 220)
+    pitch: tuple[int, int] = (20, 80)
+    pitch_range: tuple[int, int] = (20, 90)
+    word_gap: tuple[int, int] = (0, 3)
     sample_rate: int = 16000
     seed: int = 0
 
@@ -92,19 +123,23 @@ class EspeakCorpus:
         self.settings = self.settings_class(**plain)
         self.root = self.cache_dir / f"{name}-{self.settings.digest()}"
 
+    def split_names(self) -> tuple[str, ...]:
+        """The splits this corpus has."""
+        return SPLIT_NAMES
+
     def manifests(self) -> dict[str, str]:
         """``{split: manifest path}`` of this corpus's cache folder (built or not)."""
-        return {split: str(self.root / f"{split}.jsonl") for split in SPLIT_NAMES}
+        return {split: str(self.root / f"{split}.jsonl") for split in self.split_names()}
 
     def _texts(self) -> dict[str, list[str]]:
         """What each split says, one utterance per entry."""
         raise NotImplementedError
 
-    def _voice_for(self, utt_id: str, split: str) -> tuple[str, int, int]:
+    def _voice_for(self, utt_id: str, split: str) -> Voice:
         """Voice, rate and pitch of one utterance, drawn from the settings and its id."""
         rng = random.Random(f"{self.settings.seed}/{utt_id}")
         s = self.settings
-        return rng.choice(s.voices), rng.randint(*s.rate), rng.randint(*s.pitch)
+        return Voice(rng.choice(s.voices), rate=rng.randint(*s.rate), pitch=rng.randint(*s.pitch))
 
     def build(self) -> dict[str, str]:
         """Builds the corpus unless it is already in the cache; returns the manifest paths."""
@@ -120,7 +155,7 @@ class EspeakCorpus:
                 utt_id = f"{split}-{i:05d}"
                 jobs.append(_Job(utt_id, split, text, str(tmp / "wav" / split / f"{utt_id}.wav"),
                                  self._voice_for(utt_id, split), self.settings.sample_rate))
-        entries: dict[str, list[dict]] = {split: [] for split in SPLIT_NAMES}
+        entries: dict[str, list[dict]] = {split: [] for split in texts}
         context = multiprocessing.get_context("spawn")  # espeak-ng and torch both keep globals
         with ProcessPoolExecutor(self.num_workers, mp_context=context) as pool:
             results = pool.map(_synthesize, jobs, chunksize=16)
@@ -131,9 +166,9 @@ class EspeakCorpus:
                     "audio_filepath": os.path.relpath(job.path, tmp),
                     "duration": round(duration, 3),
                     "text": job.text,
-                    "voice": job.voice[0],
+                    "voice": job.voice.name,
                 })
-        for split in SPLIT_NAMES:
+        for split in texts:
             write_manifest(tmp / f"{split}.jsonl", entries[split])
         info = {"settings": asdict(self.settings),
                 "utterances": {s: len(e) for s, e in entries.items()},
@@ -155,62 +190,149 @@ class EspeakSpeechCorpus(EspeakCorpus):
 
     Args:
         cache_dir: where corpora and the downloaded text live.
-        text_source: ``"shakespeare"`` or a folder of ``.txt`` documents of your own.
+        text_source: ``"shakespeare"`` or a folder of ``.txt`` plays of your own; the
+            validation and test documents come from it.
         valid_documents, test_documents: document names (file stems) held out of training.
-        num_utterances: ``{"train": n, "valid": n, "test": n}``.
-        voices: espeak-ng voice names with optional variant, e.g. ``"en-us+f2"``.
-        rate, pitch: ``[low, high]`` ranges drawn per utterance (words/minute; 0-100).
+        extra_source: a second text source for training and ``test_text`` (``"sotu"``: modern
+            prose, or a folder of ``.txt`` prose documents); ``None`` for none.
+        extra_share: the share of training sentences drawn from ``extra_source``.
+        test_text_documents: documents of ``extra_source`` held out of training: the
+            ``test_text`` split.
+        num_utterances: ``{"train": n, "valid": n, "test": n, "test_text": n,
+            "test_voices": n}``; ``test_voices`` speaks the first n test sentences again.
+        voices: espeak-ng voice names, e.g. ``"en-us"``, with an optional variant
+            (``"en-us+f2"``); combined with every entry of ``variants`` when that is given.
+        variants: espeak-ng voice variants (``m1``, ``f2``, ``klatt3``, ...; ``""`` is the voice's
+            own): training speaks with every voice/variant pair.
+        test_voices, test_variants: the same for ``test_voices``: never used in training.
+        rate, pitch, pitch_range, word_gap: ``[low, high]`` ranges drawn per utterance (words per
+            minute; 0-100; 0-100; units of 10 ms).
         num_workers: synthesis processes (default: all cores).
     """
 
     settings_class = SpeechCorpusSettings
 
-    def _texts(self) -> dict[str, list[str]]:
-        return self._select_sentences()
+    def __init__(self, cache_dir: str = "data", name: str = "espeak",
+                 num_workers: int | None = None, **settings):
+        super().__init__(cache_dir, name, num_workers, **settings)
+        s = self.settings
+        if not 0.0 <= s.extra_share <= 1.0:
+            raise ValueError(f"data.corpus.extra_share must be in [0, 1], got {s.extra_share}")
+        if (s.extra_share > 0 or s.test_text_documents) and not s.extra_source:
+            raise ValueError("data.corpus.extra_share and test_text_documents need "
+                             "data.corpus.extra_source (e.g. sotu)")
+        wanted = s.num_utterances
+        unknown = set(wanted) - {*SPLIT_NAMES, *EXTRA_SPLITS}
+        if unknown:
+            raise ValueError(f"data.corpus.num_utterances has unknown split(s) {sorted(unknown)}; "
+                             f"choose from {[*SPLIT_NAMES, *EXTRA_SPLITS]}")
+        if wanted.get("test_text", 0) > 0 and not s.test_text_documents:
+            raise ValueError("a test_text split needs data.corpus.test_text_documents")
+        if wanted.get("test_voices", 0) > 0 and not s.test_voices:
+            raise ValueError("a test_voices split needs data.corpus.test_voices")
+        if wanted.get("test_voices", 0) > wanted.get("test", 0):
+            raise ValueError("test_voices speaks test sentences again: num_utterances.test_voices "
+                             "cannot exceed num_utterances.test")
+        shared = set(self.voice_pool("train")) & set(self.voice_pool("test_voices"))
+        if shared:
+            raise ValueError(f"voices {sorted(shared)} are in both the training and the "
+                             f"test_voices pools; test voices must be unheard in training")
 
-    def _documents(self) -> dict[str, Path]:
-        source = self.settings.text_source
-        if source == "shakespeare":
-            folder = fetch_shakespeare(self.cache_dir / "shakespeare")
+    def split_names(self) -> tuple[str, ...]:
+        counts = self.settings.num_utterances
+        return (*SPLIT_NAMES, *(s for s in EXTRA_SPLITS if counts.get(s, 0) > 0))
+
+    def voice_pool(self, split: str) -> list[str]:
+        """Every voice name (with variant) that ``split`` speaks with."""
+        s = self.settings
+        voices, variants = ((s.test_voices, s.test_variants) if split == "test_voices"
+                            else (s.voices, s.variants))
+        if not variants:
+            return list(voices)
+        combined = [v for v in voices if "+" in v]
+        if combined:
+            key = "test_voices" if split == "test_voices" else "voices"
+            raise ValueError(f"data.corpus.{key} {combined} already name a variant; list the "
+                             f"bare voice when variants are given")
+        return [f"{v}+{var}" if var else v for v in voices for var in variants]
+
+    def _voice_for(self, utt_id: str, split: str) -> Voice:
+        rng = random.Random(f"{self.settings.seed}/{utt_id}")
+        s = self.settings
+        return Voice(rng.choice(self.voice_pool(split)), rate=rng.randint(*s.rate),
+                     pitch=rng.randint(*s.pitch), pitch_range=rng.randint(*s.pitch_range),
+                     word_gap=rng.randint(*s.word_gap))
+
+    def _texts(self) -> dict[str, list[str]]:
+        chosen = self._select_sentences()
+        wanted = self.settings.num_utterances.get("test_voices", 0)
+        if wanted > 0:
+            chosen["test_voices"] = chosen["test"][:wanted]
+        return chosen
+
+    def _documents(self, source: str, held: dict[str, set[str]], key: str
+                   ) -> tuple[dict[str, Path], str]:
+        """``({name: path}, style)`` of a text source's documents."""
+        if source in TEXT_SOURCES:
+            fetch, style = TEXT_SOURCES[source]
+            folder = fetch(self.cache_dir / source)
         else:
             folder = Path(source)
+            style = "play" if key == "text_source" else "prose"
             if not folder.is_dir():
-                raise FileNotFoundError(
-                    f"text_source {source!r} is neither 'shakespeare' nor a folder of .txt files"
-                )
+                raise FileNotFoundError(f"data.corpus.{key} {source!r} is neither one of "
+                                        f"{sorted(TEXT_SOURCES)} nor a folder of .txt files")
         docs = {p.stem: p for p in sorted(folder.glob("*.txt"))}
-        for key in ("valid_documents", "test_documents"):
-            missing = [d for d in getattr(self.settings, key) if d not in docs]
+        for split, names in held.items():
+            missing = sorted(d for d in names if d not in docs)
             if missing:
-                raise ValueError(f"{key} {missing} not found in {folder}; choose from {sorted(docs)}")
-        return docs
+                raise ValueError(f"{split}_documents {missing} not found in {folder}; choose from "
+                                 f"{sorted(docs)}")
+        return docs, style
+
+    def _pools(self) -> dict[str, list[str]]:
+        """Every usable sentence per split (and ``extra`` for the second source's training
+        sentences), distinct, in text order."""
+        s = self.settings
+        held = {"valid": set(s.valid_documents), "test": set(s.test_documents)}
+        if held["valid"] & held["test"]:
+            raise ValueError(f"documents {held['valid'] & held['test']} are in both valid and test")
+        sources = [(s.text_source, "text_source", "train", held)]
+        if s.extra_source:
+            sources.append((s.extra_source, "extra_source", "extra",
+                            {"test_text": set(s.test_text_documents)}))
+        pools: dict[str, list[str]] = {}
+        for source, key, train_pool, held_out in sources:
+            docs, style = self._documents(source, held_out, key)
+            for name, path in docs.items():
+                split = next((k for k, v in held_out.items() if name in v), train_pool)
+                pools.setdefault(split, []).extend(extract_sentences(
+                    path.read_text(encoding="utf-8"), s.min_words, s.max_words, style))
+        return {split: list(dict.fromkeys(pool)) for split, pool in pools.items()}
 
     def _select_sentences(self) -> dict[str, list[str]]:
         """Sentences per split; held-out documents never feed training, and a held-out sentence
         that also occurs in the training documents is dropped."""
         s = self.settings
-        docs = self._documents()
-        held = {"valid": set(s.valid_documents), "test": set(s.test_documents)}
-        if held["valid"] & held["test"]:
-            raise ValueError(f"documents {held['valid'] & held['test']} are in both valid and test")
-        pools: dict[str, list[str]] = {split: [] for split in SPLIT_NAMES}
-        for name, path in docs.items():
-            split = next((k for k, v in held.items() if name in v), "train")
-            pools[split].extend(extract_sentences(path.read_text(encoding="utf-8"),
-                                                  s.min_words, s.max_words))
-        train_set = set(pools["train"])
+        pools = self._pools()
+        train_set = set(pools.get("train", [])) | set(pools.get("extra", []))
+        total = s.num_utterances.get("train", 0)
+        extra = round(total * s.extra_share) if s.extra_source else 0
+        wanted = {"train": total - extra, "extra": extra,
+                  **{k: s.num_utterances.get(k, 0) for k in ("valid", "test", "test_text")}}
         chosen = {}
-        for split in SPLIT_NAMES:
-            pool = list(dict.fromkeys(pools[split]))  # distinct, in text order
-            if split != "train":
+        for split, n in wanted.items():
+            if n == 0 and split not in SPLIT_NAMES:
+                continue
+            pool = pools.get(split, [])
+            if split not in ("train", "extra"):
                 pool = [x for x in pool if x not in train_set]
-            wanted = s.num_utterances.get(split, 0)
-            if wanted > len(pool):
-                raise ValueError(
-                    f"{split} split wants {wanted} sentences but its documents give {len(pool)}"
-                )
+            if n > len(pool):
+                raise ValueError(f"{split} split wants {n} sentences but its documents give "
+                                 f"{len(pool)}")
             # One generator per split: resizing training data keeps the same test sentences.
-            chosen[split] = random.Random(f"{s.seed}/{split}").sample(pool, wanted)
+            chosen[split] = random.Random(f"{s.seed}/{split}").sample(pool, n)
+        chosen["train"] = chosen["train"] + chosen.pop("extra", [])
         return chosen
 
 
@@ -220,7 +342,7 @@ class _Job:
     split: str
     text: str
     path: str
-    voice: tuple[str, int, int]
+    voice: Voice
     sample_rate: int
 
 
@@ -230,12 +352,11 @@ def _synthesize(job: _Job) -> float:
     import torch
     import torchaudio
 
-    from rnnseq.data.corpus.espeak import EspeakSynthesizer, Voice
+    from rnnseq.data.corpus.espeak import EspeakSynthesizer
 
     torch.set_num_threads(1)
     synth = EspeakSynthesizer.shared()
-    name, rate, pitch = job.voice
-    wave = synth.synthesize(job.text, Voice(name, rate=rate, pitch=pitch))
+    wave = synth.synthesize(job.text, job.voice)
     wave = torchaudio.functional.resample(torch.from_numpy(wave), synth.sample_rate,
                                           job.sample_rate).numpy()
     wave = _normalize_loudness(wave)
