@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -193,3 +194,21 @@ def test_the_older_noise_key_becomes_white_noise_and_cannot_be_doubled(tiny_corp
     with pytest.raises(ValueError, match="data.noise_snr_db and data.augment.noise"):
         SpeechDataModule(manifests=tiny_corpus, noise_snr_db=[10, 20],
                          augment={"noise": {"p": 0.5}})
+
+
+def test_a_quick_run_with_every_augmentation_on_the_fly_and_the_recipes_cached_copies(
+        tmp_path, data_dir, tiny_corpus, smoke_run):
+    from tests.conftest import corpus_overrides
+    from tests.test_train_smoke import run_train
+
+    run_train(tmp_path, data_dir, *corpus_overrides(), "trainer.fast_dev_run=2",
+              "data.augment.variants=0", "data.augment.speed.p=1", "data.augment.noise.p=1",
+              "data.augment.reverb.p=1", "data.augment.band_limit.p=1",
+              "task.spec_augment.freq_warp=0.2")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 1 and set(results["test"]) == {"test/wer", "test/cer"}
+    config = (tmp_path / ".hydra" / "config.yaml").read_text()
+    assert "babble" in config and "variants: 0" in config
+    # The shared smoke run is the recipe itself: two cached augmented copies of training.
+    assert "variants: 2" in (smoke_run / ".hydra" / "config.yaml").read_text()
+    assert "augmented copy 2 of train" in (smoke_run / "console.txt").read_text()

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 import torchaudio
+from omegaconf import OmegaConf
 
 from rnnseq.data.audio import AudioError
 
@@ -185,6 +186,8 @@ _PARTS = {"speed": Speed, "noise": Noise, "reverb": Reverb, "band_limit": BandLi
 
 def augment_settings(config: Mapping[str, Any] | None, seed: int = 0) -> AugmentSettings:
     """Settings from a ``data.augment`` mapping; an unknown key or value is an error naming it."""
+    if OmegaConf.is_config(config):
+        config = OmegaConf.to_container(config, resolve=True)
     config = dict(config or {})
     unknown = set(config) - {*_PARTS, "variants"}
     if unknown:
