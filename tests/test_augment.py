@@ -211,4 +211,4 @@ def test_a_quick_run_with_every_augmentation_on_the_fly_and_the_recipes_cached_c
     assert "babble" in config and "variants: 0" in config
     # The shared smoke run is the recipe itself: two cached augmented copies of training.
     assert "variants: 2" in (smoke_run / ".hydra" / "config.yaml").read_text()
-    assert "augmented copy 2 of train" in (smoke_run / "console.txt").read_text()
+    assert "training audio: 2 cached augmented copies" in (smoke_run / "console.txt").read_text()

@@ -304,6 +304,11 @@ class SpeechDataModule(SplitDataModule):
         counts = {s: len(d) for s, d in self.datasets.items()}
         log.info("speech data: %s utterances, %d symbols, %s", counts, len(self.tokenizer),
                  self.report.counts() or "no problems")
+        train = self.datasets["train"]
+        if train.variants or train.augment is not None:
+            how = (f"{len(train.variants)} cached augmented copies" if train.variants
+                   else "augmented on the fly")
+            log.info("training audio: %s (%s)", how, self.augment_settings)
 
     @property
     def extra_test_splits(self) -> list[str]:
