@@ -58,11 +58,11 @@ def test_unalignable_items_leave_training_only_and_every_one_is_reported(tiny_co
     by_id = {i["id"]: i for i in report["issues"]}
     assert by_id[first["train"]]["action"] == "skipped"
     assert "left out of training" in by_id[first["train"]]["reason"]
-    for split in ("valid", "test"):
+    for split in ("valid", "test", "test_text", "test_voices"):
         assert by_id[first[split]]["action"] == "kept"
         assert f"kept and scored ({split} split)" in by_id[first[split]]["reason"]
     path = datamodule.write_report(tmp_path)
-    assert json.loads(path.read_text())["counts"] == {"skipped": 1, "kept": 2}
+    assert json.loads(path.read_text())["counts"] == {"skipped": 1, "kept": 4}
 
 
 def test_a_task_without_constraints_drops_nothing(tiny_corpus):

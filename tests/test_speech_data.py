@@ -14,7 +14,8 @@ from rnnseq.data.speech import SpeechDataModule
 def _bad_corpus(tiny_corpus, tmp_path) -> dict[str, str]:
     """A copy of the tiny corpus with one of each kind of bad item added."""
     out = {}
-    for split, manifest in tiny_corpus.items():
+    for split in ("train", "valid", "test"):
+        manifest = tiny_corpus[split]
         lines = [json.loads(x) for x in Path(manifest).read_text().splitlines()]
         for x in lines:
             x["audio_filepath"] = str(Path(manifest).parent / x["audio_filepath"])

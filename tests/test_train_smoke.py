@@ -67,7 +67,7 @@ def test_run_folder_has_config_checkpoints_results_and_report(smoke_run):
     # the extra test splits of the embedded corpus are scored too, each under its own name
     for split in ("test_text", "test_voices"):
         items = json.loads((smoke_run / f"test_outputs_{split}.json").read_text())["items"]
-        assert len(items) == 3
+        assert len(items) == 6
         references, hypotheses = [i["reference"] for i in items], [i["hypothesis"] for i in items]
         assert results[split] == pytest.approx({f"{split}/wer": jiwer.wer(references, hypotheses),
                                                 f"{split}/cer": jiwer.cer(references, hypotheses)})
