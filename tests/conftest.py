@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("RNNSEQ_DATA_DIR", REPO / "data"))
 
 TINY_CORPUS = {
-    "num_utterances": {"train": 24, "valid": 6, "test": 6, "test_text": 6, "test_voices": 6},
+    "num_utterances": {"train": 24, "valid": 6, "test": 6, "test_text": 6, "test_voices": 6,
+                       "test_engine": 6},
     "voices": ["en-us", "en"],
     "variants": ["", "m3"],
     "max_words": 6,
@@ -35,7 +36,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(data_dir) -> dict[str, str]:
-    """Manifests of a 48-utterance espeak corpus (built in a few seconds, then cached)."""
+    """Manifests of a 54-utterance espeak corpus (built in a few seconds, then cached)."""
     from rnnseq.data.corpus.speech_corpus import EspeakSpeechCorpus
 
     return EspeakSpeechCorpus(cache_dir=str(data_dir), name="espeak-tiny", num_workers=2,

@@ -212,3 +212,27 @@ def test_a_quick_run_with_every_augmentation_on_the_fly_and_the_recipes_cached_c
     # The shared smoke run is the recipe itself: two cached augmented copies of training.
     assert "variants: 2" in (smoke_run / ".hydra" / "config.yaml").read_text()
     assert "training audio: 2 cached augmented copies" in (smoke_run / "console.txt").read_text()
+
+
+def test_clean_epochs_read_clean_features_until_the_loader_reaches_them(tiny_corpus, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr(speech, "available_cores", lambda: 1)
+    dm = SpeechDataModule(manifests=tiny_corpus, num_workers=0, sorted_epochs=0,
+                          feature_cache=str(tmp_path / "features"),
+                          augment={**EVERY_AUGMENTATION, "variants": 1, "clean_epochs": 1})
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    clean = {train.utterances[i].id: train.cache[i] for i in range(len(train))}
+    copy = {train.utterances[i].id: train.variants[0][i] for i in range(len(train))}
+    loader = dm.train_dataloader()
+
+    def served(epoch):
+        loader.batch_sampler.set_epoch(epoch)
+        return {i: f[:n] for batch in loader
+                for i, f, n in zip(batch.ids, batch.features, batch.feature_lengths)}
+
+    assert all(torch.equal(f, clean[i]) for i, f in served(0).items())
+    assert all(torch.equal(f, copy[i]) for i, f in served(1).items())
+    assert train.subset([0, 1]).clean_epochs == 1
+    with pytest.raises(ValueError, match="data.augment.clean_epochs must be >= 0"):
+        augment_settings({"clean_epochs": -1})

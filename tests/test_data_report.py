@@ -58,11 +58,13 @@ def test_unalignable_items_leave_training_only_and_every_one_is_reported(tiny_co
     by_id = {i["id"]: i for i in report["issues"]}
     assert by_id[first["train"]]["action"] == "skipped"
     assert "left out of training" in by_id[first["train"]]["reason"]
-    for split in ("valid", "test", "test_text", "test_voices"):
+    evaluation = [split for split in datamodule.datasets if split != "train"]
+    assert evaluation == ["valid", "test", "test_text", "test_voices", "test_engine"]
+    for split in evaluation:
         assert by_id[first[split]]["action"] == "kept"
         assert f"kept and scored ({split} split)" in by_id[first[split]]["reason"]
     path = datamodule.write_report(tmp_path)
-    assert json.loads(path.read_text())["counts"] == {"skipped": 1, "kept": 4}
+    assert json.loads(path.read_text())["counts"] == {"skipped": 1, "kept": len(evaluation)}
 
 
 def test_a_task_without_constraints_drops_nothing(tiny_corpus):

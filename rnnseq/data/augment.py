@@ -169,6 +169,7 @@ class AugmentSettings:
     reverb: Reverb = field(default_factory=Reverb)
     band_limit: BandLimit = field(default_factory=BandLimit)
     variants: int = 0  # cached augmented copies per training utterance (0: on the fly)
+    clean_epochs: int = 0  # first epochs read clean audio (a curriculum: align, then generalise)
     seed: int = 0
 
     @property
@@ -189,10 +190,11 @@ def augment_settings(config: Mapping[str, Any] | None, seed: int = 0) -> Augment
     if OmegaConf.is_config(config):
         config = OmegaConf.to_container(config, resolve=True)
     config = dict(config or {})
-    unknown = set(config) - {*_PARTS, "variants"}
+    own = {"variants", "clean_epochs"}
+    unknown = set(config) - {*_PARTS, *own}
     if unknown:
         raise ValueError(f"unknown data.augment key(s) {sorted(unknown)}; "
-                         f"allowed: {sorted({*_PARTS, 'variants'})}")
+                         f"allowed: {sorted({*_PARTS, *own})}")
     parts = {}
     for name, cls in _PARTS.items():
         values = dict(config.get(name) or {})
@@ -205,10 +207,11 @@ def augment_settings(config: Mapping[str, Any] | None, seed: int = 0) -> Augment
         part = cls(**values)
         _check(name, part)
         parts[name] = part
-    variants = int(config.get("variants", 0))
-    if variants < 0:
-        raise ValueError(f"data.augment.variants must be >= 0, got {variants}")
-    return AugmentSettings(**parts, variants=variants, seed=seed)
+    counts = {key: int(config.get(key, 0)) for key in sorted(own)}
+    for key, value in counts.items():
+        if value < 0:
+            raise ValueError(f"data.augment.{key} must be >= 0, got {value}")
+    return AugmentSettings(**parts, **counts, seed=seed)
 
 
 def _check(name: str, part) -> None:

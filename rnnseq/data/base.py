@@ -49,6 +49,8 @@ class ResumableLoader(DataLoader):
 
     def __iter__(self):
         self.generator.manual_seed(self.seed * 100_003 + self.batch_sampler.epoch)
+        if hasattr(self.dataset, "set_epoch"):  # e.g. augmentation that starts after an epoch
+            self.dataset.set_epoch(self.batch_sampler.epoch)
         return super().__iter__()
 
     def state_dict(self) -> dict[str, int]:

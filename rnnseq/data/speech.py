@@ -52,6 +52,8 @@ class SpeechDataset(PairedItems, Dataset):
         variants: caches of augmented copies of the same utterances; each item is read from
             one of them drawn at random (training with cached augmentation). ``cache`` still
             gives the clean features (statistics, exact lengths).
+        clean_epochs: epochs (counted by :meth:`set_epoch`) that read clean audio or features
+            before the augmentation starts.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class SpeechDataset(PairedItems, Dataset):
         augment: WaveAugment | None = None,
         cache: FeatureCache | None = None,
         variants: list[FeatureCache] | None = None,
+        clean_epochs: int = 0,
     ):
         if cache is not None and augment is not None:
             raise ValueError("cached features cannot be augmented on the fly; pass one of them")
@@ -76,6 +79,17 @@ class SpeechDataset(PairedItems, Dataset):
         self.feature_config = features
         self.logmel = LogMel(features)
         self.augment = augment
+        self.clean_epochs = clean_epochs
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tells the dataset which training epoch it serves (the loader calls it)."""
+        self.epoch = epoch
+
+    @property
+    def augmenting(self) -> bool:
+        """Whether items are augmented now (not in the first ``clean_epochs``)."""
+        return self.epoch >= self.clean_epochs and (bool(self.variants) or self.augment is not None)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -109,7 +123,7 @@ class SpeechDataset(PairedItems, Dataset):
         return SpeechDataset([self.utterances[i] for i in rows], self.tokenizer,
                              self.feature_config, self.augment,
                              self.cache.select(rows) if self.cache is not None else None,
-                             [v.select(rows) for v in self.variants])
+                             [v.select(rows) for v in self.variants], self.clean_epochs)
 
     def without_augmentation(self) -> SpeechDataset:
         """The same utterances, clean (for feature statistics)."""
@@ -118,7 +132,7 @@ class SpeechDataset(PairedItems, Dataset):
 
     def __getitem__(self, index: int) -> Example | Failure:
         utt = self.utterances[index]
-        if self.variants:
+        if self.variants and self.augmenting:
             features = self._cached(self.variants[random.randrange(len(self.variants))], index)
         elif self.cache is not None:
             features = self._cached(self.cache, index)
@@ -144,7 +158,7 @@ class SpeechDataset(PairedItems, Dataset):
         except AudioError as err:
             log.warning("skipping utterance %s: %s", utt.id, err)
             return Failure(utt.id, utt.audio_path, str(err))
-        if self.augment is not None:
+        if self.augment is not None and self.augmenting:
             # Drawn from Python's random state, which checkpoints carry (exact resume).
             wave = self.augment(wave, torch.Generator().manual_seed(random.getrandbits(63)))
         return self.logmel(wave)
@@ -324,8 +338,10 @@ class SpeechDataModule(SplitDataModule):
         if split == "train" and self.augment_settings.active:
             talkers = AudioFiles([u.audio_path for u in utts], self.feature_config.sample_rate)
             augment = WaveAugment(self.augment_settings, self.feature_config.sample_rate, talkers)
+        clean_epochs = self.augment_settings.clean_epochs
         if not self.feature_cache:
-            return SpeechDataset(utts, self.tokenizer, self.feature_config, augment)
+            return SpeechDataset(utts, self.tokenizer, self.feature_config, augment,
+                                 clean_epochs=clean_epochs)
         cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
                                     num_workers=available_cores(),
                                     description=f"log-mel features of {split}")
@@ -333,13 +349,14 @@ class SpeechDataModule(SplitDataModule):
         if augment is None:
             return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache)
         if self.augment_settings.variants == 0:  # on the fly, from the audio
-            return SpeechDataset(utts, self.tokenizer, self.feature_config, augment)
+            return SpeechDataset(utts, self.tokenizer, self.feature_config, augment,
+                                 clean_epochs=clean_epochs)
         variants = [build_feature_cache(utts, self.feature_config, self.feature_cache,
                                         num_workers=available_cores(), augment=augment, variant=k,
                                         description=f"augmented copy {k + 1} of {split}")
                     for k in range(self.augment_settings.variants)]
         return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache,
-                             variants=variants)
+                             variants=variants, clean_epochs=clean_epochs)
 
     def _read_split(self, split: str) -> list[Utterance]:
         self.report.split = split
@@ -442,6 +459,8 @@ class SpeechDataModule(SplitDataModule):
                  sorted_epochs=self.sorted_epochs if shuffle else 0),
             collate_fn=collate_examples,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # Workers kept across epochs would keep the dataset's first epoch number.
+            persistent_workers=self.num_workers > 0 and not (
+                shuffle and self.augment_settings.clean_epochs > 0),
             worker_init_fn=worker_init(self.worker_nice),
         )

@@ -15,7 +15,6 @@ _SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
 _RATE, _PITCH, _RANGE, _WORDGAP = 1, 3, 4, 7  # espeak_PARAMETER ids
 # espeak_TextToPhonemes: text mode 1 (UTF-8); phoneme mode bit 1 = IPA, bits 8-23 = separator.
 _UTF8_TEXT = 1
-_IPA_SPACE_SEPARATED = (ord(" ") << 8) | 0x02
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -111,14 +110,20 @@ class EspeakSynthesizer:
     def phonemes(self, text: str, voice: str = "en-us") -> str:
         """IPA phonemes of ``text`` separated by spaces, stress marks joined to their vowel:
         ``"hello" -> "h ə l ˈoʊ"``. Clauses are joined with spaces; empty text gives ``""``."""
+        return " ".join(" ".join(c.split()) for c in self.phoneme_clauses(text, voice))
+
+    def phoneme_clauses(self, text: str, voice: str = "en-us", separator: str = " ") -> list[str]:
+        """IPA of each clause of ``text`` (espeak-ng drops the punctuation between them), with
+        ``separator`` between the phonemes of a word (``""``: none) and spaces between words."""
         if voice != self._voice:
             self.set_voice(Voice(voice))
+        mode = ((ord(separator) << 8) | 0x02) if separator else 0x02  # bit 1: IPA
         encoded = ctypes.c_char_p(text.encode("utf-8"))
         pointer = ctypes.pointer(encoded)
         clauses = []
         # Each call converts one clause and advances the pointer; it becomes NULL at the end.
         while pointer.contents.value:
-            result = self._lib.espeak_TextToPhonemes(pointer, _UTF8_TEXT, _IPA_SPACE_SEPARATED)
-            if result:
-                clauses.append(" ".join(result.decode("utf-8").split()))
-        return " ".join(c for c in clauses if c)
+            result = self._lib.espeak_TextToPhonemes(pointer, _UTF8_TEXT, mode)
+            if result and result.strip():
+                clauses.append(result.decode("utf-8").strip())
+        return clauses

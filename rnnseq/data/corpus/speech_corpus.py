@@ -2,8 +2,10 @@
 
 Splits: ``train``; ``valid`` and ``test`` (documents of the main text source that training never
 reads, spoken by the training voices); ``test_text`` (a held-out document of a second, modern
-text source, same voices); ``test_voices`` (the test sentences again, spoken by voices that
-training never hears). The last two exist when their ``num_utterances`` is above 0.
+text source, same voices); ``test_voices`` (the test sentences again, spoken by espeak-ng voices
+that training never hears); ``test_engine`` (the test sentences again, spoken by a neural voice
+of an engine training never hears, :mod:`rnnseq.data.corpus.neural_voices`). The last three
+exist when their ``num_utterances`` is above 0.
 
 Everything is derived from the build settings and the seed, so the same settings always give the
 same corpus. It is built once into ``<cache_dir>/<name>-<hash of the settings>/`` (in parallel
@@ -29,6 +31,7 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from rnnseq.data.corpus.espeak import Voice
+from rnnseq.data.corpus.neural_voices import is_neural, neural_voice
 from rnnseq.data.corpus.sentences import extract_sentences
 from rnnseq.data.corpus.shakespeare import fetch_shakespeare
 from rnnseq.data.corpus.sotu import fetch_sotu
@@ -51,7 +54,8 @@ TEST_VOICES = ("en-us", "en", "en-us-nyc", "en-gb-x-gbcwmd")
 TEST_VARIANTS = ("m4", "m6", "f3", "f4", "klatt3", "klatt5", "Mike", "Reed", "grandpa", "edward2",
                  "iven2", "steph2", "michel", "kaukovalta")
 SPLIT_NAMES = ("train", "valid", "test")
-EXTRA_SPLITS = ("test_text", "test_voices")
+EXTRA_SPLITS = ("test_text", "test_voices", "test_engine")
+ESPEAK_WPM = 175  # espeak-ng's default rate: a neural voice speaks at rate / ESPEAK_WPM
 BUILD_INFO = "corpus.json"
 # Bump when the same settings would build a different corpus. 3: pieces with digits, symbols,
 # abbreviations or acronyms are dropped; voices carry pitch range and word gap.
@@ -78,7 +82,7 @@ class SpeechCorpusSettings:
     test_text_documents: list[str] = field(default_factory=lambda: ["2023-Biden-1"])
     num_utterances: dict[str, int] = field(
         default_factory=lambda: {"train": 8000, "valid": 300, "test": 500, "test_text": 300,
-                                 "test_voices": 300}
+                                 "test_voices": 300, "test_engine": 300}
     )
     min_words: int = 3
     max_words: int = 12
@@ -86,6 +90,9 @@ class SpeechCorpusSettings:
     variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
     test_voices: list[str] = field(default_factory=lambda: list(TEST_VOICES))
     test_variants: list[str] = field(default_factory=lambda: list(TEST_VARIANTS))
+    neural_voices: list[str] = field(default_factory=lambda: ["hibari:heart"])
+    neural_share: float = 0.1
+    test_engine_voices: list[str] = field(default_factory=lambda: ["piper:joe"])
     rate: tuple[int, int] = (120, 220)
     pitch: tuple[int, int] = (20, 80)
     pitch_range: tuple[int, int] = (20, 90)
@@ -205,6 +212,10 @@ class EspeakSpeechCorpus(EspeakCorpus):
         variants: espeak-ng voice variants (``m1``, ``f2``, ``klatt3``, ...; ``""`` is the voice's
             own): training speaks with every voice/variant pair.
         test_voices, test_variants: the same for ``test_voices``: never used in training.
+        neural_voices: neural voices (``hibari:heart``) that speak ``neural_share`` of the
+            utterances of every split but the voice tests, at ``rate / 175`` of their own speed.
+        test_engine_voices: neural voices of another engine (``piper:joe``) that speak the
+            ``test_engine`` split (the first n test sentences again); never used in training.
         rate, pitch, pitch_range, word_gap: ``[low, high]`` ranges drawn per utterance (words per
             minute; 0-100; 0-100; units of 10 ms).
         num_workers: synthesis processes (default: all cores).
@@ -228,11 +239,25 @@ class EspeakSpeechCorpus(EspeakCorpus):
                              f"choose from {[*SPLIT_NAMES, *EXTRA_SPLITS]}")
         if wanted.get("test_text", 0) > 0 and not s.test_text_documents:
             raise ValueError("a test_text split needs data.corpus.test_text_documents")
-        if wanted.get("test_voices", 0) > 0 and not s.test_voices:
-            raise ValueError("a test_voices split needs data.corpus.test_voices")
-        if wanted.get("test_voices", 0) > wanted.get("test", 0):
-            raise ValueError("test_voices speaks test sentences again: num_utterances.test_voices "
-                             "cannot exceed num_utterances.test")
+        for split, key in (("test_voices", "test_voices"), ("test_engine", "test_engine_voices")):
+            if wanted.get(split, 0) > wanted.get("test", 0):
+                raise ValueError(f"{split} speaks test sentences again: num_utterances.{split} "
+                                 f"cannot exceed num_utterances.test")
+            if wanted.get(split, 0) > 0 and not getattr(s, key):
+                raise ValueError(f"a {split} split needs data.corpus.{key}")
+        if not 0.0 <= s.neural_share <= 1.0:
+            raise ValueError(f"data.corpus.neural_share must be in [0, 1], got {s.neural_share}")
+        if s.neural_share > 0 and not s.neural_voices:
+            raise ValueError("data.corpus.neural_share needs data.corpus.neural_voices")
+        for key in ("neural_voices", "test_engine_voices"):
+            wrong = [v for v in getattr(s, key) if not is_neural(v)]
+            if wrong:
+                raise ValueError(f"data.corpus.{key} {wrong} are not neural voices "
+                                 f"(hibari:heart, piper:joe)")
+        heard = set(s.neural_voices) & set(s.test_engine_voices)
+        if heard:
+            raise ValueError(f"voices {sorted(heard)} are in both data.corpus.neural_voices and "
+                             f"test_engine_voices; the test engine must be unheard in training")
         shared = set(self.voice_pool("train")) & set(self.voice_pool("test_voices"))
         if shared:
             raise ValueError(f"voices {sorted(shared)} are in both the training and the "
@@ -259,15 +284,23 @@ class EspeakSpeechCorpus(EspeakCorpus):
     def _voice_for(self, utt_id: str, split: str) -> Voice:
         rng = random.Random(f"{self.settings.seed}/{utt_id}")
         s = self.settings
-        return Voice(rng.choice(self.voice_pool(split)), rate=rng.randint(*s.rate),
-                     pitch=rng.randint(*s.pitch), pitch_range=rng.randint(*s.pitch_range),
-                     word_gap=rng.randint(*s.word_gap))
+        voice = Voice(rng.choice(self.voice_pool(split)), rate=rng.randint(*s.rate),
+                      pitch=rng.randint(*s.pitch), pitch_range=rng.randint(*s.pitch_range),
+                      word_gap=rng.randint(*s.word_gap))
+        # Drawn after the espeak voice, so that adding neural voices leaves the others alone.
+        neural = random.Random(f"{s.seed}/neural/{utt_id}")
+        if split == "test_engine":
+            return Voice(neural.choice(s.test_engine_voices), rate=voice.rate)
+        if split != "test_voices" and s.neural_share > 0 and neural.random() < s.neural_share:
+            return Voice(neural.choice(s.neural_voices), rate=voice.rate)
+        return voice
 
     def _texts(self) -> dict[str, list[str]]:
         chosen = self._select_sentences()
-        wanted = self.settings.num_utterances.get("test_voices", 0)
-        if wanted > 0:
-            chosen["test_voices"] = chosen["test"][:wanted]
+        for split in ("test_voices", "test_engine"):
+            wanted = self.settings.num_utterances.get(split, 0)
+            if wanted > 0:
+                chosen[split] = chosen["test"][:wanted]
         return chosen
 
     def _documents(self, source: str, held: dict[str, set[str]], key: str
@@ -355,8 +388,13 @@ def _synthesize(job: _Job) -> float:
     from rnnseq.data.corpus.espeak import EspeakSynthesizer
 
     torch.set_num_threads(1)
-    synth = EspeakSynthesizer.shared()
-    wave = synth.synthesize(job.text, job.voice)
+    if is_neural(job.voice.name):
+        synth = neural_voice(job.voice.name)
+        seed = int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "little")
+        wave = synth.synthesize(job.text, speed=job.voice.rate / ESPEAK_WPM, seed=seed)
+    else:
+        synth = EspeakSynthesizer.shared()
+        wave = synth.synthesize(job.text, job.voice)
     wave = torchaudio.functional.resample(torch.from_numpy(wave), synth.sample_rate,
                                           job.sample_rate).numpy()
     wave = _normalize_loudness(wave)
