@@ -236,3 +236,11 @@ def test_clean_epochs_read_clean_features_until_the_loader_reaches_them(tiny_cor
     assert train.subset([0, 1]).clean_epochs == 1
     with pytest.raises(ValueError, match="data.augment.clean_epochs must be >= 0"):
         augment_settings({"clean_epochs": -1})
+
+
+def test_the_cache_key_of_a_copy_ignores_how_many_copies_there_are_and_when_they_start():
+    base = augment_settings({"speed": {"p": 0.5}, "variants": 1})
+    assert augment_settings({"speed": {"p": 0.5}, "variants": 3, "clean_epochs": 1}).digest() \
+        == base.digest()
+    assert augment_settings({"speed": {"p": 0.6}, "variants": 1}).digest() != base.digest()
+    assert augment_settings({"speed": {"p": 0.5}}, seed=1).digest() != base.digest()

@@ -178,8 +178,10 @@ class AugmentSettings:
         return any(part.p > 0 for part in (self.speed, self.noise, self.reverb, self.band_limit))
 
     def digest(self) -> str:
-        """A short hash of every setting (part of the augmented caches' keys)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """A short hash of what decides the augmented audio (part of the augmented caches' keys):
+        every step's settings and the seed, not how many copies are made or when they are used."""
+        audio = {k: v for k, v in asdict(self).items() if k not in ("variants", "clean_epochs")}
+        return hashlib.sha256(json.dumps(audio, sort_keys=True).encode()).hexdigest()[:12]
 
 
 _PARTS = {"speed": Speed, "noise": Noise, "reverb": Reverb, "band_limit": BandLimit}
