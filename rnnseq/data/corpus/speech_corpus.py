@@ -268,7 +268,15 @@ class EspeakSpeechCorpus(EspeakCorpus):
         return (*SPLIT_NAMES, *(s for s in EXTRA_SPLITS if counts.get(s, 0) > 0))
 
     def voice_pool(self, split: str) -> list[str]:
-        """Every voice name (with variant) that ``split`` speaks with."""
+        """Every voice name (with variant) that ``split`` speaks with (built once per pool: it is
+        asked for every utterance)."""
+        key = "test_voices" if split == "test_voices" else "train"
+        pools = self.__dict__.setdefault("_voice_pools", {})
+        if key not in pools:
+            pools[key] = self._combine_voices(key)
+        return pools[key]
+
+    def _combine_voices(self, split: str) -> list[str]:
         s = self.settings
         voices, variants = ((s.test_voices, s.test_variants) if split == "test_voices"
                             else (s.voices, s.variants))
