@@ -15,6 +15,7 @@ from torchmetrics.functional.classification import (
 TRAIN_LOSS = "train/loss"
 TRAIN_ATTENTION_LOSS = "train/att_loss"
 TRAIN_CTC_LOSS = "train/ctc_loss"
+TRAIN_GUIDED_ATTENTION_LOSS = "train/guided_attention_loss"
 GRAD_NORM = "train/grad_norm"
 LEARNING_RATE = "train/lr"
 SKIPPED_STEPS = "train/skipped_steps"  # steps with a non-finite loss or gradient (safeguards)

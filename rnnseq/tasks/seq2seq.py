@@ -13,12 +13,49 @@ from rnnseq.data.tokenizer import Tokenizer
 from rnnseq.decoding.ctc_greedy import ctc_greedy_search
 from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.decoding.search import beam_search, greedy_search, max_decode_lengths
+from rnnseq.models.guided_attention import guided_attention_loss
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
 from rnnseq.tasks.base import Task, gather_rows
 
 DECODING_MODES = ("beam", "greedy", "ctc_greedy")
 DECODING_KEYS = ("mode", "max_length_ratio", "beam_size", "length_penalty", "ctc_weight", "lm",
                  "lm_weight")
+
+
+GUIDED_ATTENTION_KEYS = ("weight", "sigma", "anneal_steps")
+
+
+def check_guided_attention(settings: dict | None) -> dict:
+    """The ``task.guided_attention`` settings with defaults filled in; unknown keys or values out
+    of range are a ``ValueError`` naming the key.
+
+    ``weight`` scales the guided attention loss (0: off), ``sigma`` is the width of the diagonal
+    band (:func:`~rnnseq.models.guided_attention.guided_attention_loss`), and ``anneal_steps``
+    lowers the weight linearly to 0 over that many training steps (null: constant).
+    """
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(GUIDED_ATTENTION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown task.guided_attention settings {unknown}; known: "
+                         f"{list(GUIDED_ATTENTION_KEYS)}")
+    checked = {"weight": 0.0, "sigma": 0.4, "anneal_steps": None, **settings}
+    if checked["weight"] < 0:
+        raise ValueError(f"task.guided_attention.weight must be >= 0, got {checked['weight']}")
+    if checked["sigma"] <= 0:
+        raise ValueError(f"task.guided_attention.sigma must be > 0, got {checked['sigma']}")
+    if checked["anneal_steps"] is not None and checked["anneal_steps"] <= 0:
+        raise ValueError(f"task.guided_attention.anneal_steps must be > 0 or null, got "
+                         f"{checked['anneal_steps']}")
+    return checked
+
+
+def guided_attention_weight(settings: dict, step: int) -> float:
+    """The guided attention loss weight at training step ``step`` (linear decay to 0 over
+    ``anneal_steps`` when it is set)."""
+    weight, anneal = settings["weight"], settings["anneal_steps"]
+    if anneal is None:
+        return weight
+    return weight * max(0.0, 1.0 - step / anneal)
 
 
 def check_decoding(decoding: dict, has_ctc: bool) -> None:
@@ -53,7 +90,8 @@ class Seq2SeqTask(Task):
 
     Subclasses set ``self.tokenizer`` (the target side) and ``self.model`` (a
     :class:`~rnnseq.models.seq2seq.Seq2Seq`), save ``ctc_weight``, ``label_smoothing`` and
-    ``decoding`` in their hyper-parameters, and implement :meth:`encode` and :meth:`score`.
+    ``decoding`` (and optionally ``guided_attention``, see :func:`check_guided_attention`) in
+    their hyper-parameters, and implement :meth:`encode` and :meth:`score`.
 
     ``decoding`` holds ``mode`` (:data:`DECODING_MODES`: ``beam``, the default; ``greedy``,
     attention greedy; ``ctc_greedy``, the CTC head's best path), ``max_length_ratio`` (most output
@@ -97,11 +135,11 @@ class Seq2SeqTask(Task):
         return decoder_input, target
 
     def compute_losses(self, batch: Batch, enc: Encoded | None = None) -> dict[str, torch.Tensor]:
-        """``{"loss", "att"}`` (and ``"ctc"`` with a CTC head) for a batch; ``enc`` reuses an
-        encoder pass."""
+        """``{"loss", "att"}`` (and ``"ctc"`` with a CTC head, ``"guided"`` with guided attention
+        in training) for a batch; ``enc`` reuses an encoder pass."""
         enc = self.encode(batch) if enc is None else enc
         decoder_input, target = self._decoder_io(batch)
-        logits, _ = self.model.decoder(enc.memory, enc.mask, decoder_input)  # (B, T + 1, V)
+        logits, weights = self.model.decoder(enc.memory, enc.mask, decoder_input)  # (B, T + 1, V)
         attention_loss = F.cross_entropy(
             logits.float().transpose(1, 2), target, ignore_index=self.tokenizer.pad_id,
             label_smoothing=self.hparams.label_smoothing,
@@ -116,6 +154,12 @@ class Seq2SeqTask(Task):
             w = self.hparams.ctc_weight
             losses["ctc"] = ctc_loss
             losses["loss"] = (1 - w) * attention_loss + w * ctc_loss
+        guide = check_guided_attention(self.hparams.get("guided_attention"))
+        guide_weight = guided_attention_weight(guide, self.global_step) if self.training else 0.0
+        if guide_weight > 0:  # training only, so that val/loss stays comparable across recipes
+            losses["guided"] = guided_attention_loss(weights, batch.target_lengths + 1, enc.lengths,
+                                                     guide["sigma"])
+            losses["loss"] = losses["loss"] + guide_weight * losses["guided"]
         return losses
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
@@ -125,6 +169,8 @@ class Seq2SeqTask(Task):
         self.log(M.TRAIN_ATTENTION_LOSS, losses["att"], batch_size=b)
         if "ctc" in losses:
             self.log(M.TRAIN_CTC_LOSS, losses["ctc"], batch_size=b)
+        if "guided" in losses:
+            self.log(M.TRAIN_GUIDED_ATTENTION_LOSS, losses["guided"], batch_size=b)
         return losses["loss"]
 
     def unalignable(self, input_lengths: list[int], targets: list[list[int]]) -> dict[int, str]:

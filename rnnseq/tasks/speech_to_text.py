@@ -11,7 +11,7 @@ from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import CharTokenizer
 from rnnseq.models.seq2seq import Encoded, build_seq2seq
 from rnnseq.tasks.base import to_plain
-from rnnseq.tasks.seq2seq import Seq2SeqTask
+from rnnseq.tasks.seq2seq import Seq2SeqTask, check_guided_attention
 from rnnseq.tasks.speech_input import SpeechInput
 
 
@@ -37,6 +37,8 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         decoding: test-time beam search settings (see
             :class:`~rnnseq.tasks.seq2seq.Seq2SeqTask`), shallow fusion with a character
             language model (``lm``, ``lm_weight``) included.
+        guided_attention: ``weight``, ``sigma``, ``anneal_steps`` of a guided attention loss
+            in training (:func:`~rnnseq.tasks.seq2seq.check_guided_attention`); ``None``: off.
     """
 
     MONITOR = M.VAL_WER
@@ -55,6 +57,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         spec_augment: Mapping[str, Any] | None = None,
         decoding: Mapping[str, Any] | None = None,
         normalizer: str = "letters",
+        guided_attention: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -65,6 +68,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             "ctc_weight": ctc_weight, "label_smoothing": label_smoothing,
             "spec_augment": to_plain(spec_augment), "normalizer": normalizer,
             "decoding": to_plain(decoding) or {},
+            "guided_attention": check_guided_attention(to_plain(guided_attention)),
         })
         self.tokenizer = CharTokenizer(vocabulary)
         input_dim = int(self.hparams.features["n_mels"])
