@@ -78,3 +78,30 @@ def test_spec_augment_freq_warp_stretches_each_utterance_in_training_only():
     assert not torch.allclose(warped, x) and warped.shape == x.shape
     with pytest.raises(ValueError, match="freq_warp must be in"):
         SpecAugment(freq_warp=1.5)
+
+
+def test_spec_augment_waits_for_its_start_step():
+    from torch import nn
+
+    from rnnseq.data.batching import Batch
+    from rnnseq.tasks.speech_input import SpeechInput
+
+    class Features(SpeechInput, nn.Module):
+        global_step = 0
+
+    task = Features()
+    nn.Module.__init__(task)
+    task.init_speech_input(20, {"freq_masks": 1, "freq_width": 10, "time_masks": 1,
+                                "time_width": 10, "max_time_ratio": 1.0, "start_step": 3})
+    task.train()
+    batch = Batch(features=torch.ones(4, 50, 20), feature_lengths=torch.full((4,), 50),
+                  targets=torch.zeros(4, 1, dtype=torch.long),
+                  target_lengths=torch.ones(4, dtype=torch.long), ids=list("abcd"),
+                  texts=list("abcd"))
+    torch.manual_seed(0)
+    task.global_step = 2
+    assert torch.equal(task.prepare_features(batch), batch.features)  # before the start step
+    task.global_step = 3
+    assert (task.prepare_features(batch) == 0).any()  # masked from the start step on
+    with pytest.raises(ValueError, match="start_step must be >= 0"):
+        SpecAugment(start_step=-1)

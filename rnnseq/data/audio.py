@@ -124,6 +124,9 @@ class SpecAugment(nn.Module):
     normalisation is the training mean. ``freq_warp`` w > 0 stretches each utterance's mel axis
     by a factor drawn from [1 - w, 1 + w]: a cheap stand-in for vocal tract length perturbation
     that works on cached features and makes a model less sensitive to the speaker's formants.
+    ``start_step`` is read by the task (:class:`~rnnseq.tasks.speech_input.SpeechInput`): no
+    augmentation before that training step, so that a model on varied data first escapes the
+    early plateau where its CTC head emits only blanks (see experiments/asr).
     """
 
     def __init__(
@@ -134,11 +137,15 @@ class SpecAugment(nn.Module):
         time_width: int = 40,
         max_time_ratio: float = 0.2,
         freq_warp: float = 0.0,
+        start_step: int = 0,
     ):
         super().__init__()
         if not 0.0 <= freq_warp < 1.0:
             raise ValueError(f"spec_augment.freq_warp must be in [0, 1), got {freq_warp}")
+        if start_step < 0:
+            raise ValueError(f"spec_augment.start_step must be >= 0, got {start_step}")
         self.freq_warp = freq_warp
+        self.start_step = start_step
         self.freq_masks = nn.ModuleList(
             torchaudio.transforms.FrequencyMasking(freq_width, iid_masks=True)
             for _ in range(freq_masks)

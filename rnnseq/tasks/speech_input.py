@@ -16,6 +16,7 @@ class SpeechInput:
     normalizer: FeatureNormalizer
     spec_augment: SpecAugment | None
     training: bool
+    global_step: int
 
     def init_speech_input(self, num_features: int, spec_augment: dict | None) -> None:
         """Creates the normaliser (statistics set later by the datamodule) and SpecAugment."""
@@ -23,9 +24,11 @@ class SpeechInput:
         self.spec_augment = SpecAugment(**spec_augment) if spec_augment else None
 
     def prepare_features(self, batch: Batch) -> torch.Tensor:
-        """Normalised (and, in training, SpecAugment-ed) ``(B, S, F)`` features."""
+        """Normalised (and, in training from ``spec_augment.start_step`` on, SpecAugment-ed)
+        ``(B, S, F)`` features."""
         mask = make_pad_mask(batch.feature_lengths, batch.features.shape[1])
         features = self.normalizer(batch.features, mask)
-        if self.spec_augment is not None and self.training:
+        augment = self.spec_augment
+        if augment is not None and self.training and self.global_step >= augment.start_step:
             features = self.spec_augment(features) * mask.unsqueeze(-1)
         return features
