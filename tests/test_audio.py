@@ -105,3 +105,17 @@ def test_spec_augment_waits_for_its_start_step():
     assert (task.prepare_features(batch) == 0).any()  # masked from the start step on
     with pytest.raises(ValueError, match="start_step must be >= 0"):
         SpecAugment(start_step=-1)
+
+
+def test_normalizer_utterance_mean_removes_each_utterances_mean_over_its_frames():
+    norm = FeatureNormalizer(2, utterance_mean=True)
+    norm.set_statistics(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 1.0]))
+    x = torch.tensor([[[3.0, 6.0], [5.0, 2.0], [9.0, 9.0]],
+                      [[1.0, 4.0], [7.0, 7.0], [7.0, 7.0]]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    out = norm(x, mask)
+    # first utterance, 2 frames: globally normalised [[1, 6], [2, 2]], mean [1.5, 4]
+    assert out[0].tolist() == [[-0.5, 2.0], [0.5, -2.0], [0.0, 0.0]]
+    # second, 3 frames: [[0, 4], [3, 7], [3, 7]], mean [2, 6]
+    assert out[1].tolist() == [[-2.0, -2.0], [1.0, 1.0], [1.0, 1.0]]
+    assert torch.equal(FeatureNormalizer(2)(x, mask)[0, 2], torch.zeros(2))  # global: padding 0

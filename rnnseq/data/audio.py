@@ -96,13 +96,18 @@ class LogMel(nn.Module):
 
 
 class FeatureNormalizer(nn.Module):
-    """Per-dimension mean/variance normalisation with statistics of the training split.
+    """Per-dimension mean/variance normalisation with statistics of the training split, then
+    optionally each utterance's own mean removed per dimension (``utterance_mean``: cepstral mean
+    normalisation per utterance, as ESPnet's ``utterance_mvn`` does for the mean; it takes away
+    what stays constant over an utterance, such as a voice's spectral tilt or a channel's
+    colouring).
 
     The statistics are buffers, so they travel inside the model's ``state_dict``.
     """
 
-    def __init__(self, num_features: int):
+    def __init__(self, num_features: int, utterance_mean: bool = False):
         super().__init__()
+        self.utterance_mean = utterance_mean
         self.register_buffer("mean", torch.zeros(num_features))
         self.register_buffer("std", torch.ones(num_features))
 
@@ -113,7 +118,12 @@ class FeatureNormalizer(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B, S, F)`` features and ``(B, S)`` bool mask -> normalised features, zero on padding."""
-        return ((features - self.mean) / self.std) * mask.unsqueeze(-1)
+        valid = mask.unsqueeze(-1).to(features.dtype)  # (B, S, 1)
+        normalised = ((features - self.mean) / self.std) * valid
+        if self.utterance_mean:
+            frames = valid.sum(1, keepdim=True).clamp_min(1)  # (B, 1, 1)
+            normalised = (normalised - normalised.sum(1, keepdim=True) / frames) * valid
+        return normalised
 
 
 class SpecAugment(nn.Module):

@@ -18,9 +18,11 @@ class SpeechInput:
     training: bool
     global_step: int
 
-    def init_speech_input(self, num_features: int, spec_augment: dict | None) -> None:
-        """Creates the normaliser (statistics set later by the datamodule) and SpecAugment."""
-        self.normalizer = FeatureNormalizer(num_features)
+    def init_speech_input(self, num_features: int, spec_augment: dict | None,
+                          utterance_mean: bool = False) -> None:
+        """Creates the normaliser (statistics set later by the datamodule; ``utterance_mean``
+        also removes each utterance's mean) and SpecAugment."""
+        self.normalizer = FeatureNormalizer(num_features, utterance_mean)
         self.spec_augment = SpecAugment(**spec_augment) if spec_augment else None
 
     def prepare_features(self, batch: Batch) -> torch.Tensor:

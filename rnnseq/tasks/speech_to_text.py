@@ -39,6 +39,8 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             language model (``lm``, ``lm_weight``) included.
         guided_attention: ``weight``, ``sigma``, ``anneal_steps`` of a guided attention loss
             in training (:func:`~rnnseq.tasks.seq2seq.check_guided_attention`); ``None``: off.
+        utterance_mean: after the training split's normalisation, remove each utterance's own
+            mean per mel bin (:class:`~rnnseq.data.audio.FeatureNormalizer`).
     """
 
     MONITOR = M.VAL_WER
@@ -58,6 +60,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         decoding: Mapping[str, Any] | None = None,
         normalizer: str = "letters",
         guided_attention: Mapping[str, Any] | None = None,
+        utterance_mean: bool = False,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -69,13 +72,14 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             "spec_augment": to_plain(spec_augment), "normalizer": normalizer,
             "decoding": to_plain(decoding) or {},
             "guided_attention": check_guided_attention(to_plain(guided_attention)),
+            "utterance_mean": bool(utterance_mean),
         })
         self.tokenizer = CharTokenizer(vocabulary)
         input_dim = int(self.hparams.features["n_mels"])
         self.model = build_seq2seq(self.hparams.model, input_dim, len(self.tokenizer),
                                    ctc=ctc_weight > 0)
         self.set_decoding()  # refuses decoding settings that cannot apply to this model
-        self.init_speech_input(input_dim, spec_augment)
+        self.init_speech_input(input_dim, spec_augment, self.hparams.utterance_mean)
 
     # -- shared pieces --------------------------------------------------------------------------
     def encode(self, batch: Batch) -> Encoded:

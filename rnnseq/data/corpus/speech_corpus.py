@@ -48,7 +48,7 @@ DEFAULT_VARIANTS = (
     "Alex", "Andy", "Annie", "Gene", "Lee", "Michael", "Storm", "adam", "announcer", "aunty",
     "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward", "grandma", "iven", "iven3",
     "john", "linda", "max", "norbert", "paul", "quincy", "rob", "robert", "shelby", "steph",
-    "travis", "victor", "zac", "whisperf",
+    "travis", "victor", "zac",
 )
 TEST_VOICES = ("en-us", "en", "en-us-nyc", "en-gb-x-gbcwmd")
 TEST_VARIANTS = ("m4", "m6", "f3", "f4", "klatt3", "klatt5", "Mike", "Reed", "grandpa", "edward2",
@@ -93,10 +93,10 @@ class SpeechCorpusSettings:
     neural_voices: list[str] = field(default_factory=lambda: ["hibari:heart"])
     neural_share: float = 0.1
     test_engine_voices: list[str] = field(default_factory=lambda: ["piper:joe"])
-    rate: tuple[int, int] = (120, 220)
+    rate: tuple[int, int] = (140, 220)
     pitch: tuple[int, int] = (20, 80)
     pitch_range: tuple[int, int] = (20, 90)
-    word_gap: tuple[int, int] = (0, 3)
+    word_gap: tuple[int, int] = (0, 2)
     sample_rate: int = 16000
     seed: int = 0
 
