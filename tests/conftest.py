@@ -112,7 +112,7 @@ def tiny_sweep(tmp_path_factory, data_dir, tiny_corpus) -> Path:
 # 2 steps (which change no number).
 RESUMABLE = ["data.max_batch_size=4", "trainer.log_every_n_steps=1",
              "callbacks.attention_samples=null", "data.sorted_epochs=0", "trainer.deterministic=true",
-             "task/scheduler=none"]
+             "task.scheduler=null"]
 EVERY_2 = "callbacks.periodic_checkpoint.every_n_steps=2"
 
 

@@ -5,6 +5,7 @@ from dataclasses import asdict
 import hydra.utils
 import lightning as L
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -152,6 +153,15 @@ def test_settings_that_cannot_apply_are_errors_naming_the_key(tmp_path):
     with pytest.raises(ValueError, match=r"task.scheduler.warmup_steps does not apply.*"
                                          r"~task.scheduler.warmup_steps"):
         task.configure_optimizers()
+    # the asr recipe's warm-up length left over after task/scheduler=none (a constant rate)
+    cfg = compose_config(["experiment=asr", "task/scheduler=none"], tmp_path)
+    _, task, _ = _build(cfg)
+    with pytest.raises(ValueError, match=r"task.scheduler has \['warmup_steps'\] but no "
+                                         r"scheduler.*task.scheduler=null"):
+        task.configure_optimizers()
+    cfg = compose_config(["experiment=asr", "task.scheduler=null"], tmp_path)
+    _, task, _ = _build(cfg)
+    assert isinstance(task.configure_optimizers(), torch.optim.Optimizer)
     cfg = compose_config(["experiment=textgen", "callbacks.model_checkpoint.monitor=val/wer"],
                          tmp_path)
     with pytest.raises(ValueError, match=r"callbacks.model_checkpoint.monitor=val/wer is not "

@@ -32,7 +32,7 @@ def test_two_processes_equal_one_process_and_skip_an_unreadable_batch_together(
     only the skipped updates can differ), and the lost files are in the run's data report."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     common = [*corpus_overrides(), *NO_NOISE, "data._target_=tests.helpers.SpeechDataWithABadStep",
-              "data.sorted_epochs=2", "data.feature_cache=null", "task/scheduler=none",
+              "data.sorted_epochs=2", "data.feature_cache=null", "task.scheduler=null",
               "trainer.log_every_n_steps=1"]
     run_train(single, data_dir, *common, "+data.spoil=false", "trainer.accumulate_grad_batches=2")
     run_train(ddp, data_dir, *common, "+data.spoil=true", "trainer=ddp_cpu")

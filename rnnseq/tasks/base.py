@@ -262,6 +262,10 @@ class Task(L.LightningModule):
         config = dict(self.hparams.scheduler)
         interval = config.pop("interval", "step")
         monitor = config.pop("monitor", None)
+        if "_target_" not in config:  # e.g. task/scheduler=none under a recipe that sets warm-up
+            raise ValueError(f"task.scheduler has {sorted(config)} but no scheduler to give them "
+                             f"to (no _target_); for a constant learning rate use "
+                             f"task.scheduler=null, which also drops the experiment's settings")
         factory = instantiate(config)  # a partial: the optimizer (and run length) come from here
         parameters = inspect.signature(factory.func).parameters
         # A partial accepts any key until it is called; name the one that does not apply (e.g. a
