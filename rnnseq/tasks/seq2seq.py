@@ -4,6 +4,8 @@ fusion) in test, and corpus-level scores over whole splits."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -154,13 +156,19 @@ class Seq2SeqTask(Task):
             w = self.hparams.ctc_weight
             losses["ctc"] = ctc_loss
             losses["loss"] = (1 - w) * attention_loss + w * ctc_loss
-        guide = check_guided_attention(self.hparams.get("guided_attention"))
+        guide = self.guided_attention
         guide_weight = guided_attention_weight(guide, self.global_step) if self.training else 0.0
         if guide_weight > 0:  # training only, so that val/loss stays comparable across recipes
             losses["guided"] = guided_attention_loss(weights, batch.target_lengths + 1, enc.lengths,
                                                      guide["sigma"])
             losses["loss"] = losses["loss"] + guide_weight * losses["guided"]
         return losses
+
+    @functools.cached_property
+    def guided_attention(self) -> dict:
+        """The checked ``guided_attention`` settings (off for checkpoints saved before it existed),
+        checked once rather than at every step."""
+        return check_guided_attention(self.hparams.get("guided_attention"))
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
         losses = self.compute_losses(batch)

@@ -32,5 +32,5 @@ class SpeechInput:
         features = self.normalizer(batch.features, mask)
         augment = self.spec_augment
         if augment is not None and self.training and self.global_step >= augment.start_step:
-            features = self.spec_augment(features) * mask.unsqueeze(-1)
+            features = augment(features) * mask.unsqueeze(-1)
         return features
