@@ -146,6 +146,35 @@ def test_location_features_equal_the_convolution_then_the_projection():
     assert torch.allclose(attention.location_features(weights), reference, atol=1e-6)
 
 
+def test_cumulative_location_features_equal_a_two_channel_convolution_then_the_projection():
+    attention = A.LocationAttention(query_dim=4, memory_dim=6, attention_dim=8, conv_channels=3,
+                                    conv_kernel=5, cumulative=True)
+    weights = torch.softmax(torch.randn(2, 9), -1)
+    cumulative = torch.rand(2, 9) * 3
+    channels = torch.stack([weights, cumulative], 1)  # (B, 2, S): channel 0 previous, 1 sum
+    reference = attention.location_proj(attention.conv(channels).transpose(1, 2))
+    assert torch.allclose(attention.location_features(weights, cumulative), reference, atol=1e-6)
+
+
+def test_cumulative_attention_state_sums_every_steps_weights_and_survives_reordering():
+    torch.manual_seed(0)
+    attention = A.LocationAttention(query_dim=4, memory_dim=6, attention_dim=8, conv_channels=3,
+                                    conv_kernel=5, cumulative=True)
+    memory, mask = torch.randn(2, 7, 6), torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    state = attention.init_state(memory, mask)
+    assert torch.equal(state.cumulative, torch.zeros(2, 7))
+    seen = torch.zeros(2, 7)
+    for _ in range(3):
+        _, weights, state = attention(torch.randn(2, 4), memory, mask, state)
+        seen += weights
+    torch.testing.assert_close(state.cumulative, seen)
+    assert state.cumulative[1, 4:].abs().sum() == 0  # padding never receives weight
+    flipped = select_state(state, torch.tensor([1, 0]))
+    torch.testing.assert_close(flipped.cumulative, seen.flip(0))
+    plain = A.LocationAttention(query_dim=4, memory_dim=6, attention_dim=8)
+    assert select_state(plain.init_state(memory, mask), torch.tensor([0])).cumulative is None
+
+
 def test_reverse_within_lengths_keeps_padding_and_is_an_involution():
     x = torch.arange(8.0).view(2, 4, 1)
     lengths = torch.tensor([4, 2])

@@ -67,9 +67,22 @@ class FeatureConfig:
         """Samples between frames."""
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
+    @property
+    def win_length(self) -> int:
+        """Samples in one analysis window."""
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def n_fft(self) -> int:
+        """FFT size: the next power of two at or above the window."""
+        return 1 << (self.win_length - 1).bit_length()
+
     def num_frames(self, seconds: float) -> int:
         """Frames that ``seconds`` of audio give (what length bucketing counts)."""
         return int(seconds * self.sample_rate) // self.hop_length + 1
+
+
+LOG_FLOOR = 1e-6  # added to the mel power before the log: silence maps to log(1e-6), not -inf
 
 
 class LogMel(nn.Module):
@@ -78,12 +91,10 @@ class LogMel(nn.Module):
     def __init__(self, config: FeatureConfig = FeatureConfig()):
         super().__init__()
         self.config = config
-        win_length = int(round(config.sample_rate * config.win_ms / 1000))
-        n_fft = 1 << (win_length - 1).bit_length()  # next power of two >= window
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=config.sample_rate,
-            n_fft=n_fft,
-            win_length=win_length,
+            n_fft=config.n_fft,
+            win_length=config.win_length,
             hop_length=config.hop_length,
             n_mels=config.n_mels,
         )
@@ -92,7 +103,7 @@ class LogMel(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """``(N,)`` mono waveform -> ``(S, n_mels)`` log-mel frames."""
         spec = self.mel(wave)  # (n_mels, S)
-        return torch.log(spec + 1e-6).transpose(0, 1)  # (S, n_mels)
+        return torch.log(spec + LOG_FLOOR).transpose(0, 1)  # (S, n_mels)
 
 
 class FeatureNormalizer(nn.Module):

@@ -25,6 +25,7 @@ class AttentionState(NamedTuple):
 
     keys: torch.Tensor  # (B, S, A) projected memory, computed once per utterance
     weights: torch.Tensor  # (B, S) weights of the previous step (location-aware attention)
+    cumulative: torch.Tensor | None = None  # (B, S) sum of all earlier steps' weights, if kept
 
 
 def masked_softmax(energies: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -65,7 +66,10 @@ class Attention(nn.Module):
         state."""
         weights = masked_softmax(self.energies(query, state), memory_mask)  # (B, S)
         context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # (B, D)
-        return context, weights, state._replace(weights=weights)
+        if state.cumulative is None:
+            return context, weights, state._replace(weights=weights)
+        return context, weights, state._replace(weights=weights,
+                                                cumulative=state.cumulative + weights)
 
     def forward_all(self, queries, memory, memory_mask, state):
         """All target steps at once: ``(B, T, Q) -> ((B, T, D) contexts, (B, T, S) weights)``."""
@@ -172,7 +176,13 @@ class AdditiveAttention(Attention):
 class LocationAttention(AdditiveAttention):
     """Location-aware attention (Chorowski et al., 2015): additive energies plus features of the
     previous step's weights, ``v . tanh(W m + U q + V (F * a_prev))``. It helps speech alignments
-    move forward monotonically. Sequential by nature: each step needs the last weights."""
+    move forward monotonically. Sequential by nature: each step needs the last weights.
+
+    With ``cumulative=True`` the convolution also reads the sum of all earlier weights (a second
+    input channel), as Tacotron 2 does (Shen et al., 2018): the attention then knows which inputs
+    it has already covered, which keeps long syntheses from repeating or skipping. The state
+    carries that sum, starting from zero.
+    """
 
     parallel = False
 
@@ -183,29 +193,43 @@ class LocationAttention(AdditiveAttention):
         attention_dim: int = 256,
         conv_channels: int = 10,
         conv_kernel: int = 31,
+        cumulative: bool = False,
     ):
         super().__init__(query_dim, memory_dim, attention_dim)
         if conv_kernel % 2 == 0:
             raise ValueError(f"conv_kernel must be odd, got {conv_kernel}")
-        self.conv = nn.Conv1d(1, conv_channels, conv_kernel, padding=conv_kernel // 2, bias=False)
+        self.cumulative = cumulative
+        self.conv = nn.Conv1d(2 if cumulative else 1, conv_channels, conv_kernel,
+                              padding=conv_kernel // 2, bias=False)
         self.location_proj = nn.Linear(conv_channels, attention_dim, bias=False)
 
-    def location_features(self, weights: torch.Tensor) -> torch.Tensor:
-        """``(B, S)`` previous weights -> ``(B, S, A)``: ``location_proj(conv(weights))``.
+    def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> AttentionState:
+        state = super().init_state(memory, memory_mask)
+        if not self.cumulative:
+            return state
+        return state._replace(cumulative=torch.zeros_like(state.weights))
+
+    def location_features(self, weights: torch.Tensor,
+                          cumulative: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, S)`` previous weights (and their ``(B, S)`` cumulative sum, when the attention
+        keeps it) -> ``(B, S, A)``: ``location_proj(conv(weights))``.
 
         The convolution and the projection are both linear, so they are applied as one matrix
-        ``(A, K)`` to each window of K weights: one matrix product instead of a convolution and a
-        product, and 40 % less time for both directions of a decoder step
+        ``(A, channels * K)`` to each window of K weights per channel: one matrix product instead
+        of a convolution and a product, and 40 % less time for both directions of a decoder step
         (``bench/attention_decoding.py``). The parameters stay those of the two layers.
         """
-        kernel = self.conv.weight.shape[-1]
-        combined = self.location_proj.weight @ self.conv.weight.squeeze(1)  # (A, K)
-        windows = F.pad(weights, (kernel // 2, kernel // 2)).unfold(1, kernel, 1)  # (B, S, K)
+        out_channels, channels, kernel = self.conv.weight.shape
+        combined = self.location_proj.weight @ self.conv.weight.reshape(
+            out_channels, channels * kernel)  # (A, channels * K), channel-major
+        inputs = [weights] if cumulative is None else [weights, cumulative]
+        windows = torch.cat([F.pad(w, (kernel // 2, kernel // 2)).unfold(1, kernel, 1)
+                             for w in inputs], dim=-1)  # (B, S, channels * K), channel-major
         return windows @ combined.t()
 
     def energies(self, query, state):
         q = self.query_proj(query).unsqueeze(1)  # (B, 1, A)
-        location = self.location_features(state.weights)  # (B, S, A)
+        location = self.location_features(state.weights, state.cumulative)  # (B, S, A)
         return self.v(torch.tanh(state.keys + q + location)).squeeze(-1)
 
 

@@ -24,7 +24,10 @@ class DecoderState(NamedTuple):
 
 
 def select_state(state, index: torch.Tensor):
-    """Picks batch entries ``index`` (dim 0) of every tensor in a (nested) state tuple."""
+    """Picks batch entries ``index`` (dim 0) of every tensor in a (nested) state tuple; ``None``
+    fields (state an attention does not keep) stay ``None``."""
+    if state is None:
+        return None
     if isinstance(state, torch.Tensor):
         return state.index_select(0, index)
     return type(state)(*(select_state(s, index) for s in state))

@@ -1,0 +1,53 @@
+"""Log-mel frames back to a waveform: the inverse of :class:`~rnnseq.data.audio.LogMel` followed
+by Griffin-Lim phase reconstruction (both from torchaudio).
+
+Griffin-Lim is the vocoder that needs no training: it is what speech synthesis here is heard and
+scored through, and copy-synthesis of reference mels through it is the floor that a synthesis
+model's intelligibility is measured against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+from rnnseq.data.audio import LOG_FLOOR, FeatureConfig
+
+
+class GriffinLimVocoder(nn.Module):
+    """``(S, n_mels)`` natural-log mel power frames -> ``(N,)`` waveform, N = (S - 1) * hop.
+
+    The mel power is mapped back to a linear power spectrogram by least squares
+    (``InverseMelScale``, clamped at zero), raised to ``power`` / 2 (GL iterates on magnitude
+    ** power; 1 is magnitude, the classic choice, 2 is power), then ``n_iter`` Griffin-Lim
+    iterations with ``momentum`` recover a phase. The random initial phase is drawn from
+    ``seed``, so the same frames always give the same audio.
+    """
+
+    def __init__(self, features: FeatureConfig, n_iter: int = 32, power: float = 1.0,
+                 momentum: float = 0.99, seed: int = 0):
+        super().__init__()
+        if n_iter < 1 or power <= 0 or not 0 <= momentum < 1:
+            raise ValueError(f"vocoder needs n_iter >= 1, power > 0 and 0 <= momentum < 1, got "
+                             f"n_iter={n_iter}, power={power}, momentum={momentum}")
+        self.features, self.power, self.seed = features, power, seed
+        self.inverse_mel = torchaudio.transforms.InverseMelScale(
+            n_stft=features.n_fft // 2 + 1, n_mels=features.n_mels,
+            sample_rate=features.sample_rate)  # htk scale, no norm: as LogMel's MelSpectrogram
+        self.griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=features.n_fft, n_iter=n_iter, win_length=features.win_length,
+            hop_length=features.hop_length, power=power, momentum=momentum)
+
+    @torch.no_grad()
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """``(S, n_mels)`` -> ``(N,)`` float32 waveform, N = (S - 1) * hop_length."""
+        if log_mel.dim() != 2 or log_mel.shape[1] != self.features.n_mels:
+            raise ValueError(f"expected (frames, {self.features.n_mels}) log-mel frames, got "
+                             f"shape {tuple(log_mel.shape)}")
+        mel_power = (log_mel.float().exp() - LOG_FLOOR).clamp_min(0).transpose(0, 1)  # (F, S)
+        linear_power = self.inverse_mel(mel_power).clamp_min(0)  # (n_fft / 2 + 1, S)
+        spectrogram = linear_power.pow(self.power / 2)
+        with torch.random.fork_rng(devices=[]):  # the caller's random stream stays untouched
+            torch.manual_seed(self.seed)
+            return self.griffin_lim(spectrogram)  # centred frames: (S - 1) * hop samples
