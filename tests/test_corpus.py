@@ -137,7 +137,7 @@ def test_default_shakespeare_corpus_has_enough_word_types(data_dir):
     """The default text selection (before synthesis) has at least 1,000 distinct words and
     keeps its held-out plays out of training."""
     corpus = EspeakSpeechCorpus(cache_dir=str(data_dir))
-    sentences = corpus._select_sentences()
+    sentences = corpus.select_sentences()
     assert {k: len(v) for k, v in sentences.items()} == {"train": 8000, "valid": 300, "test": 500,
                                                          "test_text": 300}
     words = {w for s in sentences["train"] for w in s.split()}
@@ -149,7 +149,7 @@ def test_default_shakespeare_corpus_has_enough_word_types(data_dir):
 def test_held_out_splits_do_not_depend_on_the_training_size(tmp_path, documents):
     small = _corpus(tmp_path, documents, num_utterances={"train": 3, "valid": 2, "test": 2})
     large = _corpus(tmp_path, documents, num_utterances={"train": 6, "valid": 2, "test": 2})
-    a, b = small._select_sentences(), large._select_sentences()
+    a, b = small.select_sentences(), large.select_sentences()
     assert a["test"] == b["test"] and a["valid"] == b["valid"]
 
 

@@ -148,6 +148,10 @@ class EspeakCorpus:
         s = self.settings
         return Voice(rng.choice(s.voices), rate=rng.randint(*s.rate), pitch=rng.randint(*s.pitch))
 
+    def _job_options(self) -> dict:
+        """Extra :class:`_Job` settings of every utterance (silence trimming, phonemes)."""
+        return {}
+
     def build(self) -> dict[str, str]:
         """Builds the corpus unless it is already in the cache; returns the manifest paths."""
         if (self.root / BUILD_INFO).exists():
@@ -161,19 +165,21 @@ class EspeakCorpus:
             for i, text in enumerate(lines):
                 utt_id = f"{split}-{i:05d}"
                 jobs.append(_Job(utt_id, split, text, str(tmp / "wav" / split / f"{utt_id}.wav"),
-                                 self._voice_for(utt_id, split), self.settings.sample_rate))
+                                 self._voice_for(utt_id, split), self.settings.sample_rate,
+                                 **self._job_options()))
         entries: dict[str, list[dict]] = {split: [] for split in texts}
         context = multiprocessing.get_context("spawn")  # espeak-ng and torch both keep globals
         with ProcessPoolExecutor(self.num_workers, mp_context=context) as pool:
             results = pool.map(_synthesize, jobs, chunksize=16)
-            for job, duration in tqdm(zip(jobs, results), total=len(jobs),
-                                      desc=f"synthesising {self.root.name}", unit="utt"):
+            for job, (duration, extra) in tqdm(zip(jobs, results), total=len(jobs),
+                                               desc=f"synthesising {self.root.name}", unit="utt"):
                 entries[job.split].append({
                     "id": job.id,
                     "audio_filepath": os.path.relpath(job.path, tmp),
                     "duration": round(duration, 3),
                     "text": job.text,
                     "voice": job.voice.name,
+                    **extra,
                 })
         for split in texts:
             write_manifest(tmp / f"{split}.jsonl", entries[split])
@@ -304,7 +310,7 @@ class EspeakSpeechCorpus(EspeakCorpus):
         return voice
 
     def _texts(self) -> dict[str, list[str]]:
-        chosen = self._select_sentences()
+        chosen = self.select_sentences()
         for split in ("test_voices", "test_engine"):
             wanted = self.settings.num_utterances.get(split, 0)
             if wanted > 0:
@@ -351,7 +357,7 @@ class EspeakSpeechCorpus(EspeakCorpus):
                     path.read_text(encoding="utf-8"), s.min_words, s.max_words, style))
         return {split: list(dict.fromkeys(pool)) for split, pool in pools.items()}
 
-    def _select_sentences(self) -> dict[str, list[str]]:
+    def select_sentences(self) -> dict[str, list[str]]:
         """Sentences per split; held-out documents never feed training, and a held-out sentence
         that also occurs in the training documents is dropped."""
         s = self.settings
@@ -385,10 +391,13 @@ class _Job:
     path: str
     voice: Voice
     sample_rate: int
+    trim_db: float | None = None  # cut leading and trailing audio this far below the peak
+    phonemes: bool = False  # also return the voice's IPA phonemes of the text
 
 
-def _synthesize(job: _Job) -> float:
-    """Runs in a worker process: speaks one sentence and writes it as 16-bit wav; returns seconds."""
+def _synthesize(job: _Job) -> tuple[float, dict]:
+    """Runs in a worker process: speaks one sentence and writes it as 16-bit wav; returns its
+    seconds and extra manifest fields (``phonemes``)."""
     import soundfile
     import torch
     import torchaudio
@@ -405,9 +414,30 @@ def _synthesize(job: _Job) -> float:
         wave = synth.synthesize(job.text, job.voice)
     wave = torchaudio.functional.resample(torch.from_numpy(wave), synth.sample_rate,
                                           job.sample_rate).numpy()
+    if job.trim_db is not None:
+        wave = trim_silence(wave, job.sample_rate, job.trim_db)
     wave = _normalize_loudness(wave)
     soundfile.write(job.path, wave, job.sample_rate, subtype="PCM_16")
-    return len(wave) / job.sample_rate
+    extra = {}
+    if job.phonemes:
+        extra["phonemes"] = EspeakSynthesizer.shared().phonemes(job.text, job.voice.name)
+    return len(wave) / job.sample_rate, extra
+
+
+def trim_silence(wave: np.ndarray, sample_rate: int, trim_db: float,
+                 margin_ms: float = 20.0) -> np.ndarray:
+    """``wave`` without its leading and trailing stretches quieter than ``trim_db`` below its
+    loudest 10 ms frame, keeping ``margin_ms`` of each; all of it when nothing is that loud."""
+    frame = max(1, sample_rate // 100)  # 10 ms
+    frames = len(wave) // frame
+    if frames == 0:
+        return wave
+    energy = (wave[:frames * frame].reshape(frames, frame) ** 2).mean(1)
+    loud = np.flatnonzero(energy >= energy.max() * 10 ** (-trim_db / 10))
+    margin = int(margin_ms * sample_rate / 1000)
+    start = max(0, loud[0] * frame - margin)
+    end = min(len(wave), (loud[-1] + 1) * frame + margin)
+    return wave[start:end]
 
 
 def _normalize_loudness(wave: np.ndarray, target_rms: float = 0.1) -> np.ndarray:
