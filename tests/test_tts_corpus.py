@@ -48,7 +48,9 @@ def test_one_voice_trimmed_with_phonemes_and_a_long_test_split(tmp_path, documen
     test_words = set("sierra tango uniform victor whiskey yankee".split())
     assert all(set(x["text"].split()) <= test_words for x in lines["test_long"])
     for x in lines["train"]:
-        assert x["phonemes"] and "ˈ" in x["phonemes"]  # espeak-ng IPA with stress marks
+        # espeak-ng IPA with stress marks, a boundary between every two words
+        assert "ˈ" in x["phonemes"]
+        assert x["phonemes"].count(" | ") == len(x["text"].split()) - 1
         wave, rate = soundfile.read(Path(corpus.root) / x["audio_filepath"])
         # trimmed: espeak-ng's own leading silence (about 60 ms at this rate) is gone
         assert np.abs(wave[:int(0.04 * rate)]).max() > 0.01

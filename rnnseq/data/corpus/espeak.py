@@ -15,6 +15,7 @@ _SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
 _RATE, _PITCH, _RANGE, _WORDGAP = 1, 3, 4, 7  # espeak_PARAMETER ids
 # espeak_TextToPhonemes: text mode 1 (UTF-8); phoneme mode bit 1 = IPA, bits 8-23 = separator.
 _UTF8_TEXT = 1
+WORD_BOUNDARY = "|"  # between the words of phoneme_symbols()
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -111,6 +112,14 @@ class EspeakSynthesizer:
         """IPA phonemes of ``text`` separated by spaces, stress marks joined to their vowel:
         ``"hello" -> "h ə l ˈoʊ"``. Clauses are joined with spaces; empty text gives ``""``."""
         return " ".join(" ".join(c.split()) for c in self.phoneme_clauses(text, voice))
+
+    def phoneme_symbols(self, text: str, voice: str = "en-us") -> str:
+        """IPA phonemes of ``text`` separated by spaces, with ``WORD_BOUNDARY`` between words (and
+        clauses): ``"hello world" -> "h ə l ˈoʊ | w ˈɜː l d"``, the input of speech synthesis,
+        which needs to know where words end."""
+        words = [word.split("_") for clause in self.phoneme_clauses(text, voice, separator="_")
+                 for word in clause.split()]
+        return f" {WORD_BOUNDARY} ".join(" ".join(p for p in word if p) for word in words)
 
     def phoneme_clauses(self, text: str, voice: str = "en-us", separator: str = " ") -> list[str]:
         """IPA of each clause of ``text`` (espeak-ng drops the punctuation between them), with

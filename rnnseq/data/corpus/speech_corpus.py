@@ -392,7 +392,7 @@ class _Job:
     voice: Voice
     sample_rate: int
     trim_db: float | None = None  # cut leading and trailing audio this far below the peak
-    phonemes: bool = False  # also return the voice's IPA phonemes of the text
+    phonemes: bool = False  # also return the voice's IPA phonemes (EspeakSynthesizer.phoneme_symbols)
 
 
 def _synthesize(job: _Job) -> tuple[float, dict]:
@@ -420,7 +420,7 @@ def _synthesize(job: _Job) -> tuple[float, dict]:
     soundfile.write(job.path, wave, job.sample_rate, subtype="PCM_16")
     extra = {}
     if job.phonemes:
-        extra["phonemes"] = EspeakSynthesizer.shared().phonemes(job.text, job.voice.name)
+        extra["phonemes"] = EspeakSynthesizer.shared().phoneme_symbols(job.text, job.voice.name)
     return len(wave) / job.sample_rate, extra
 
 
