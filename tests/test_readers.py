@@ -71,3 +71,25 @@ def test_a_folder_without_usable_audio_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["folder", str(tmp_path / "empty")]) == 2
     assert "no audio files under" in capsys.readouterr().err
+
+
+def test_the_ljspeech_layout_reads_the_normalised_column_and_names_a_speaker(tmp_path, capsys):
+    corpus = tmp_path / "LJ"
+    tone(corpus / "wavs" / "LJ001-0001.wav", 0.5)
+    tone(corpus / "wavs" / "LJ001-0002.wav", 0.5)
+    tone(corpus / "wavs" / "LJ001-0003.wav", 0.5)  # its line is broken
+    (corpus / "metadata.csv").write_text(
+        "LJ001-0001|In 1884 Dr. Smith came.|In eighteen eighty-four Doctor Smith came.\n"
+        "LJ001-0002|Printing, in the only sense|\n"  # no normalised column: the text itself
+        "LJ001-0003\n")
+    assert main(["ljspeech", str(corpus), "--speaker", "linda"]) == 0
+    lines = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines()]
+    assert [(x["id"], x["text"], x["speaker"]) for x in lines] == [
+        ("LJ001-0001", "In eighteen eighty-four Doctor Smith came.", "linda"),
+        ("LJ001-0002", "Printing, in the only sense", "linda")]
+    report = json.loads((corpus / "manifest.report.json").read_text())
+    assert {i["reason"] for i in report["issues"]} == {
+        "no transcript after the id", f"no transcript in {corpus / 'metadata.csv'}"}
+    assert "left out 2" in capsys.readouterr().out
+    assert main(["ljspeech", str(tmp_path)]) == 2  # not the layout: a clear error
+    assert "LJSpeech layout" in capsys.readouterr().err

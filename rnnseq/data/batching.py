@@ -38,6 +38,7 @@ class Batch(NamedTuple):
     ids: list[str]
     texts: list[str]
     failed: tuple[Failure, ...] = ()  # items of this batch that could not be read
+    speakers: torch.Tensor | None = None  # (B,) long speaker ids, for data that has speakers
 
     @property
     def empty(self) -> bool:
@@ -52,6 +53,7 @@ class Example(NamedTuple):
     features: torch.Tensor  # (S, F) float features, or (S,) long source token ids
     tokens: torch.Tensor  # (T,) long
     text: str
+    speaker: int | None = None  # speaker id, for data that has speakers
 
 
 def make_pad_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
@@ -83,6 +85,11 @@ def collate_examples(items: Sequence[Example | Failure], pad_id: int = 0) -> Bat
     for i, it in enumerate(items):
         features[i, : it.features.shape[0]] = it.features
         targets[i, : it.tokens.shape[0]] = it.tokens
+    speakers = None
+    if any(it.speaker is not None for it in items):
+        if any(it.speaker is None for it in items):
+            raise ValueError("a batch mixes items with and without a speaker id")
+        speakers = torch.tensor([it.speaker for it in items], dtype=torch.long)
     return Batch(
         features=features,
         feature_lengths=feature_lengths,
@@ -91,6 +98,7 @@ def collate_examples(items: Sequence[Example | Failure], pad_id: int = 0) -> Bat
         ids=[it.id for it in items],
         texts=[it.text for it in items],
         failed=failed,
+        speakers=speakers,
     )
 
 

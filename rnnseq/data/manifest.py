@@ -5,7 +5,9 @@ One utterance per line, NeMo/ESPnet style::
     {"audio_filepath": "wav/0001.wav", "duration": 2.31, "text": "good night sweet prince"}
 
 ``audio_filepath`` may be relative: it is resolved against the manifest's folder. ``id`` is
-optional (default: ``<manifest stem>-<line number>``). Bad lines never stop a run: they are
+optional (default: ``<manifest stem>-<line number>``), and so are ``phonemes`` (the text's
+phonemes, space-separated, for speech synthesis) and ``speaker`` (a speaker name, for
+multi-speaker synthesis). Bad lines never stop a run: they are
 skipped, counted and listed in a :class:`DataReport` that names the file and the line.
 """
 
@@ -31,6 +33,8 @@ class Utterance:
     duration: float
     text: str
     raw_text: str | None = None  # the manifest's own text, when ``text`` has been normalised
+    phonemes: str | None = None  # space-separated phoneme symbols, when the manifest has them
+    speaker: str | None = None  # the speaker's name, when the manifest has one
 
 
 @dataclass
@@ -145,10 +149,20 @@ def _parse_line(raw: str, path: Path, line_no: int, report: DataReport) -> Utter
     if not duration > 0:
         report.add(path, line_no, f"duration {duration} is not positive", id=utt_id)
         return None
+    optional = {}
+    for key in ("phonemes", "speaker"):
+        value = entry.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            report.add(path, line_no, f"{key} {value!r} is not a non-empty string", id=utt_id)
+            return None
+        optional[key] = value.strip()
     audio = Path(entry["audio_filepath"])
     if not audio.is_absolute():
         audio = path.parent / audio
-    return Utterance(id=utt_id, audio_path=str(audio), duration=duration, text=text.strip())
+    return Utterance(id=utt_id, audio_path=str(audio), duration=duration, text=text.strip(),
+                     **optional)
 
 
 def normalize_utterances(utterances: list[Utterance], normalizer: str, report: DataReport,

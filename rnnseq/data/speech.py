@@ -54,6 +54,9 @@ class SpeechDataset(PairedItems, Dataset):
             gives the clean features (statistics, exact lengths).
         clean_epochs: epochs (counted by :meth:`set_epoch`) that read clean audio or features
             before the augmentation starts.
+        symbols: the utterance field the tokenizer encodes: ``text`` (recognition) or
+            ``phonemes`` (synthesis from phonemes); ``Example.text`` is always the text.
+        speakers: ``{speaker name: id}``; when given, every item carries its speaker's id.
     """
 
     def __init__(
@@ -65,7 +68,11 @@ class SpeechDataset(PairedItems, Dataset):
         cache: FeatureCache | None = None,
         variants: list[FeatureCache] | None = None,
         clean_epochs: int = 0,
+        symbols: str = "text",
+        speakers: Mapping[str, int] | None = None,
     ):
+        if symbols not in ("text", "phonemes"):
+            raise ValueError(f"symbols must be 'text' or 'phonemes', got {symbols!r}")
         if cache is not None and augment is not None:
             raise ValueError("cached features cannot be augmented on the fly; pass one of them")
         for each in [cache, *(variants or [])]:
@@ -80,6 +87,8 @@ class SpeechDataset(PairedItems, Dataset):
         self.logmel = LogMel(features)
         self.augment = augment
         self.clean_epochs = clean_epochs
+        self.symbols = symbols
+        self.speakers = speakers
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -109,8 +118,8 @@ class SpeechDataset(PairedItems, Dataset):
         return self.frame_lengths()
 
     def target_ids(self) -> list[list[int]]:
-        """Token ids of every transcript."""
-        return [self.tokenizer.encode(u.text) for u in self.utterances]
+        """Token ids of every transcript (or phoneme string)."""
+        return [self.tokenizer.encode(getattr(u, self.symbols)) for u in self.utterances]
 
     def describe(self, index: int) -> tuple[str, str]:
         """``(audio file, id)`` of an utterance."""
@@ -123,12 +132,13 @@ class SpeechDataset(PairedItems, Dataset):
         return SpeechDataset([self.utterances[i] for i in rows], self.tokenizer,
                              self.feature_config, self.augment,
                              self.cache.select(rows) if self.cache is not None else None,
-                             [v.select(rows) for v in self.variants], self.clean_epochs)
+                             [v.select(rows) for v in self.variants], self.clean_epochs,
+                             self.symbols, self.speakers)
 
     def without_augmentation(self) -> SpeechDataset:
         """The same utterances, clean (for feature statistics)."""
         return SpeechDataset(self.utterances, self.tokenizer, self.feature_config, None,
-                             self.cache)
+                             self.cache, symbols=self.symbols, speakers=self.speakers)
 
     def __getitem__(self, index: int) -> Example | Failure:
         utt = self.utterances[index]
@@ -140,8 +150,9 @@ class SpeechDataset(PairedItems, Dataset):
             features = self._extract(utt)
         if isinstance(features, Failure):
             return features
-        tokens = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
-        return Example(id=utt.id, features=features, tokens=tokens, text=utt.text)
+        tokens = torch.tensor(self.tokenizer.encode(getattr(utt, self.symbols)), dtype=torch.long)
+        speaker = self.speakers[utt.speaker] if self.speakers is not None else None
+        return Example(id=utt.id, features=features, tokens=tokens, text=utt.text, speaker=speaker)
 
     def _cached(self, cache: FeatureCache, index: int) -> torch.Tensor | Failure:
         features = cache[index]
@@ -305,11 +316,7 @@ class SpeechDataModule(SplitDataModule):
         utterances = {s: self._read_split(s) for s in [*SPLITS, *self.extra_test_splits]}
         if not utterances["train"]:
             raise ValueError(f"no usable training utterances in {self.manifests['train']}")
-        table = LabelTokenizer if self.targets == "label" else CharTokenizer
-        if self.vocabulary is not None:
-            self.tokenizer = table([*SPECIALS, *(v for v in self.vocabulary if v not in SPECIALS)])
-        else:
-            self.tokenizer = table.from_texts(u.text for u in utterances["train"])
+        self.tokenizer = self._make_tokenizer(utterances["train"])
         for split, utts in utterances.items():
             self.report.split = split
             utts = self._check_vocabulary(utts, split)
@@ -323,6 +330,19 @@ class SpeechDataModule(SplitDataModule):
             how = (f"{len(train.variants)} cached augmented copies" if train.variants
                    else "augmented on the fly")
             log.info("training audio: %s (%s)", how, self.augment_settings)
+
+    symbols = "text"  # the utterance field the tokenizer encodes (SpeechDataset.symbols)
+
+    def _make_tokenizer(self, train: list[Utterance]) -> CharTokenizer | LabelTokenizer:
+        """The symbol table: ``data.vocabulary`` when given, else the training transcripts'."""
+        table = LabelTokenizer if self.targets == "label" else CharTokenizer
+        if self.vocabulary is not None:
+            return table([*SPECIALS, *(v for v in self.vocabulary if v not in SPECIALS)])
+        return table.from_texts(getattr(u, self.symbols) for u in train)
+
+    def _speakers(self) -> dict[str, int] | None:
+        """``{speaker: id}`` that items carry (:class:`SpeechDataset`); none for recognition."""
+        return None
 
     @property
     def extra_test_splits(self) -> list[str]:
@@ -339,24 +359,25 @@ class SpeechDataModule(SplitDataModule):
             talkers = AudioFiles([u.audio_path for u in utts], self.feature_config.sample_rate)
             augment = WaveAugment(self.augment_settings, self.feature_config.sample_rate, talkers)
         clean_epochs = self.augment_settings.clean_epochs
+        same = dict(symbols=self.symbols, speakers=self._speakers())
         if not self.feature_cache:
             return SpeechDataset(utts, self.tokenizer, self.feature_config, augment,
-                                 clean_epochs=clean_epochs)
+                                 clean_epochs=clean_epochs, **same)
         cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
                                     num_workers=available_cores(),
                                     description=f"log-mel features of {split}")
         utts, cache = self._drop_unusable(utts, cache, split)
         if augment is None:
-            return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache)
+            return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache, **same)
         if self.augment_settings.variants == 0:  # on the fly, from the audio
             return SpeechDataset(utts, self.tokenizer, self.feature_config, augment,
-                                 clean_epochs=clean_epochs)
+                                 clean_epochs=clean_epochs, **same)
         variants = [build_feature_cache(utts, self.feature_config, self.feature_cache,
                                         num_workers=available_cores(), augment=augment, variant=k,
                                         description=f"augmented copy {k + 1} of {split}")
                     for k in range(self.augment_settings.variants)]
         return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache,
-                             variants=variants, clean_epochs=clean_epochs)
+                             variants=variants, clean_epochs=clean_epochs, **same)
 
     def _read_split(self, split: str) -> list[Utterance]:
         self.report.split = split
@@ -392,13 +413,16 @@ class SpeechDataModule(SplitDataModule):
         kept (they become ``<unk>``) so that the test set is never silently shrunk."""
         keep = []
         for u in utts:
-            unknown = self.tokenizer.unknown_symbols(u.text)
+            unknown = self.tokenizer.unknown_symbols(getattr(u, self.symbols))
             if not unknown:
                 keep.append(u)
                 continue
-            symbols = "".join(sorted(unknown))
-            what = (f"characters {symbols!r} are outside the vocabulary" if self.targets == "char"
-                    else f"label {symbols!r} is not one of the training labels")
+            if self.symbols == "phonemes":
+                what = f"phonemes {' '.join(sorted(unknown))!r} are outside the vocabulary"
+            elif self.targets == "char":
+                what = f"characters {''.join(sorted(unknown))!r} are outside the vocabulary"
+            else:
+                what = f"label {''.join(sorted(unknown))!r} is not one of the training labels"
             if split == "train":
                 self.report.add(self.manifests[split], None, what, id=u.id)
             else:
