@@ -50,6 +50,20 @@ TEST_RMSE = "test/rmse"
 TEST_MAE_RATIO = "test/mae_vs_naive"
 TEST_RMSE_RATIO = "test/rmse_vs_naive"
 
+# text-to-speech: L1 + L2 of the decoder's and the postnet's mel, stop-token cross-entropy; free
+# running on test splits: mel-cepstral distortion (dB), share of utterances the stop token ended,
+# median synthesised/recorded length, mean largest attention weight per step
+TRAIN_MEL_LOSS = "train/mel_loss"
+TRAIN_POSTNET_LOSS = "train/postnet_loss"
+TRAIN_STOP_LOSS = "train/stop_loss"
+VAL_MEL_LOSS = "val/mel_loss"
+VAL_POSTNET_LOSS = "val/postnet_loss"
+VAL_STOP_LOSS = "val/stop_loss"
+TEST_MCD = "test/mcd"
+TEST_STOPPED = "test/stopped"
+TEST_LENGTH_RATIO = "test/length_ratio"
+TEST_FOCUS_RATE = "test/focus_rate"
+
 NAMES = {k: v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str)}
 
 

@@ -27,6 +27,9 @@ def _task_arguments(cfg, datamodule) -> dict:
     if task == "SpeechClassification":
         labels = LabelTokenizer.from_texts(["yes", "no"]).symbols
         return {"vocabulary": labels, "features": asdict(datamodule.feature_config)}
+    if task == "TextToSpeech":
+        return {"vocabulary": VOCAB, "features": asdict(datamodule.feature_config),
+                "inputs": "characters"}
     if task == "LanguageModel":
         return {"tokenizer": tokenizer}
     if task == "TextToText":

@@ -82,3 +82,26 @@ def test_prenet_dropout_stays_on_in_eval_and_per_row_generators_make_it_batch_in
     assert not torch.equal(rows[0], rows[1])  # each row its own masks
     with pytest.raises(ValueError, match="2 generators for 3 rows"):
         prenet(x, [torch.Generator(), torch.Generator()])
+
+
+def test_a_speaker_embedding_joins_every_memory_step_and_is_required_once_trained():
+    import functools as ft
+
+    encoder = TextEncoder(vocab_size=9, embed_dim=8, conv_layers=1, conv_kernel=3, hidden_size=5)
+    attention = ft.partial(LocationAttention, attention_dim=7, conv_channels=3, conv_kernel=5)
+    decoder = TacotronDecoder(F, encoder.output_dim + 4, attention, reduction=2,
+                              prenet_sizes=(8,), prenet_dropout=0.0, attention_rnn_size=6,
+                              decoder_rnn_size=6)
+    model = Tacotron(encoder, decoder, Postnet(F, channels=4, kernel=3, layers=2),
+                     num_speakers=3, speaker_dim=4).eval()
+    tokens, lengths = torch.randint(1, 9, (2, 5)), torch.tensor([5, 3])
+    memory, mask = model.encode(tokens, lengths, torch.tensor([0, 2]))
+    assert memory.shape == (2, 5, encoder.output_dim + 4)
+    torch.testing.assert_close(memory[1, 0, -4:], model.speaker_embedding.weight[2])
+    assert memory[1, 3:].abs().sum() == 0  # padding stays zero
+    other, _ = model.encode(tokens, lengths, torch.tensor([1, 2]))
+    assert not torch.equal(other[0], memory[0]) and torch.equal(other[1], memory[1])
+    with pytest.raises(ValueError, match="speaker id"):
+        model.encode(tokens, lengths)
+    with pytest.raises(ValueError, match="no speaker embedding"):
+        tiny_tacotron().encode(tokens, lengths, torch.tensor([0, 1]))

@@ -75,12 +75,14 @@ def first_stop(stop_probs: torch.Tensor, may_stop: torch.Tensor, threshold: floa
 @torch.no_grad()
 def synthesize(model: Tacotron, tokens: torch.Tensor, token_lengths: torch.Tensor,
                settings: SynthesisSettings = SynthesisSettings(),
-               seeds: Sequence[int] | None = None) -> Synthesis:
-    """Mel frames for ``(B, S)`` input tokens with ``(B,)`` lengths; ``seeds`` (one per row)
-    make the prenet's dropout reproducible and independent of the batch."""
+               seeds: Sequence[int] | None = None,
+               speakers: torch.Tensor | None = None) -> Synthesis:
+    """Mel frames for ``(B, S)`` input tokens with ``(B,)`` lengths (and ``(B,)`` speaker ids for
+    a multi-speaker model); ``seeds`` (one per row) make the prenet's dropout reproducible and
+    independent of the batch."""
     b = tokens.shape[0]
     generators = None if seeds is None else [torch.Generator().manual_seed(int(s)) for s in seeds]
-    memory, memory_mask = model.encode(tokens, token_lengths)
+    memory, memory_mask = model.encode(tokens, token_lengths, speakers)
     decoder, r = model.decoder, model.reduction
     max_steps = torch.clamp(torch.ceil(token_lengths.float() * settings.max_length_ratio / r),
                             min=1).long()  # (B,)

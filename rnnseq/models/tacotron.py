@@ -13,10 +13,11 @@ D encoder output size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from rnnseq.data.batching import make_pad_mask
@@ -262,19 +263,40 @@ class TacotronOutput(NamedTuple):
 
 class Tacotron(nn.Module):
     """Text encoder, mel decoder and postnet. ``forward`` is teacher forced; free-running
-    synthesis uses :meth:`encode`, the decoder's ``step`` and :meth:`postnet_mel`."""
+    synthesis uses :meth:`encode`, the decoder's ``step`` and :meth:`postnet_mel`.
 
-    def __init__(self, encoder: TextEncoder, decoder: TacotronDecoder, postnet: Postnet):
+    With ``num_speakers`` > 0, a learnt ``speaker_dim`` embedding of each utterance's speaker is
+    appended to every memory step (the decoder's ``memory_dim`` must include it).
+    """
+
+    def __init__(self, encoder: TextEncoder, decoder: TacotronDecoder, postnet: Postnet,
+                 num_speakers: int = 0, speaker_dim: int = 0):
         super().__init__()
+        if (num_speakers > 0) != (speaker_dim > 0):
+            raise ValueError(f"a speaker embedding needs both num_speakers and speaker_dim > 0, "
+                             f"got {num_speakers} and {speaker_dim}")
         self.encoder, self.decoder, self.postnet = encoder, decoder, postnet
+        self.speaker_embedding = nn.Embedding(num_speakers, speaker_dim) if num_speakers else None
 
     @property
     def reduction(self) -> int:
+        """Frames per decoder step (r)."""
         return self.decoder.reduction
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor):
-        """``(B, S)`` tokens -> ``(B, S, D)`` memory and its ``(B, S)`` mask."""
-        return self.encoder(tokens, lengths), make_pad_mask(lengths, tokens.shape[1])
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor,
+               speakers: torch.Tensor | None = None):
+        """``(B, S)`` tokens (and ``(B,)`` speaker ids) -> ``(B, S, D)`` memory, ``(B, S)`` mask."""
+        memory = self.encoder(tokens, lengths)
+        mask = make_pad_mask(lengths, tokens.shape[1])
+        if self.speaker_embedding is not None:
+            if speakers is None:
+                raise ValueError("this model was trained with speakers: give each utterance's "
+                                 "speaker id")
+            voice = self.speaker_embedding(speakers).unsqueeze(1).expand(-1, memory.shape[1], -1)
+            memory = torch.cat([memory, voice * mask.unsqueeze(-1)], -1)
+        elif speakers is not None:
+            raise ValueError("this model has no speaker embedding; it was trained on one speaker")
+        return memory, mask
 
     def postnet_mel(self, mel: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` decoder mel -> the mel after the postnet's residual, zero beyond each
@@ -283,7 +305,24 @@ class Tacotron(nn.Module):
         return (mel + self.postnet(mel, mask)) * mask.unsqueeze(-1).to(mel.dtype)
 
     def forward(self, tokens: torch.Tensor, token_lengths: torch.Tensor, targets: torch.Tensor,
-                target_lengths: torch.Tensor) -> TacotronOutput:
-        memory, memory_mask = self.encode(tokens, token_lengths)
+                target_lengths: torch.Tensor,
+                speakers: torch.Tensor | None = None) -> TacotronOutput:
+        """Teacher forcing: ``(B, S)`` tokens, ``(B, T, F)`` target frames (with their lengths and
+        ``(B,)`` speaker ids) -> :class:`TacotronOutput`."""
+        memory, memory_mask = self.encode(tokens, token_lengths, speakers)
         mel, stop_logits, attention = self.decoder(memory, memory_mask, targets)
         return TacotronOutput(mel, self.postnet_mel(mel, target_lengths), stop_logits, attention)
+
+
+def build_tacotron(model: Mapping[str, Any], vocab_size: int, n_mels: int,
+                   num_speakers: int = 0) -> Tacotron:
+    """A :class:`Tacotron` from the ``model`` config group (``encoder``, ``decoder``,
+    ``attention`` and ``postnet`` Hydra partials, and ``speaker_dim``); the sizes that follow
+    from the data and from other modules are filled in here and nowhere else."""
+    encoder = instantiate(model["encoder"])(vocab_size=vocab_size)
+    speaker_dim = int(model.get("speaker_dim") or 0) if num_speakers else 0
+    decoder = instantiate(model["decoder"])(
+        n_mels=n_mels, memory_dim=encoder.output_dim + speaker_dim,
+        attention=instantiate(model["attention"]))
+    postnet = instantiate(model["postnet"])(n_mels=n_mels)
+    return Tacotron(encoder, decoder, postnet, num_speakers, speaker_dim)

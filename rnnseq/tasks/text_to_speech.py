@@ -1,0 +1,238 @@
+"""Text-to-speech as a LightningModule: a Tacotron 2 trained teacher-forced on normalised
+log-mel frames, evaluated free-running.
+
+Losses (each logged): L1 + L2 on the decoder's mel and on the postnet's, over real frames only
+(``mel_loss``, ``postnet_loss``); binary cross-entropy of the per-frame stop logits with a weight
+on the single positive frame (``stop_loss``); and an optional guided attention loss
+(``guided_attention_loss``, training only, so that ``val/loss`` compares across settings).
+
+The test splits are synthesised free-running (:func:`rnnseq.decoding.synthesis.synthesize`) and
+scored per utterance: mel-cepstral distortion against the recording's own log-mel
+(:func:`rnnseq.metrics.mel_cepstral_distortion`), whether the stop token ended it, its length
+over the recording's, and the focus rate of its attention (mean over decoder steps of the
+largest weight; near 1 for a sharp alignment).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rnnseq import metrics as M
+from rnnseq.data.audio import FeatureNormalizer
+from rnnseq.data.batching import Batch, make_pad_mask
+from rnnseq.data.tokenizer import CharTokenizer, WordTokenizer
+from rnnseq.decoding.synthesis import SynthesisSettings, synthesize, utterance_seed
+from rnnseq.models.guided_attention import guided_attention_loss
+from rnnseq.models.tacotron import build_tacotron
+from rnnseq.tasks.base import Task, gather_rows, to_plain
+from rnnseq.tasks.seq2seq import check_guided_attention, guided_attention_weight
+
+LOSS_KEYS = ("stop_pos_weight", "guided_attention")
+
+
+def check_losses(settings: Mapping[str, Any] | None) -> dict:
+    """``task.losses`` with defaults filled in; unknown keys or values out of range are a
+    ``ValueError`` naming the key."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(LOSS_KEYS))
+    if unknown:
+        raise ValueError(f"unknown task.losses settings {unknown}; known: {list(LOSS_KEYS)}")
+    pos_weight = float(settings.get("stop_pos_weight", 5.0))
+    if pos_weight <= 0:
+        raise ValueError(f"task.losses.stop_pos_weight must be > 0, got {pos_weight}")
+    return {"stop_pos_weight": pos_weight,
+            "guided_attention": check_guided_attention(settings.get("guided_attention"))}
+
+
+def focus_rate(weights: torch.Tensor) -> float:
+    """Mean over decoder steps of the largest attention weight of ``(N, S)`` weights."""
+    return float(weights.max(-1).values.mean()) if weights.numel() else float("nan")
+
+
+class TextToSpeech(Task):
+    """Tacotron 2 text-to-speech.
+
+    Everything needed to rebuild the model is in its hyper-parameters (model config, symbol
+    table, feature settings, speakers) and the feature statistics are buffers, so
+    ``TextToSpeech.load_from_checkpoint(path)`` synthesises without the corpus.
+
+    Args:
+        model: the ``model`` config group (``encoder``, ``decoder``, ``attention``, ``postnet``
+            partials and ``speaker_dim``).
+        vocabulary: the input symbols (from the datamodule).
+        features: the log-mel settings (from the datamodule).
+        optimizer, scheduler: as for every task (:class:`~rnnseq.tasks.base.Task`).
+        inputs: ``phonemes`` or ``characters`` (from the datamodule).
+        speakers: speaker names of a multi-speaker corpus (from the datamodule), else ``None``.
+        losses: ``stop_pos_weight`` (weight of the positive stop frame) and ``guided_attention``
+            (``weight``, ``sigma``, ``anneal_steps``; see
+            :func:`~rnnseq.tasks.seq2seq.check_guided_attention`).
+        synthesis: :class:`~rnnseq.decoding.synthesis.SynthesisSettings` of free-running
+            synthesis (``stop_threshold``, ``stop_tokens``, ``max_length_ratio``, ``window``)
+            and ``seed`` (of the prenet's inference dropout, mixed with each text).
+        normalizer: the transcript normaliser of the data (recorded for evaluation).
+    """
+
+    MONITOR = M.VAL_LOSS
+    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_MEL_LOSS, M.VAL_POSTNET_LOSS, M.VAL_STOP_LOSS)
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        vocabulary: list[str],
+        features: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        inputs: str = "phonemes",
+        speakers: list[str] | None = None,
+        losses: Mapping[str, Any] | None = None,
+        synthesis: Mapping[str, Any] | None = None,
+        normalizer: str = "letters",
+    ):
+        super().__init__()
+        synthesis = dict(to_plain(synthesis) or {})
+        seed = int(synthesis.pop("seed", 0))
+        if synthesis.get("window") is not None:
+            synthesis["window"] = tuple(synthesis["window"])
+        self.synthesis_settings = SynthesisSettings(**synthesis)  # unknown keys fail here
+        self.save_hyperparameters({
+            "model": to_plain(model), "vocabulary": list(vocabulary),
+            "features": to_plain(features), "optimizer": to_plain(optimizer),
+            "scheduler": to_plain(scheduler), "inputs": inputs,
+            "speakers": list(speakers) if speakers else None,
+            "losses": check_losses(to_plain(losses)),
+            "synthesis": {**to_plain(synthesis), "seed": seed}, "normalizer": normalizer,
+        })
+        self.synthesis_seed = seed
+        self.tokenizer = WordTokenizer(vocabulary) if inputs == "phonemes" else CharTokenizer(
+            vocabulary)
+        self.n_mels = int(self.hparams.features["n_mels"])
+        self.model = build_tacotron(self.hparams.model, len(self.tokenizer), self.n_mels,
+                                    len(self.hparams.speakers or []))
+        self.normalizer = FeatureNormalizer(self.n_mels)  # statistics set by the datamodule
+        self._sums: dict[str, float] = {}
+        self._rows: list[dict] = []
+        self.test_results: list[dict] = []
+
+    # -- inputs and targets ---------------------------------------------------------------------
+    def model_inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, S + 1)`` input ids with ``<eos>`` after each text (the attention's place to
+        rest when it is done) and their ``(B,)`` lengths."""
+        b = batch.targets.shape[0]
+        tokens = torch.cat([batch.targets, batch.targets.new_zeros(b, 1)], 1)
+        tokens.scatter_(1, batch.target_lengths.unsqueeze(1), self.tokenizer.eos_id)
+        return tokens, batch.target_lengths + 1
+
+    def target_mel(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, F)`` normalised log-mel targets (zero on padding) and their ``(B, T)`` mask."""
+        mask = make_pad_mask(batch.feature_lengths, batch.features.shape[1])
+        return self.normalizer(batch.features, mask), mask
+
+    def denormalize(self, mel: torch.Tensor) -> torch.Tensor:
+        """Normalised ``(..., F)`` frames back to log-mel."""
+        return mel * self.normalizer.std + self.normalizer.mean
+
+    # -- losses ---------------------------------------------------------------------------------
+    def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``{"loss", "mel", "postnet", "stop"}`` (and ``"guided"`` in training with guided
+        attention) of a teacher-forced batch."""
+        tokens, token_lengths = self.model_inputs(batch)
+        target, mask = self.target_mel(batch)
+        out = self.model(tokens, token_lengths, target, batch.feature_lengths, batch.speakers)
+        frames = target.shape[1]
+        valid = mask.unsqueeze(-1).float()  # (B, T, 1)
+        count = valid.sum() * self.n_mels
+
+        def l1_l2(predicted: torch.Tensor) -> torch.Tensor:
+            error = (predicted[:, :frames].float() - target) * valid
+            return (error.abs().sum() + error.pow(2).sum()) / count
+
+        stop_target = F.one_hot(batch.feature_lengths - 1, frames).float()  # (B, T): last frame
+        stop_terms = F.binary_cross_entropy_with_logits(
+            out.stop_logits[:, :frames].float(), stop_target, reduction="none",
+            pos_weight=torch.tensor(self.hparams.losses["stop_pos_weight"], device=self.device))
+        losses = {"mel": l1_l2(out.mel), "postnet": l1_l2(out.mel_postnet),
+                  "stop": (stop_terms * mask).sum() / mask.sum()}
+        losses["loss"] = losses["mel"] + losses["postnet"] + losses["stop"]
+        guide = self.hparams.losses["guided_attention"]
+        weight = guided_attention_weight(guide, self.global_step) if self.training else 0.0
+        if weight > 0:
+            steps = -(-batch.feature_lengths // self.model.reduction)
+            losses["guided"] = guided_attention_loss(out.attention, steps, token_lengths,
+                                                     guide["sigma"])
+            losses["loss"] = losses["loss"] + weight * losses["guided"]
+        return losses
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        losses = self.compute_losses(batch)
+        b = len(batch.ids)
+        self.log(M.TRAIN_LOSS, losses["loss"], batch_size=b)
+        self.log(M.TRAIN_MEL_LOSS, losses["mel"], batch_size=b)
+        self.log(M.TRAIN_POSTNET_LOSS, losses["postnet"], batch_size=b)
+        self.log(M.TRAIN_STOP_LOSS, losses["stop"], batch_size=b)
+        if "guided" in losses:
+            self.log(M.TRAIN_GUIDED_ATTENTION_LOSS, losses["guided"], batch_size=b)
+        return losses["loss"]
+
+    # -- synthesis ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def synthesize_batch(self, batch: Batch):
+        """Free-running synthesis of a batch (:func:`rnnseq.decoding.synthesis.synthesize`),
+        each utterance's prenet dropout seeded by its text; the mel is normalised."""
+        tokens, token_lengths = self.model_inputs(batch)
+        seeds = [utterance_seed(text, self.synthesis_seed) for text in batch.texts]
+        return synthesize(self.model, tokens, token_lengths, self.synthesis_settings, seeds,
+                          batch.speakers)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def start_evaluation(self, split: str) -> None:
+        self._sums, self._rows = {}, []
+
+    def evaluation_step(self, batch: Batch, split: str) -> None:
+        if split == "val":
+            b = len(batch.ids)
+            for key, value in self.compute_losses(batch).items():
+                self._sums[key] = self._sums.get(key, 0.0) + float(value) * b
+            self._sums["items"] = self._sums.get("items", 0.0) + b
+            return
+        result = self.synthesize_batch(batch)
+        _, token_lengths = self.model_inputs(batch)
+        steps = -(-result.lengths // self.model.reduction)  # decoder steps up to the stop
+        for i, utt_id in enumerate(batch.ids):
+            frames, reference = int(result.lengths[i]), int(batch.feature_lengths[i])
+            predicted = self.denormalize(result.mel[i, :frames])
+            weights = result.attention[i, :int(steps[i]), :int(token_lengths[i])]
+            self._rows.append({
+                "id": utt_id, "text": batch.texts[i], "stopped": bool(result.stopped[i]),
+                "frames": frames, "reference_frames": reference,
+                "length_ratio": frames / reference, "focus_rate": focus_rate(weights),
+                "mcd": M.mel_cepstral_distortion(batch.features[i, :reference], predicted),
+            })
+
+    def end_evaluation(self, split: str) -> None:
+        if split == "val":
+            parts = gather_rows([self._sums])  # every rank's sums (one dict per rank)
+            sums = {k: sum(part.get(k, 0.0) for part in parts) for k in self._sums}
+            items = max(sums.pop("items", 0.0), 1.0)
+            names = {"loss": M.VAL_LOSS, "mel": M.VAL_MEL_LOSS, "postnet": M.VAL_POSTNET_LOSS,
+                     "stop": M.VAL_STOP_LOSS}
+            for key, name in names.items():
+                if key in sums:
+                    self.log(name, sums[key] / items, prog_bar=key == "loss")
+            return
+        rows = gather_rows(self._rows)
+        if not rows:
+            return
+        self.log(M.split_metric(split, "mcd"), statistics.fmean(r["mcd"] for r in rows))
+        self.log(M.split_metric(split, "stopped"),
+                 sum(r["stopped"] for r in rows) / len(rows))
+        self.log(M.split_metric(split, "length_ratio"),
+                 statistics.median(r["length_ratio"] for r in rows))
+        self.log(M.split_metric(split, "focus_rate"),
+                 statistics.fmean(r["focus_rate"] for r in rows))
+        self.test_results = rows
