@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from rnnseq import metrics as M  # noqa: E402
 from rnnseq.data.batching import collate_examples  # noqa: E402
-from rnnseq.plots import attention_heatmap  # noqa: E402
+from rnnseq.plots import attention_heatmap, mel_pair_image  # noqa: E402
 
 ATTENTION_TAG = "val/attention"
 
@@ -94,6 +94,51 @@ class AttentionSamples(L.Callback):
             figures.append((f"{ATTENTION_TAG}/{utt_id}",
                             attention_heatmap(weights.float().cpu().numpy(), labels, utt_id)))
         return "\n".join(rows), figures
+
+
+SYNTHESIS_TAG = "val/synthesis"
+
+
+class SynthesisSamples(L.Callback):
+    """After every validation epoch, synthesises a few fixed validation sentences with a
+    text-to-speech task, teacher-forced and free-running, and logs to TensorBoard for each:
+    the recorded and synthesised mel (``val/synthesis/<id>/mel_teacher_forced``,
+    ``.../mel_free_running``), the attention alignment of both (``.../attention_...``), and the
+    audio of both through the task's vocoder (``.../audio_...``)."""
+
+    def __init__(self, num_utterances: int = 3):
+        self.num_utterances = num_utterances
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        dataset = getattr(trainer.datamodule, "datasets", {}).get("valid")
+        if logger is None or dataset is None or len(dataset) == 0:
+            return
+        items = [dataset[i] for i in range(min(self.num_utterances, len(dataset)))]
+        batch = collate_examples(items)
+        if batch.empty:
+            return
+        batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+        step, writer = trainer.global_step, logger.experiment
+        rate = int(pl_module.hparams.features["sample_rate"])
+        hop_ms = float(pl_module.hparams.features["hop_ms"])
+        for kind, (mels, lengths, attention) in pl_module.sample_syntheses(batch).items():
+            for i, utt_id in enumerate(batch.ids):
+                tag = f"{SYNTHESIS_TAG}/{utt_id}"
+                reference = batch.features[i, :int(batch.feature_lengths[i])]
+                mel = mels[i, :int(lengths[i])]
+                writer.add_figure(f"{tag}/mel_{kind}", mel_pair_image(
+                    reference, mel, f"{utt_id} ({kind.replace('_', ' ')})", hop_ms), step)
+                writer.add_figure(f"{tag}/attention_{kind}", attention_heatmap(
+                    attention[i].t(), [], f"{utt_id} ({kind.replace('_', ' ')})",
+                    x_label="decoder step", y_label="input token"), step)
+                wave = pl_module.vocoder(mel.float().cpu())
+                if wave.numel() == 0:  # stopped at once: nothing to hear
+                    continue
+                writer.add_audio(f"{tag}/audio_{kind}", wave.clamp(-1, 1).unsqueeze(0), step,
+                                 sample_rate=rate)
 
 
 GENERATED_TAG = "val/generated"

@@ -21,7 +21,8 @@ def _finished(fig):
     return fig
 
 
-def attention_heatmap(weights, symbols: Sequence[str], title: str):
+def attention_heatmap(weights, symbols: Sequence[str], title: str,
+                      x_label: str = "encoder frame", y_label: str = "output symbol"):
     """``(T, S)`` attention weights as an image, output symbols on the vertical axis (the last row
     is ``<eos>`` when there is one more row than symbols)."""
     weights = np.asarray(weights.float().cpu() if isinstance(weights, torch.Tensor) else weights)
@@ -30,8 +31,8 @@ def attention_heatmap(weights, symbols: Sequence[str], title: str):
     labels = [*("_" if s == " " else s for s in symbols), "<eos>"][: weights.shape[0]]
     if len(labels) <= 80:
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
-    ax.set_xlabel("encoder frame")
-    ax.set_ylabel("output symbol")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
     ax.set_title(title)
     return _finished(fig)
 
@@ -47,6 +48,26 @@ def log_mel_image(features, title: str, hop_ms: float = 10.0):
     ax.set_xlabel("seconds")
     ax.set_ylabel("mel bin")
     ax.set_title(title)
+    return _finished(fig)
+
+
+def mel_pair_image(reference, synthesised, title: str, hop_ms: float = 12.5):
+    """Two ``(S, F)`` log-mel spectrograms of one sentence, the recording above and the
+    synthesis below, on one time axis (they may differ in length)."""
+    frames = [np.asarray(x.float().cpu() if isinstance(x, torch.Tensor) else x)
+              for x in (reference, synthesised)]
+    seconds = max(f.shape[0] for f in frames) * hop_ms / 1000
+    low = min(float(f.min()) for f in frames if f.size)
+    high = max(float(f.max()) for f in frames if f.size)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for ax, features, label in zip(axes, frames, ("recording", "synthesis")):
+        length = features.shape[0] * hop_ms / 1000
+        ax.imshow(features.T, aspect="auto", origin="lower", interpolation="nearest",
+                  cmap="magma", extent=(0, length, 0, features.shape[1]), vmin=low, vmax=high)
+        ax.set_xlim(0, seconds)
+        ax.set_ylabel(f"{label}\nmel bin")
+    axes[-1].set_xlabel("seconds")
+    axes[0].set_title(title)
     return _finished(fig)
 
 

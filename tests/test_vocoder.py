@@ -42,3 +42,11 @@ def test_bad_settings_and_shapes_are_named():
         GriffinLimVocoder(FEATURES, n_iter=0)
     with pytest.raises(ValueError, match="80"):
         GriffinLimVocoder(FEATURES)(torch.zeros(10, 40))
+
+
+@pytest.mark.parametrize("frames", [0, 1, 2, 3, 4])
+def test_a_synthesis_that_stopped_at_once_gives_its_few_samples_not_an_error(frames):
+    out = GriffinLimVocoder(FEATURES, n_iter=2)(torch.full((frames, 80), -3.0))
+    assert out.shape == (max(frames - 1, 0) * FEATURES.hop_length,)
+    if frames <= 3:  # 400 samples or fewer: under half the 1024-point window
+        assert out.abs().sum() == 0

@@ -16,7 +16,8 @@ from rnnseq.data.audio import LOG_FLOOR, FeatureConfig
 
 
 class GriffinLimVocoder(nn.Module):
-    """``(S, n_mels)`` natural-log mel power frames -> ``(N,)`` waveform, N = (S - 1) * hop.
+    """``(S, n_mels)`` natural-log mel power frames -> ``(N,)`` waveform, N = (S - 1) * hop
+    (silence when that is under half an FFT window, too short to reconstruct).
 
     The mel power is mapped back to a linear power spectrogram by least squares
     (``InverseMelScale``, clamped at zero), raised to ``power`` / 2 (GL iterates on magnitude
@@ -45,6 +46,9 @@ class GriffinLimVocoder(nn.Module):
         if log_mel.dim() != 2 or log_mel.shape[1] != self.features.n_mels:
             raise ValueError(f"expected (frames, {self.features.n_mels}) log-mel frames, got "
                              f"shape {tuple(log_mel.shape)}")
+        samples = max(log_mel.shape[0] - 1, 0) * self.features.hop_length
+        if samples <= self.features.n_fft // 2:  # shorter than half a window: Griffin-Lim's
+            return torch.zeros(samples)          # reflection padding cannot work, give silence
         mel_power = (log_mel.float().exp() - LOG_FLOOR).clamp_min(0).transpose(0, 1)  # (F, S)
         linear_power = self.inverse_mel(mel_power).clamp_min(0)  # (n_fft / 2 + 1, S)
         spectrogram = linear_power.pow(self.power / 2)

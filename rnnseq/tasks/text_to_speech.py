@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from rnnseq import metrics as M
-from rnnseq.data.audio import FeatureNormalizer
+from rnnseq.data.audio import FeatureConfig, FeatureNormalizer
 from rnnseq.data.batching import Batch, make_pad_mask
 from rnnseq.data.tokenizer import CharTokenizer, WordTokenizer
+from rnnseq.data.vocoder import GriffinLimVocoder
 from rnnseq.decoding.synthesis import SynthesisSettings, synthesize, utterance_seed
 from rnnseq.models.guided_attention import guided_attention_loss
 from rnnseq.models.tacotron import build_tacotron
@@ -75,6 +76,8 @@ class TextToSpeech(Task):
         synthesis: :class:`~rnnseq.decoding.synthesis.SynthesisSettings` of free-running
             synthesis (``stop_threshold``, ``stop_tokens``, ``max_length_ratio``, ``window``)
             and ``seed`` (of the prenet's inference dropout, mixed with each text).
+        vocoder: :class:`~rnnseq.data.vocoder.GriffinLimVocoder` settings (``n_iter``,
+            ``power``, ``momentum``, ``seed``): how synthesised mels become audio.
         normalizer: the transcript normaliser of the data (recorded for evaluation).
     """
 
@@ -92,6 +95,7 @@ class TextToSpeech(Task):
         speakers: list[str] | None = None,
         losses: Mapping[str, Any] | None = None,
         synthesis: Mapping[str, Any] | None = None,
+        vocoder: Mapping[str, Any] | None = None,
         normalizer: str = "letters",
     ):
         super().__init__()
@@ -107,6 +111,7 @@ class TextToSpeech(Task):
             "speakers": list(speakers) if speakers else None,
             "losses": check_losses(to_plain(losses)),
             "synthesis": {**to_plain(synthesis), "seed": seed}, "normalizer": normalizer,
+            "vocoder": to_plain(vocoder) or {},
         })
         self.synthesis_seed = seed
         self.tokenizer = WordTokenizer(vocabulary) if inputs == "phonemes" else CharTokenizer(
@@ -115,6 +120,8 @@ class TextToSpeech(Task):
         self.model = build_tacotron(self.hparams.model, len(self.tokenizer), self.n_mels,
                                     len(self.hparams.speakers or []))
         self.normalizer = FeatureNormalizer(self.n_mels)  # statistics set by the datamodule
+        self.vocoder = GriffinLimVocoder(FeatureConfig(**self.hparams.features),
+                                         **self.hparams.vocoder)  # unknown keys fail here
         self._sums: dict[str, float] = {}
         self._rows: list[dict] = []
         self.test_results: list[dict] = []
@@ -188,6 +195,25 @@ class TextToSpeech(Task):
         seeds = [utterance_seed(text, self.synthesis_seed) for text in batch.texts]
         return synthesize(self.model, tokens, token_lengths, self.synthesis_settings, seeds,
                           batch.speakers)
+
+    @torch.no_grad()
+    def sample_syntheses(self, batch: Batch) -> dict[str, tuple]:
+        """What the samples callback shows: ``{"teacher_forced" | "free_running": (mel, lengths,
+        attention)}`` with ``(B, T, F)`` log-mel frames (denormalised), ``(B,)`` frame counts and
+        ``(B, N, S)`` attention weights."""
+        was_training = self.training
+        self.eval()
+        try:
+            tokens, token_lengths = self.model_inputs(batch)
+            target, _ = self.target_mel(batch)
+            forced = self.model(tokens, token_lengths, target, batch.feature_lengths,
+                                batch.speakers)
+            free = self.synthesize_batch(batch)
+        finally:
+            self.train(was_training)
+        return {"teacher_forced": (self.denormalize(forced.mel_postnet), batch.feature_lengths,
+                                   forced.attention),
+                "free_running": (self.denormalize(free.mel), free.lengths, free.attention)}
 
     # -- evaluation -----------------------------------------------------------------------------
     def start_evaluation(self, split: str) -> None:
