@@ -101,5 +101,6 @@ class TTSDataModule(SpeechDataModule):
         """The speech arguments plus what the synthesis task needs: the kind of inputs and the
         speaker names (their order gives the ids)."""
         return {**super().task_arguments(), "inputs": self.inputs,
+                "phoneme_voice": self.phoneme_voice,
                 "speakers": sorted(self.speaker_ids, key=self.speaker_ids.get)
                 if self.speaker_ids else None}

@@ -69,6 +69,8 @@ class TextToSpeech(Task):
         features: the log-mel settings (from the datamodule).
         optimizer, scheduler: as for every task (:class:`~rnnseq.tasks.base.Task`).
         inputs: ``phonemes`` or ``characters`` (from the datamodule).
+        phoneme_voice: the espeak-ng voice that turns new text into phonemes (from the
+            datamodule), so that ``rnnseq.synthesize`` reads text as training did.
         speakers: speaker names of a multi-speaker corpus (from the datamodule), else ``None``.
         losses: ``stop_pos_weight`` (weight of the positive stop frame) and ``guided_attention``
             (``weight``, ``sigma``, ``anneal_steps``; see
@@ -92,6 +94,7 @@ class TextToSpeech(Task):
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         inputs: str = "phonemes",
+        phoneme_voice: str = "en-us",
         speakers: list[str] | None = None,
         losses: Mapping[str, Any] | None = None,
         synthesis: Mapping[str, Any] | None = None,
@@ -107,7 +110,7 @@ class TextToSpeech(Task):
         self.save_hyperparameters({
             "model": to_plain(model), "vocabulary": list(vocabulary),
             "features": to_plain(features), "optimizer": to_plain(optimizer),
-            "scheduler": to_plain(scheduler), "inputs": inputs,
+            "scheduler": to_plain(scheduler), "inputs": inputs, "phoneme_voice": phoneme_voice,
             "speakers": list(speakers) if speakers else None,
             "losses": check_losses(to_plain(losses)),
             "synthesis": {**to_plain(synthesis), "seed": seed}, "normalizer": normalizer,
@@ -185,6 +188,18 @@ class TextToSpeech(Task):
         if "guided" in losses:
             self.log(M.TRAIN_GUIDED_ATTENTION_LOSS, losses["guided"], batch_size=b)
         return losses["loss"]
+
+    def input_symbols(self, text: str) -> str:
+        """What the model reads for a new ``text``: its normalised characters, or the espeak-ng
+        phonemes of the normalised text (as the data module made them for training)."""
+        from rnnseq.data.normalize import normalize_text
+
+        text = normalize_text(text, self.hparams.normalizer)
+        if self.hparams.inputs != "phonemes":
+            return text
+        from rnnseq.data.corpus.espeak import EspeakSynthesizer
+
+        return EspeakSynthesizer.shared().phoneme_symbols(text, self.hparams.phoneme_voice)
 
     # -- synthesis ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,150 @@
+"""Speak text with a trained text-to-speech run.
+
+    python -m rnnseq.synthesize run=experiments/tts/runs/<time> "good night sweet prince" --out DIR
+    python -m rnnseq.synthesize run=<run> --manifest sentences.jsonl --out DIR
+    python -m rnnseq.synthesize run=<run> "to be or not to be" --out DIR synthesis.window=[1,3]
+
+Writes one 16-bit wav per text into ``--out`` (``001.wav``, ``002.wav``, ... for texts on the
+command line; ``<id>.wav`` for a manifest's lines) and prints ``<wav><TAB><text>`` per file, with
+a note where the stop token never fired. ``--manifest`` reads JSONL lines with a ``text`` (and
+``id``, ``speaker`` where given) and also writes ``DIR/manifest.jsonl`` describing the synthesised
+audio, ready for ``rnnseq.evaluate --manifest``. ``synthesis.KEY=VALUE`` changes how synthesis
+stops and attends (``stop_threshold``, ``stop_tokens``, ``max_length_ratio``, ``window``, ``seed``);
+``--speaker`` picks the voice of a multi-speaker run. The same text and seed always give the same
+audio, alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+SYNTHESIS_PREFIX = "synthesis."
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a namespace (``run``, ``texts``, ``synthesis``, ...)."""
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m rnnseq.synthesize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("items", nargs="*",
+                        help="run=<run folder or .ckpt>, texts, synthesis.KEY=VALUE")
+    parser.add_argument("--manifest", type=Path, help="JSONL lines with a text each")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the wav files")
+    parser.add_argument("--speaker", help="speaker name (multi-speaker runs)")
+    parser.add_argument("--batch-size", type=int, default=8, help="texts synthesised together")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_intermixed_args(argv)
+    runs = [i.partition("=")[2] for i in args.items if i.startswith("run=")]
+    settings = [i for i in args.items if i.startswith(SYNTHESIS_PREFIX)]
+    args.texts = [i for i in args.items if not i.startswith(("run=", SYNTHESIS_PREFIX))]
+    if len(runs) != 1 or bool(args.texts) == bool(args.manifest):
+        parser.error("give one run=<run folder or checkpoint> and either texts or --manifest")
+    args.run = runs[0]
+    args.synthesis = {}
+    for item in settings:
+        key, _, value = item[len(SYNTHESIS_PREFIX):].partition("=")
+        args.synthesis[key] = yaml.safe_load(value)
+    return args
+
+
+def read_requests(args: argparse.Namespace) -> list[dict]:
+    """``[{"id", "text", "speaker"}]`` from the command line's texts or the manifest."""
+    if not args.manifest:
+        width = max(3, len(str(len(args.texts))))
+        return [{"id": f"{i:0{width}d}", "text": t, "speaker": args.speaker}
+                for i, t in enumerate(args.texts, start=1)]
+    if not args.manifest.is_file():
+        raise FileNotFoundError(f"manifest {args.manifest} does not exist")
+    requests = []
+    for number, line in enumerate(args.manifest.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        if not str(entry.get("text", "")).strip():
+            raise ValueError(f"{args.manifest}:{number} has no text")
+        requests.append({"id": str(entry.get("id", f"{args.manifest.stem}-{number}")),
+                         "text": entry["text"], "speaker": entry.get("speaker", args.speaker)})
+    return requests
+
+
+def synthesize_requests(task, requests: list[dict], batch_size: int = 8):
+    """Yields ``(request, (N,) waveform, stopped)`` for every request, in order."""
+    from rnnseq.data.batching import Example, collate_examples
+
+    speakers = task.hparams.speakers
+    for start in range(0, len(requests), batch_size):
+        group = requests[start:start + batch_size]
+        examples = []
+        for request in group:
+            symbols = task.input_symbols(request["text"])
+            tokens = torch.tensor(task.tokenizer.encode(symbols), dtype=torch.long)
+            speaker = None
+            if speakers:
+                if request["speaker"] not in speakers:
+                    raise ValueError(f"{request['id']}: speaker {request['speaker']!r} is not one "
+                                     f"of the run's speakers {speakers}; give --speaker")
+                speaker = speakers.index(request["speaker"])
+            examples.append(Example(request["id"], torch.zeros(1, task.n_mels), tokens,
+                                    request["text"], speaker))
+        batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
+        result = task.synthesize_batch(batch)
+        for i, request in enumerate(group):
+            mel = task.denormalize(result.mel[i, :int(result.lengths[i])]).float().cpu()
+            yield request, task.vocoder(mel), bool(result.stopped[i])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rnnseq.synthesize``; returns the exit status."""
+    from rnnseq.console import quiet_third_party
+
+    quiet_third_party()
+    args = parse_args(argv)
+    import soundfile
+
+    from rnnseq.checkpoints import load_task_or_report
+    from rnnseq.data.manifest import write_manifest
+    from rnnseq.decoding.synthesis import SynthesisSettings
+    from rnnseq.tasks.text_to_speech import TextToSpeech
+
+    task = load_task_or_report(TextToSpeech, args.run, args.device)
+    if task is None:
+        return 2
+    try:
+        requests = read_requests(args)
+        settings = {**task.hparams.synthesis, **args.synthesis}
+        task.synthesis_seed = int(settings.pop("seed", 0))
+        if settings.get("window") is not None:
+            settings["window"] = tuple(settings["window"])
+        task.synthesis_settings = SynthesisSettings(**settings)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    rate = int(task.hparams.features["sample_rate"])
+    entries, status = [], 0
+    try:
+        for request, wave, stopped in synthesize_requests(task, requests, args.batch_size):
+            path = args.out / f"{request['id']}.wav"
+            soundfile.write(path, wave.clamp(-1, 1).numpy(), rate, subtype="PCM_16")
+            note = "" if stopped else "\t(never stopped: cut at synthesis.max_length_ratio)"
+            print(f"{path}\t{request['text']}{note}", flush=True)
+            entries.append({"id": request["id"], "audio_filepath": str(path.resolve()),
+                            "duration": round(len(wave) / rate, 3), "text": request["text"],
+                            **({"speaker": request["speaker"]} if request["speaker"] else {})})
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        status = 2
+    if args.manifest and entries:
+        write_manifest(args.out / "manifest.jsonl", entries)
+        print(f"wrote {args.out / 'manifest.jsonl'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

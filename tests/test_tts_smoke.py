@@ -1,0 +1,65 @@
+"""experiment=tts through the CLI on a tiny corpus and model, then rnnseq.synthesize on the run."""
+
+import json
+
+import pytest
+import soundfile
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rnnseq import metrics as M
+from tests.test_train_smoke import run_module, run_train
+
+TINY_TTS = [
+    "model.encoder.embed_dim=16", "model.encoder.conv_layers=1", "model.encoder.hidden_size=8",
+    "model.decoder.prenet_sizes=[16]", "model.decoder.attention_rnn_size=16",
+    "model.decoder.decoder_rnn_size=16", "model.attention.attention_dim=8",
+    "model.attention.conv_channels=4", "model.postnet.channels=8", "model.postnet.layers=2",
+    "data.corpus.num_utterances={train:8,valid:4,test:4,test_long:2}",
+    "data.corpus.name=espeak_tts-tiny", "data.corpus.num_workers=1",
+    "task.synthesis.max_length_ratio=3",
+]
+
+
+@pytest.fixture(scope="module")
+def tts_run(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("runs") / "tts"
+    run_train(run_dir, data_dir, "trainer.fast_dev_run=2", experiment="tts", tiny=TINY_TTS)
+    return run_dir
+
+
+def test_a_quick_run_writes_losses_free_running_scores_and_audio_summaries(tts_run):
+    results = json.loads((tts_run / "results.json").read_text())
+    assert set(results["test"]) == {M.TEST_MCD, M.TEST_STOPPED, M.TEST_LENGTH_RATIO,
+                                    M.TEST_FOCUS_RATE}
+    assert set(results["test_long"]) == {f"test_long/{m.split('/')[1]}" for m in results["test"]}
+    items = json.loads((tts_run / "test_outputs.json").read_text())["items"]
+    assert len(items) == results["test_items"] == 4
+    assert results["test"][M.TEST_STOPPED] == sum(i["stopped"] for i in items) / 4
+    accumulator = EventAccumulator(str(tts_run / "tensorboard"),
+                                   size_guidance={"images": 0, "audio": 0})
+    accumulator.Reload()
+    scalars = set(accumulator.Tags()["scalars"])
+    assert {M.TRAIN_MEL_LOSS, M.TRAIN_STOP_LOSS, M.TRAIN_GUIDED_ATTENTION_LOSS, M.VAL_LOSS,
+            M.VAL_POSTNET_LOSS} <= scalars
+    images, audio = accumulator.Tags()["images"], accumulator.Tags()["audio"]
+    assert sum(t.endswith("/mel_teacher_forced") for t in images) == 3
+    assert sum(t.endswith("/attention_free_running") for t in images) == 3
+    assert sum(t.endswith("/audio_teacher_forced") for t in audio) == 3
+
+
+def test_synthesize_writes_readable_wavs_and_a_manifest(tts_run, tmp_path, data_dir):
+    out = tmp_path / "spoken"
+    result = run_module("rnnseq.synthesize", data_dir, f"run={tts_run}", "good night",
+                        "sweet prince", "--out", str(out), "synthesis.seed=3")
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
+        str(out / "001.wav"), str(out / "002.wav")]
+    wave, rate = soundfile.read(out / "001.wav")
+    assert rate == 16000 and len(wave) > 0
+    again = tmp_path / "again"
+    manifest = tmp_path / "lines.jsonl"
+    manifest.write_text('{"id": "a", "text": "good night"}\n{"id": "b", "text": "to sleep"}\n')
+    run_module("rnnseq.synthesize", data_dir, f"run={tts_run}", "--manifest", str(manifest),
+               "--out", str(again), "synthesis.seed=3")
+    assert (soundfile.read(again / "a.wav")[0] == wave).all()  # same text and seed, same audio
+    lines = [json.loads(x) for x in (again / "manifest.jsonl").read_text().splitlines()]
+    assert [x["text"] for x in lines] == ["good night", "to sleep"]
