@@ -49,26 +49,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def transcribe(task, paths: list[str], *, batch_size: int = 8):
     """Yields ``(path, transcript or None, error or None)`` for every path, in order, decoded
     with the task's ``decoding`` settings."""
-    from rnnseq.data.audio import AudioError, FeatureConfig, LogMel, load_audio
-    from rnnseq.data.batching import Example, collate_examples
+    from rnnseq.data.audio import AudioError, load_audio
 
-    config = FeatureConfig(**task.hparams.features)
-    logmel = LogMel(config)
+    rate = int(task.hparams.features["sample_rate"])
     for start in range(0, len(paths), batch_size):
         group = paths[start : start + batch_size]
-        examples, errors = [], {}
+        waves, errors = {}, {}
         for path in group:
             try:
-                wave = load_audio(path, config.sample_rate)
+                waves[path] = load_audio(path, rate)
             except (AudioError, OSError) as err:
                 errors[path] = str(err)
-                continue
-            examples.append(Example(path, logmel(wave), torch.zeros(0, dtype=torch.long), ""))
-        texts = {}
-        if examples:
-            batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
-            hyps = task.decode(batch)
-            texts = dict(zip(batch.ids, hyps))
+        texts = dict(zip(waves, task.transcribe_waves(list(waves.values()), batch_size)))
         for path in group:
             yield path, texts.get(path), errors.get(path)
 

@@ -21,16 +21,20 @@ TINY_TTS = [
 
 
 @pytest.fixture(scope="module")
-def tts_run(tmp_path_factory, data_dir):
+def tts_run(tmp_path_factory, data_dir, smoke_run):
+    """The tiny synthesis run, its test splits also heard by the tiny recognition run."""
     run_dir = tmp_path_factory.mktemp("runs") / "tts"
-    run_train(run_dir, data_dir, "trainer.fast_dev_run=2", experiment="tts", tiny=TINY_TTS)
+    run_train(run_dir, data_dir, "trainer.fast_dev_run=2", f"task.evaluation.asr={smoke_run}",
+              experiment="tts", tiny=TINY_TTS)
     return run_dir
 
 
 def test_a_quick_run_writes_losses_free_running_scores_and_audio_summaries(tts_run):
     results = json.loads((tts_run / "results.json").read_text())
+    heard = {f"test/{kind}_{rate}" for kind in ("synthesis", "copy", "recording")
+             for rate in ("cer", "wer")}
     assert set(results["test"]) == {M.TEST_MCD, M.TEST_STOPPED, M.TEST_LENGTH_RATIO,
-                                    M.TEST_FOCUS_RATE}
+                                    M.TEST_FOCUS_RATE, "test/vocoded_mcd", "test/copy_mcd", *heard}
     assert set(results["test_long"]) == {f"test_long/{m.split('/')[1]}" for m in results["test"]}
     items = json.loads((tts_run / "test_outputs.json").read_text())["items"]
     assert len(items) == results["test_items"] == 4
@@ -45,6 +49,26 @@ def test_a_quick_run_writes_losses_free_running_scores_and_audio_summaries(tts_r
     assert sum(t.endswith("/mel_teacher_forced") for t in images) == 3
     assert sum(t.endswith("/attention_free_running") for t in images) == 3
     assert sum(t.endswith("/audio_teacher_forced") for t in audio) == 3
+
+
+def test_the_round_trip_scores_what_the_recogniser_hears_in_each_version(tts_run, smoke_run,
+                                                                        data_dir):
+    import jiwer
+
+    results = json.loads((tts_run / "results.json").read_text())
+    items = json.loads((tts_run / "test_outputs.json").read_text())["items"]
+    for kind in ("synthesis", "copy", "recording"):
+        hypotheses = [i[f"{kind}_transcript"] for i in items]
+        references = [i["reference_text"] for i in items]
+        assert results["test"][f"test/{kind}_cer"] == pytest.approx(
+            jiwer.cer(references, hypotheses), abs=1e-6)
+    # the recording's transcript is what rnnseq.transcribe makes of the same file
+    manifest = next((data_dir).glob("espeak_tts-tiny-*/test.jsonl"))
+    first = json.loads(manifest.read_text().splitlines()[0])
+    audio = manifest.parent / first["audio_filepath"]
+    out = run_module("rnnseq.transcribe", data_dir, f"run={smoke_run}", str(audio)).stdout
+    item = next(i for i in items if i["id"] == first["id"])
+    assert out.rstrip("\n").partition("\t")[2] == item["recording_transcript"]
 
 
 def test_synthesize_writes_readable_wavs_and_a_manifest(tts_run, tmp_path, data_dir):

@@ -50,3 +50,8 @@ def test_a_synthesis_that_stopped_at_once_gives_its_few_samples_not_an_error(fra
     assert out.shape == (max(frames - 1, 0) * FEATURES.hop_length,)
     if frames <= 3:  # 400 samples or fewer: under half the 1024-point window
         assert out.abs().sum() == 0
+
+
+@pytest.mark.parametrize("samples", [0, 1, 400, 513, 4000])
+def test_log_mel_of_any_length_has_one_frame_per_hop_plus_one(samples):
+    assert LogMel(FEATURES)(torch.zeros(samples)).shape == (samples // 200 + 1, 80)

@@ -86,7 +86,8 @@ LOG_FLOOR = 1e-6  # added to the mel power before the log: silence maps to log(1
 
 
 class LogMel(nn.Module):
-    """``(N,) waveform -> (S, n_mels)`` log-mel features, S = N // hop + 1."""
+    """``(N,) waveform -> (S, n_mels)`` log-mel features, S = N // hop + 1 (also for a waveform
+    shorter than half a window, which is padded with silence)."""
 
     def __init__(self, config: FeatureConfig = FeatureConfig()):
         super().__init__()
@@ -102,7 +103,10 @@ class LogMel(nn.Module):
     @torch.no_grad()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """``(N,)`` mono waveform -> ``(S, n_mels)`` log-mel frames."""
-        spec = self.mel(wave)  # (n_mels, S)
+        samples, shortest = wave.shape[-1], self.config.n_fft // 2 + 1
+        if samples < shortest:  # too short to reflect at the edges: pad with silence instead
+            wave = torch.nn.functional.pad(wave, (0, shortest - samples))
+        spec = self.mel(wave)[:, : samples // self.config.hop_length + 1]  # (n_mels, S)
         return torch.log(spec + LOG_FLOOR).transpose(0, 1)  # (S, n_mels)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from rnnseq import metrics as M
 from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import CharTokenizer
@@ -85,6 +87,23 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
     def encode(self, batch: Batch) -> Encoded:
         """Encoder memory of a batch (features normalised, augmented in training)."""
         return self.model.encode(self.prepare_features(batch), batch.feature_lengths)
+
+    @torch.no_grad()
+    def transcribe_waves(self, waves: list[torch.Tensor], batch_size: int = 8) -> list[str]:
+        """Transcripts of ``(N,)`` mono waveforms at this model's sample rate, in order, decoded
+        with the ``decoding`` settings."""
+        from rnnseq.data.audio import FeatureConfig, LogMel
+        from rnnseq.data.batching import Example, collate_examples
+
+        logmel = LogMel(FeatureConfig(**self.hparams.features))
+        texts = []
+        for start in range(0, len(waves), batch_size):
+            examples = [Example(str(start + i), logmel(wave.float().cpu()),
+                                torch.zeros(0, dtype=torch.long), "")
+                        for i, wave in enumerate(waves[start:start + batch_size])]
+            batch = self.transfer_batch_to_device(collate_examples(examples), self.device, 0)
+            texts.extend(self.decode(batch))
+        return texts
 
     def score(self, references: list[str], hypotheses: list[str], split: str) -> dict[str, float]:
         rates = M.error_rates(references, hypotheses)

@@ -50,6 +50,19 @@ def check_losses(settings: Mapping[str, Any] | None) -> dict:
             "guided_attention": check_guided_attention(settings.get("guided_attention"))}
 
 
+EVALUATION_KEYS = ("asr",)
+
+
+def check_evaluation(settings: Mapping[str, Any] | None) -> dict:
+    """``task.evaluation`` with defaults filled in; unknown keys are a ``ValueError``."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(EVALUATION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown task.evaluation settings {unknown}; known: "
+                         f"{list(EVALUATION_KEYS)}")
+    return {"asr": settings.get("asr")}
+
+
 def focus_rate(weights: torch.Tensor) -> float:
     """Mean over decoder steps of the largest attention weight of ``(N, S)`` weights."""
     return float(weights.max(-1).values.mean()) if weights.numel() else float("nan")
@@ -80,6 +93,8 @@ class TextToSpeech(Task):
             and ``seed`` (of the prenet's inference dropout, mixed with each text).
         vocoder: :class:`~rnnseq.data.vocoder.GriffinLimVocoder` settings (``n_iter``,
             ``power``, ``momentum``, ``seed``): how synthesised mels become audio.
+        evaluation: ``asr``, a speech-to-text run folder or checkpoint: test splits are then
+            also scored by intelligibility (:meth:`round_trip`); ``None`` skips that.
         normalizer: the transcript normaliser of the data (recorded for evaluation).
     """
 
@@ -99,6 +114,7 @@ class TextToSpeech(Task):
         losses: Mapping[str, Any] | None = None,
         synthesis: Mapping[str, Any] | None = None,
         vocoder: Mapping[str, Any] | None = None,
+        evaluation: Mapping[str, Any] | None = None,
         normalizer: str = "letters",
     ):
         super().__init__()
@@ -115,6 +131,7 @@ class TextToSpeech(Task):
             "losses": check_losses(to_plain(losses)),
             "synthesis": {**to_plain(synthesis), "seed": seed}, "normalizer": normalizer,
             "vocoder": to_plain(vocoder) or {},
+            "evaluation": check_evaluation(to_plain(evaluation)),
         })
         self.synthesis_seed = seed
         self.tokenizer = WordTokenizer(vocabulary) if inputs == "phonemes" else CharTokenizer(
@@ -127,6 +144,8 @@ class TextToSpeech(Task):
                                          **self.hparams.vocoder)  # unknown keys fail here
         self._sums: dict[str, float] = {}
         self._rows: list[dict] = []
+        self._mels: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._recognizers: dict[str, Any] = {}
         self.test_results: list[dict] = []
 
     # -- inputs and targets ---------------------------------------------------------------------
@@ -230,9 +249,61 @@ class TextToSpeech(Task):
                                    forced.attention),
                 "free_running": (self.denormalize(free.mel), free.lengths, free.attention)}
 
+    # -- intelligibility ------------------------------------------------------------------------
+    def recognizer(self):
+        """The speech-to-text task of ``evaluation.asr`` (loaded once, on this task's device)."""
+        path = self.hparams.evaluation["asr"]
+        # kept in a plain dict: as an attribute it would become a submodule, and its weights
+        # part of this task's checkpoints
+        if path not in self._recognizers:
+            from rnnseq.checkpoints import load_task
+            from rnnseq.tasks.speech_to_text import SpeechToText
+
+            try:
+                self._recognizers[path] = load_task(SpeechToText, path, str(self.device))
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"task.evaluation.asr={path}: {err}; train one with "
+                                        f"`python -m rnnseq.train experiment=asr`") from None
+        return self._recognizers[path]
+
+    def round_trip(self, rows: list[dict], split: str) -> None:
+        """Adds to each test row what a speech recogniser (``evaluation.asr``) hears in three
+        versions of the sentence: the synthesis through the vocoder (``synthesis_transcript``),
+        the recording's own mel through the vocoder (``copy_transcript``: what the vocoder alone
+        loses) and the recording itself (``recording_transcript``: what the recogniser loses);
+        and the MCD of the vocoded synthesis and of the vocoded recording, both analysed again
+        from their audio (``vocoded_mcd``, ``copy_mcd``, the vocoder's floor)."""
+        import torchaudio
+
+        from rnnseq.data.audio import LogMel, load_audio
+        from rnnseq.data.normalize import normalize_text
+
+        asr = self.recognizer()
+        asr_rate = int(asr.hparams.features["sample_rate"])
+        own = FeatureConfig(**self.hparams.features)
+        analyse = LogMel(own)
+        dataset = self.trainer.datamodule.datasets[split]
+        paths = {u.id: u.audio_path for u in dataset.utterances}
+        waves: dict[str, list[torch.Tensor]] = {"synthesis": [], "copy": [], "recording": []}
+        for row in rows:
+            predicted, reference = self._mels[row["id"]]
+            synthesis, copy = self.vocoder(predicted), self.vocoder(reference)
+            row["vocoded_mcd"] = M.mel_cepstral_distortion(reference, analyse(synthesis))
+            row["copy_mcd"] = M.mel_cepstral_distortion(reference, analyse(copy))
+            for kind, wave in (("synthesis", synthesis), ("copy", copy)):
+                if own.sample_rate != asr_rate:
+                    wave = torchaudio.functional.resample(wave, own.sample_rate, asr_rate)
+                waves[kind].append(wave)
+            waves["recording"].append(load_audio(paths[row["id"]], asr_rate))
+            row["reference_text"] = normalize_text(row["text"], asr.hparams.normalizer)
+        for kind, kind_waves in waves.items():
+            for row, text in zip(rows, asr.transcribe_waves(kind_waves)):
+                row[f"{kind}_transcript"] = text
+        self._mels = {}
+
     # -- evaluation -----------------------------------------------------------------------------
     def start_evaluation(self, split: str) -> None:
-        self._sums, self._rows = {}, []
+        self._sums, self._rows, self._mels = {}, [], {}
 
     def evaluation_step(self, batch: Batch, split: str) -> None:
         if split == "val":
@@ -254,6 +325,9 @@ class TextToSpeech(Task):
                 "length_ratio": frames / reference, "focus_rate": focus_rate(weights),
                 "mcd": M.mel_cepstral_distortion(batch.features[i, :reference], predicted),
             })
+            if self.hparams.evaluation["asr"]:  # kept for the round trip, not for the results
+                self._mels[utt_id] = (predicted.float().cpu(),
+                                      batch.features[i, :reference].float().cpu())
 
     def end_evaluation(self, split: str) -> None:
         if split == "val":
@@ -266,9 +340,19 @@ class TextToSpeech(Task):
                 if key in sums:
                     self.log(name, sums[key] / items, prog_bar=key == "loss")
             return
+        if self.hparams.evaluation["asr"]:
+            self.round_trip(self._rows, split)  # each rank its own share, before gathering
         rows = gather_rows(self._rows)
         if not rows:
             return
+        if self.hparams.evaluation["asr"]:
+            for kind in ("synthesis", "copy", "recording"):
+                rates = M.error_rates([r["reference_text"] for r in rows],
+                                      [r[f"{kind}_transcript"] for r in rows])
+                self.log(M.split_metric(split, f"{kind}_cer"), rates.cer)
+                self.log(M.split_metric(split, f"{kind}_wer"), rates.wer)
+            for key in ("vocoded_mcd", "copy_mcd"):
+                self.log(M.split_metric(split, key), statistics.fmean(r[key] for r in rows))
         self.log(M.split_metric(split, "mcd"), statistics.fmean(r["mcd"] for r in rows))
         self.log(M.split_metric(split, "stopped"),
                  sum(r["stopped"] for r in rows) / len(rows))
