@@ -90,6 +90,23 @@ def examples(run: str | Path, split: str = "test", count: int = 3) -> Batch:
     return batch
 
 
+def speak(task: L.LightningModule, text: str, speaker: str | None = None):
+    """One sentence synthesised by a text-to-speech task: a
+    :class:`~rnnseq.synthesize.Spoken` with its log-mel, attention, waveform and whether it
+    stopped by itself."""
+    from rnnseq.synthesize import synthesize_requests
+
+    return next(synthesize_requests(task, [{"id": "0", "text": text, "speaker": speaker}]))
+
+
+def play(wave, sample_rate: int):
+    """A player for ``(N,)`` samples in a notebook (IPython's ``Audio``)."""
+    from IPython.display import Audio
+
+    samples = wave.numpy() if hasattr(wave, "numpy") else wave
+    return Audio(samples, rate=sample_rate, normalize=True)
+
+
 def audio_files(run: str | Path, split: str = "test", count: int = 3) -> list[str]:
     """Paths of the first ``count`` audio files of a split of a speech run's data."""
     from rnnseq.evaluate import run_data_loader

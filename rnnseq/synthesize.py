@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -73,8 +74,18 @@ def read_requests(args: argparse.Namespace) -> list[dict]:
     return requests
 
 
+class Spoken(NamedTuple):
+    """One synthesised text."""
+
+    request: dict  # {"id", "text", "speaker"}
+    mel: torch.Tensor  # (T, F) log-mel frames up to the stop
+    attention: torch.Tensor  # (N, S) weights of each decoder step over the input symbols
+    wave: torch.Tensor  # (T - 1) * hop samples from the task's vocoder
+    stopped: bool  # False where the frame limit ended it
+
+
 def synthesize_requests(task, requests: list[dict], batch_size: int = 8):
-    """Yields ``(request, (N,) waveform, stopped)`` for every request, in order."""
+    """Yields a :class:`Spoken` for every request (``{"id", "text", "speaker"}``), in order."""
     from rnnseq.data.batching import Example, collate_examples
 
     speakers = task.hparams.speakers
@@ -94,9 +105,12 @@ def synthesize_requests(task, requests: list[dict], batch_size: int = 8):
                                     request["text"], speaker))
         batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
         result = task.synthesize_batch(batch)
+        steps = -(-result.lengths // task.model.reduction)
         for i, request in enumerate(group):
             mel = task.denormalize(result.mel[i, :int(result.lengths[i])]).float().cpu()
-            yield request, task.vocoder(mel), bool(result.stopped[i])
+            attention = result.attention[i, :int(steps[i]), :len(examples[i].tokens) + 1]
+            yield Spoken(request, mel, attention.float().cpu(), task.vocoder(mel),
+                         bool(result.stopped[i]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = int(task.hparams.features["sample_rate"])
     entries, status = [], 0
     try:
-        for request, wave, stopped in synthesize_requests(task, requests, args.batch_size):
+        for request, _, _, wave, stopped in synthesize_requests(task, requests, args.batch_size):
             path = args.out / f"{request['id']}.wav"
             soundfile.write(path, wave.clamp(-1, 1).numpy(), rate, subtype="PCM_16")
             note = "" if stopped else "\t(never stopped: cut at synthesis.max_length_ratio)"

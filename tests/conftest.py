@@ -83,6 +83,29 @@ def smoke_run(tmp_path_factory, data_dir, tiny_corpus) -> Path:
     return run_dir
 
 
+TINY_TTS = [
+    "model.encoder.embed_dim=16", "model.encoder.conv_layers=1", "model.encoder.hidden_size=8",
+    "model.decoder.prenet_sizes=[16]", "model.decoder.attention_rnn_size=16",
+    "model.decoder.decoder_rnn_size=16", "model.attention.attention_dim=8",
+    "model.attention.conv_channels=4", "model.postnet.channels=8", "model.postnet.layers=2",
+    "data.corpus.num_utterances={train:8,valid:4,test:4,test_long:2}",
+    "data.corpus.name=espeak_tts-tiny", "data.corpus.num_workers=1",
+    "task.synthesis.max_length_ratio=3",
+]
+
+
+@pytest.fixture(scope="session")
+def tts_run(tmp_path_factory, data_dir, smoke_run) -> Path:
+    """``experiment=tts`` with a tiny model, ``trainer.fast_dev_run=2``, on a tiny one-voice
+    corpus; its test splits are also heard by :func:`smoke_run` (the round trip)."""
+    from tests.test_train_smoke import run_train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tts"
+    run_train(run_dir, data_dir, "trainer.fast_dev_run=2", f"task.evaluation.asr={smoke_run}",
+              experiment="tts", tiny=TINY_TTS)
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def textgen_run(tmp_path_factory, data_dir) -> Path:
     """``experiment=textgen`` with a tiny LSTM, 3 batches of each split."""

@@ -43,8 +43,8 @@ def _outputs(nb) -> tuple[str, int]:
     return "".join(text), images
 
 
-def test_there_are_three_numbered_notebooks_importing_only_rnnseq():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_"]
+def test_there_are_four_numbered_notebooks_importing_only_rnnseq():
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_"]
     for notebook in NOTEBOOKS:
         modules = set()
         for source in _code(notebook):
@@ -84,6 +84,17 @@ def test_sweep_notebook(monkeypatch, data_dir, tiny_sweep):
     text, images = _outputs(nb)
     assert "model.encoder.hidden_size" in text and "val/wer" in text
     assert images == 2  # val/wer and test/cer against the hidden size
+
+
+def test_speech_synthesis_notebook(monkeypatch, data_dir, tts_run):
+    nb = execute(REPO / "notebooks" / "04_speech_synthesis.ipynb", monkeypatch,
+                 RNNSEQ_RUN=tts_run, RNNSEQ_DATA_DIR=data_dir)
+    text, images = _outputs(nb)
+    assert "TextToSpeech" in text and "reads:" in text and "frames," in text
+    assert images == 2  # the log-mel spectrogram and the attention alignment
+    audio = [out for cell in nb.cells for out in cell.get("outputs", [])
+             if "text/html" in out.get("data", {}) and "<audio" in out["data"]["text/html"]]
+    assert len(audio) == 1  # the player
 
 
 def test_explore_finds_the_newest_run_and_explains_a_missing_one(tmp_path, monkeypatch):

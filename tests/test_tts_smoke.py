@@ -7,26 +7,10 @@ import soundfile
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnseq import metrics as M
-from tests.test_train_smoke import run_module, run_train
+from tests.test_train_smoke import run_module
 
-TINY_TTS = [
-    "model.encoder.embed_dim=16", "model.encoder.conv_layers=1", "model.encoder.hidden_size=8",
-    "model.decoder.prenet_sizes=[16]", "model.decoder.attention_rnn_size=16",
-    "model.decoder.decoder_rnn_size=16", "model.attention.attention_dim=8",
-    "model.attention.conv_channels=4", "model.postnet.channels=8", "model.postnet.layers=2",
-    "data.corpus.num_utterances={train:8,valid:4,test:4,test_long:2}",
-    "data.corpus.name=espeak_tts-tiny", "data.corpus.num_workers=1",
-    "task.synthesis.max_length_ratio=3",
-]
+# `tts_run` (tests/conftest.py): experiment=tts, a tiny model, fast_dev_run=2, heard by smoke_run
 
-
-@pytest.fixture(scope="module")
-def tts_run(tmp_path_factory, data_dir, smoke_run):
-    """The tiny synthesis run, its test splits also heard by the tiny recognition run."""
-    run_dir = tmp_path_factory.mktemp("runs") / "tts"
-    run_train(run_dir, data_dir, "trainer.fast_dev_run=2", f"task.evaluation.asr={smoke_run}",
-              experiment="tts", tiny=TINY_TTS)
-    return run_dir
 
 
 def test_a_quick_run_writes_losses_free_running_scores_and_audio_summaries(tts_run):
