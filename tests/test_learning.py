@@ -67,3 +67,32 @@ def test_g2p_learns_to_pronounce_unseen_words(tmp_path, data_dir):
               experiment="g2p", tiny=[])
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test"][M.TEST_PER] < 0.30, results
+
+
+@pytest.mark.slow
+def test_tiny_synthesis_model_learns_to_align_and_stop(tmp_path, data_dir):
+    """A small Tacotron on 32 short sentences of one voice must learn to read them in order and
+    to stop: synthesising its own training sentences free-running, a focus rate above 0.5 and
+    at least 90 % stopping by themselves within 25 % of the recorded length."""
+    from rnnseq.data.corpus.tts_corpus import EspeakTTSCorpus
+
+    manifests = EspeakTTSCorpus(cache_dir=str(data_dir), name="espeak_tts-learn", num_workers=2,
+                                num_utterances={"train": 32, "valid": 4, "test": 4},
+                                max_words=4).build()
+    train = manifests["train"]
+    run_dir = tmp_path / "tts"
+    run_train(
+        run_dir, data_dir,
+        "data.corpus=null", f"+data.manifests.train={train}", f"+data.manifests.valid={train}",
+        f"+data.manifests.test={train}", "data.max_batch_size=16",
+        "model.encoder.embed_dim=64", "model.encoder.hidden_size=64",
+        "model.decoder.attention_rnn_size=128", "model.decoder.decoder_rnn_size=128",
+        "model.postnet.channels=64", "trainer.max_epochs=150",
+        "trainer.check_val_every_n_epoch=50", "callbacks.early_stopping=null", "threads=2",
+        experiment="tts", tiny=[],
+    )
+    results = json.loads((run_dir / "results.json").read_text())["test"]
+    items = json.loads((run_dir / "test_outputs.json").read_text())["items"]
+    assert results[M.TEST_FOCUS_RATE] > 0.5, results
+    good = [i for i in items if i["stopped"] and abs(i["length_ratio"] - 1) <= 0.25]
+    assert len(good) >= 0.9 * len(items), items
