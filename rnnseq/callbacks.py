@@ -47,13 +47,18 @@ class ProgressBar(TQDMProgressBar):
 SAMPLES_TAG = "val/samples"
 
 
-class AttentionSamples(L.Callback):
-    """After every validation epoch, decodes a few fixed validation utterances and logs their
-    attention heatmaps (``val/attention/<id>``) and a reference/hypothesis table
-    (``val/samples``) to TensorBoard."""
+class ValidationSamples(L.Callback):
+    """Base of the callbacks that show what the model makes of the first ``num_utterances``
+    validation items after every validation epoch (rank 0, TensorBoard only); subclasses
+    define :meth:`show`."""
 
     def __init__(self, num_utterances: int = 3):
         self.num_utterances = num_utterances
+
+    def show(self, writer, step: int, pl_module: L.LightningModule, items: list) -> None:
+        """Logs what ``pl_module`` makes of ``items`` (dataset items) with the TensorBoard
+        ``writer`` at training step ``step``."""
+        raise NotImplementedError
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -63,12 +68,20 @@ class AttentionSamples(L.Callback):
         if logger is None or dataset is None or len(dataset) == 0:
             return
         items = [dataset[i] for i in range(min(self.num_utterances, len(dataset)))]
-        step = trainer.global_step
+        self.show(logger.experiment, trainer.global_step, pl_module, items)
+
+
+class AttentionSamples(ValidationSamples):
+    """After every validation epoch, decodes a few fixed validation utterances and logs their
+    attention heatmaps (``val/attention/<id>``) and a reference/hypothesis table
+    (``val/samples``) to TensorBoard."""
+
+    def show(self, writer, step: int, pl_module: L.LightningModule, items: list) -> None:
         table, figures = self.samples(pl_module, items)
         for tag, figure in figures:
-            logger.experiment.add_figure(tag, figure, step)
+            writer.add_figure(tag, figure, step)
         if figures:
-            logger.experiment.add_text(SAMPLES_TAG, table, step)
+            writer.add_text(SAMPLES_TAG, table, step)
 
     @staticmethod
     def samples(pl_module: L.LightningModule, items: list) -> tuple[str, list]:
@@ -99,29 +112,18 @@ class AttentionSamples(L.Callback):
 SYNTHESIS_TAG = "val/synthesis"
 
 
-class SynthesisSamples(L.Callback):
+class SynthesisSamples(ValidationSamples):
     """After every validation epoch, synthesises a few fixed validation sentences with a
     text-to-speech task, teacher-forced and free-running, and logs to TensorBoard for each:
     the recorded and synthesised mel (``val/synthesis/<id>/mel_teacher_forced``,
     ``.../mel_free_running``), the attention alignment of both (``.../attention_...``), and the
     audio of both through the task's vocoder (``.../audio_...``)."""
 
-    def __init__(self, num_utterances: int = 3):
-        self.num_utterances = num_utterances
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        dataset = getattr(trainer.datamodule, "datasets", {}).get("valid")
-        if logger is None or dataset is None or len(dataset) == 0:
-            return
-        items = [dataset[i] for i in range(min(self.num_utterances, len(dataset)))]
+    def show(self, writer, step: int, pl_module: L.LightningModule, items: list) -> None:
         batch = collate_examples(items)
         if batch.empty:
             return
         batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-        step, writer = trainer.global_step, logger.experiment
         rate = int(pl_module.hparams.features["sample_rate"])
         hop_ms = float(pl_module.hparams.features["hop_ms"])
         for kind, (mels, lengths, attention) in pl_module.sample_syntheses(batch).items():
