@@ -32,16 +32,22 @@ import yaml
 DECODING_PREFIX = "decoding."
 
 
-def parse_decoding(assignments: list[str]) -> dict:
-    """``["decoding.beam_size=8", "decoding.lm=null"]`` -> ``{"beam_size": 8, "lm": None}``
-    (values parsed as YAML, so numbers, booleans and null work)."""
+def parse_assignments(assignments: list[str], prefix: str) -> dict:
+    """``["decoding.beam_size=8", "decoding.lm=null"]`` with prefix ``decoding.`` ->
+    ``{"beam_size": 8, "lm": None}`` (values parsed as YAML, so numbers, booleans, lists and
+    null work)."""
     out = {}
     for item in assignments:
         key, sep, value = item.partition("=")
-        if not sep or not key.startswith(DECODING_PREFIX) or key == DECODING_PREFIX:
-            raise ValueError(f"expected decoding.KEY=VALUE, got {item!r}")
-        out[key[len(DECODING_PREFIX):]] = yaml.safe_load(value)
+        if not sep or not key.startswith(prefix) or key == prefix:
+            raise ValueError(f"expected {prefix}KEY=VALUE, got {item!r}")
+        out[key[len(prefix):]] = yaml.safe_load(value)
     return out
+
+
+def parse_decoding(assignments: list[str]) -> dict:
+    """``decoding.KEY=VALUE`` items as a dict (:func:`parse_assignments`)."""
+    return parse_assignments(assignments, DECODING_PREFIX)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -29,7 +29,7 @@ SYNTHESIS_PREFIX = "synthesis."
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line as a namespace (``run``, ``texts``, ``synthesis``, ...)."""
-    import yaml
+    from rnnseq.evaluate import parse_assignments
 
     parser = argparse.ArgumentParser(prog="python -m rnnseq.synthesize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,10 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(runs) != 1 or bool(args.texts) == bool(args.manifest):
         parser.error("give one run=<run folder or checkpoint> and either texts or --manifest")
     args.run = runs[0]
-    args.synthesis = {}
-    for item in settings:
-        key, _, value = item[len(SYNTHESIS_PREFIX):].partition("=")
-        args.synthesis[key] = yaml.safe_load(value)
+    try:
+        args.synthesis = parse_assignments(settings, SYNTHESIS_PREFIX)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -123,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from rnnseq.checkpoints import load_task_or_report
     from rnnseq.data.manifest import write_manifest
-    from rnnseq.decoding.synthesis import SynthesisSettings
     from rnnseq.tasks.text_to_speech import TextToSpeech
 
     task = load_task_or_report(TextToSpeech, args.run, args.device)
@@ -131,12 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         requests = read_requests(args)
-        settings = {**task.hparams.synthesis, **args.synthesis}
-        task.synthesis_seed = int(settings.pop("seed", 0))
-        if settings.get("window") is not None:
-            settings["window"] = tuple(settings["window"])
-        task.synthesis_settings = SynthesisSettings(**settings)
-    except (FileNotFoundError, ValueError, TypeError) as err:
+        task.set_synthesis(args.synthesis)
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)

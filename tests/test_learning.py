@@ -93,6 +93,6 @@ def test_tiny_synthesis_model_learns_to_align_and_stop(tmp_path, data_dir):
     )
     results = json.loads((run_dir / "results.json").read_text())["test"]
     items = json.loads((run_dir / "test_outputs.json").read_text())["items"]
-    assert results[M.TEST_FOCUS_RATE] > 0.5, results
+    assert len(items) == 32 and results[M.TEST_FOCUS_RATE] > 0.5, results
     good = [i for i in items if i["stopped"] and abs(i["length_ratio"] - 1) <= 0.25]
     assert len(good) >= 0.9 * len(items), items

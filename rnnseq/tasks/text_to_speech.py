@@ -118,22 +118,17 @@ class TextToSpeech(Task):
         normalizer: str = "letters",
     ):
         super().__init__()
-        synthesis = dict(to_plain(synthesis) or {})
-        seed = int(synthesis.pop("seed", 0))
-        if synthesis.get("window") is not None:
-            synthesis["window"] = tuple(synthesis["window"])
-        self.synthesis_settings = SynthesisSettings(**synthesis)  # unknown keys fail here
         self.save_hyperparameters({
             "model": to_plain(model), "vocabulary": list(vocabulary),
             "features": to_plain(features), "optimizer": to_plain(optimizer),
             "scheduler": to_plain(scheduler), "inputs": inputs, "phoneme_voice": phoneme_voice,
             "speakers": list(speakers) if speakers else None,
             "losses": check_losses(to_plain(losses)),
-            "synthesis": {**to_plain(synthesis), "seed": seed}, "normalizer": normalizer,
+            "synthesis": {}, "normalizer": normalizer,
             "vocoder": to_plain(vocoder) or {},
             "evaluation": check_evaluation(to_plain(evaluation)),
         })
-        self.synthesis_seed = seed
+        self.set_synthesis(to_plain(synthesis) or {})  # unknown keys fail here
         self.tokenizer = WordTokenizer(vocabulary) if inputs == "phonemes" else CharTokenizer(
             vocabulary)
         self.n_mels = int(self.hparams.features["n_mels"])
@@ -221,6 +216,20 @@ class TextToSpeech(Task):
         return EspeakSynthesizer.shared().phoneme_symbols(text, self.hparams.phoneme_voice)
 
     # -- synthesis ------------------------------------------------------------------------------
+    def set_synthesis(self, changes: Mapping[str, Any]) -> None:
+        """Applies ``changes`` to ``hparams.synthesis`` (:class:`SynthesisSettings` keys and
+        ``seed``); an unknown key or a value out of range is a ``ValueError``."""
+        merged = {**self.hparams.synthesis, **changes}
+        settings = {k: v for k, v in merged.items() if k != "seed"}
+        if settings.get("window") is not None:
+            settings["window"] = tuple(settings["window"])
+        try:
+            self.synthesis_settings = SynthesisSettings(**settings)
+        except TypeError as err:  # an unknown key
+            raise ValueError(f"task.synthesis: {err}") from None
+        self.synthesis_seed = int(merged.get("seed", 0))
+        self.hparams.synthesis.update(changes)
+
     @torch.no_grad()
     def synthesize_batch(self, batch: Batch):
         """Free-running synthesis of a batch (:func:`rnnseq.decoding.synthesis.synthesize`),
@@ -313,7 +322,7 @@ class TextToSpeech(Task):
             self._sums["items"] = self._sums.get("items", 0.0) + b
             return
         result = self.synthesize_batch(batch)
-        _, token_lengths = self.model_inputs(batch)
+        token_lengths = batch.target_lengths + 1  # with <eos> (model_inputs)
         steps = -(-result.lengths // self.model.reduction)  # decoder steps up to the stop
         for i, utt_id in enumerate(batch.ids):
             frames, reference = int(result.lengths[i]), int(batch.feature_lengths[i])
