@@ -9,9 +9,10 @@ from rnnseq.data.corpus.espeak import EspeakSynthesizer
 from rnnseq.data.tts import TTSDataModule
 
 
-def two_speaker_manifests(tiny_corpus, folder: Path, drop_speaker_at: int | None = None):
+def two_speaker_manifests(tiny_corpus, folder: Path, drop_speaker_at: int | None = None,
+                          stranger: bool = True):
     """The tiny speech corpus with each voice as a speaker (and no phonemes in the lines);
-    valid and test get one speaker training never has."""
+    with ``stranger``, valid and test get one speaker training never has."""
     out = {}
     for split in ("train", "valid", "test"):
         source = Path(tiny_corpus[split])
@@ -19,7 +20,7 @@ def two_speaker_manifests(tiny_corpus, folder: Path, drop_speaker_at: int | None
         for i, line in enumerate(lines):
             line["audio_filepath"] = str(source.parent / line["audio_filepath"])
             line["speaker"] = line["voice"].split("+")[0]
-            if split != "train" and i == 0:
+            if stranger and split != "train" and i == 0:
                 line["speaker"] = "stranger"
             if split == "train" and i == drop_speaker_at:
                 del line["speaker"]

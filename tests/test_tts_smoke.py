@@ -7,10 +7,12 @@ import soundfile
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnseq import metrics as M
-from tests.test_train_smoke import run_module
+from rnnseq.synthesize import main as synthesize_main
+from tests.conftest import TINY_TTS
+from tests.test_train_smoke import run_module, run_train
+from tests.test_tts_data import two_speaker_manifests
 
 # `tts_run` (tests/conftest.py): experiment=tts, a tiny model, fast_dev_run=2, heard by smoke_run
-
 
 
 def test_a_quick_run_writes_losses_free_running_scores_and_audio_summaries(tts_run):
@@ -71,3 +73,26 @@ def test_synthesize_writes_readable_wavs_and_a_manifest(tts_run, tmp_path, data_
     assert (soundfile.read(again / "a.wav")[0] == wave).all()  # same text and seed, same audio
     lines = [json.loads(x) for x in (again / "manifest.jsonl").read_text().splitlines()]
     assert [x["text"] for x in lines] == ["good night", "to sleep"]
+
+
+def test_a_multi_speaker_manifest_trains_a_speaker_embedding_that_synthesize_selects(
+        tiny_corpus, tmp_path, data_dir, capsys):
+    manifests = two_speaker_manifests(tiny_corpus, tmp_path, stranger=False)
+    run = tmp_path / "run"
+    run_train(run, data_dir, "trainer.fast_dev_run=1", "data.corpus=null",
+              *(f"+data.manifests.{split}={path}" for split, path in manifests.items()),
+              experiment="tts", tiny=[t for t in TINY_TTS if not t.startswith("data.corpus")])
+    speakers = sorted({json.loads(x)["speaker"]
+                       for x in open(manifests["train"]).read().splitlines()})
+    assert len(speakers) >= 2
+    spoken = {}
+    for speaker in speakers[:2]:  # in process: the same checkpoint loaded twice
+        out = tmp_path / speaker
+        assert synthesize_main([f"run={run}", "good night", "--out", str(out),
+                                "--speaker", speaker]) == 0
+        spoken[speaker] = soundfile.read(out / "001.wav")[0]
+    first, second = spoken.values()  # same text and seed: only the speaker differs
+    assert first.shape != second.shape or not (first == second).all()
+    assert synthesize_main([f"run={run}", "good night", "--out", str(tmp_path / "x"),
+                            "--speaker", "nobody"]) == 2
+    assert "speaker 'nobody' is not one of the run's speakers" in capsys.readouterr().err
