@@ -35,7 +35,10 @@ class GriffinLimVocoder(nn.Module):
         self.features, self.power, self.seed = features, power, seed
         self.inverse_mel = torchaudio.transforms.InverseMelScale(
             n_stft=features.n_fft // 2 + 1, n_mels=features.n_mels,
-            sample_rate=features.sample_rate)  # htk scale, no norm: as LogMel's MelSpectrogram
+            sample_rate=features.sample_rate,  # htk scale, no norm: as LogMel's MelSpectrogram
+            # gelsd (SVD) also solves rank-deficient filterbanks: with a short window (25 ms,
+            # n_fft 512) the lowest mel filters fall between FFT bins and are empty
+            driver="gelsd")
         self.griffin_lim = torchaudio.transforms.GriffinLim(
             n_fft=features.n_fft, n_iter=n_iter, win_length=features.win_length,
             hop_length=features.hop_length, power=power, momentum=momentum)
