@@ -6,10 +6,14 @@
     python -m rnnseq.evaluate run=<run or .ckpt> --manifest my_audio.jsonl        # your own audio
     python -m rnnseq.evaluate run=<run> decoding.lm=experiments/asr_lm/runs/<time> \
         decoding.lm_weight=0.2                                                    # LM fusion
+    python -m rnnseq.evaluate run=<tts run> --split test_long synthesis.window=[1,3] \
+        evaluation.asr=experiments/asr/runs/<time>                               # synthesis
 
 The checkpoint (the run's best unless ``--checkpoint`` names one) rebuilds the task;
 ``decoding.KEY=VALUE`` replaces its decoding settings (``decoding.mode=greedy`` or
-``ctc_greedy``; ``beam_size=1`` is greedy too). A split is rebuilt from the run's
+``ctc_greedy``; ``beam_size=1`` is greedy too). A synthesis run takes ``synthesis.KEY=VALUE``
+(stop and attention settings) and ``evaluation.asr=<speech-to-text run>`` (the round trip)
+instead, and is scored on a split of its data. A split is rebuilt from the run's
 ``.hydra/config.yaml`` (relative data paths resolve against the working directory, as in
 training; or set ``RNNSEQ_DATA_DIR``). A ``--manifest`` is read with the run's batching settings
 (``data.max_frames``, ``data.max_batch_size``, overridable as ``data.KEY=VALUE``) and its
@@ -30,6 +34,7 @@ from pathlib import Path
 import yaml
 
 DECODING_PREFIX = "decoding."
+SETTING_PREFIXES = (DECODING_PREFIX, "synthesis.", "evaluation.")
 
 
 def parse_assignments(assignments: list[str], prefix: str) -> dict:
@@ -70,14 +75,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give one run folder or checkpoint (run=PATH)")
     args.run = Path(runs[0])
     try:
-        args.decoding = parse_decoding([i for i in args.items if i.startswith(DECODING_PREFIX)])
+        args.settings = {prefix[:-1]: parse_assignments(
+            [i for i in args.items if i.startswith(prefix)], prefix) for prefix in SETTING_PREFIXES}
     except ValueError as err:
         parser.error(str(err))
+    args.decoding = args.settings["decoding"]
     args.data = [i for i in args.items if i.startswith("data.")]
     unknown = [i for i in args.items if "=" in i and not i.startswith(("run=", "data.",
-                                                                       DECODING_PREFIX))]
+                                                                       *SETTING_PREFIXES))]
     if unknown:
-        parser.error(f"expected run=, data.KEY=VALUE or decoding.KEY=VALUE, got {unknown}")
+        parser.error(f"expected run=, data.KEY=VALUE, decoding.KEY=VALUE (or for synthesis, "
+                     f"synthesis.KEY=VALUE and evaluation.KEY=VALUE), got {unknown}")
     return args
 
 
@@ -171,10 +179,30 @@ def run_data_loader(run: Path, split: str, data_overrides: list[str]):
     return loader, utterances, datamodule.report
 
 
+def apply_settings(task, decoding: dict, synthesis: dict | None = None,
+                   evaluation: dict | None = None) -> None:
+    """Hands each group of settings to the task that has it; a group the task does not have is
+    a ``ValueError`` naming the keys to drop."""
+    if "decoding" in task.hparams:  # checked even when nothing changes
+        task.set_decoding(decoding)
+        decoding = None
+    groups = {"decoding": (decoding, None), "synthesis": (synthesis, "set_synthesis"),
+              "evaluation": (evaluation, "set_evaluation")}
+    for group, (values, setter) in groups.items():
+        if not values:
+            continue
+        if setter is None or not hasattr(task, setter):
+            raise ValueError(f"this {type(task).__name__} checkpoint has no {group} settings; "
+                             f"drop {sorted(values)}")
+        getattr(task, setter)(values)
+
+
 def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: str = "test",
-             manifest: Path | None = None, data_overrides: list[str] | None = None) -> dict:
+             manifest: Path | None = None, data_overrides: list[str] | None = None,
+             synthesis: dict | None = None, evaluation: dict | None = None) -> dict:
     """Scores a split of the run's data (or ``manifest``) with its checkpoint; writes and returns
-    the report: settings, metrics, real-time factor and every item with its errors."""
+    the report: settings, metrics, real-time factor and every item with its errors (for a
+    synthesis run: its free-running scores, with ``synthesis`` and ``evaluation`` settings)."""
     import lightning as L
 
     import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
@@ -186,13 +214,12 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     run = run_folder_of(run)
     task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
                                                            weights_only=True)
-    if "decoding" not in task.hparams:  # classifiers and forecasters have nothing to decode
-        if decoding:
-            raise ValueError(f"this {type(task).__name__} checkpoint has no decoding settings; "
-                             f"drop {sorted(decoding)}")
-    else:
-        task.set_decoding(decoding)
+    apply_settings(task, decoding, synthesis, evaluation)
     if manifest is not None:
+        if "synthesis" in task.hparams:
+            raise ValueError("--manifest scores recognisers and classifiers; score a synthesis "
+                             "run on a split of its data (--split), or speak a manifest with "
+                             "python -m rnnseq.synthesize --manifest")
         report = DataReport()
         batching = manifest_batching(run_data_config(run, data_overrides or []))
         loader, utterances = manifest_loader(task, manifest, batching, report)
@@ -215,6 +242,8 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     record = {
         "run": str(run), "checkpoint": str(checkpoint), "data": str(manifest or split),
         "decoding": dict(task.hparams.get("decoding", {})),
+        **{group: dict(task.hparams[group]) for group in ("synthesis", "evaluation")
+           if group in task.hparams},
         # The task logs under test/ whatever it scored; name what was scored.
         "metrics": {k.replace("test/", f"{label}/", 1): float(v) for k, v in metrics.items()},
         "items_scored": len(items), "items_skipped": report.counts().get("skipped", 0),
@@ -242,12 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         record = evaluate(args.run, args.decoding, args.checkpoint, args.split, args.manifest,
-                          args.data)
+                          args.data, args.settings["synthesis"], args.settings["evaluation"])
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if record["decoding"]:
-        print(f"decoding: {record['decoding']}")
+    for group in ("decoding", "synthesis", "evaluation"):
+        if record.get(group):
+            print(f"{group}: {record[group]}")
     for name, value in sorted(record["metrics"].items()):
         print(f"{name}: {value:.4f}")
     if record["items_skipped"]:

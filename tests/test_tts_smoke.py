@@ -96,3 +96,25 @@ def test_a_multi_speaker_manifest_trains_a_speaker_embedding_that_synthesize_sel
     assert synthesize_main([f"run={run}", "good night", "--out", str(tmp_path / "x"),
                             "--speaker", "nobody"]) == 2
     assert "speaker 'nobody' is not one of the run's speakers" in capsys.readouterr().err
+
+
+def test_evaluate_rescores_a_synthesis_run_with_other_stop_settings_and_a_listener(
+        tts_run, smoke_run, capsys):
+    from rnnseq.evaluate import evaluate, main
+
+    record = evaluate(tts_run, {}, split="test_long", synthesis={"stop_threshold": 0.99},
+                      evaluation={"asr": str(smoke_run)})
+    assert record["synthesis"]["stop_threshold"] == 0.99
+    assert {"test_long/mcd", "test_long/synthesis_cer", "test_long/copy_cer"} <= set(
+        record["metrics"])
+    trained = json.loads((tts_run / "results.json").read_text())["test_long"]
+    # the recordings and their vocoder copies do not depend on the stop settings
+    for name in ("test_long/recording_cer", "test_long/copy_mcd"):
+        assert record["metrics"][name] == pytest.approx(trained[name], abs=1e-6)
+    assert record["items_scored"] == len(record["items"]) == 2
+    for wrong, named in ((["decoding.beam_size=2"], "no decoding settings"),
+                         (["evaluation.listener=x"], "task.evaluation has no ['listener']")):
+        assert main([f"run={tts_run}", *wrong]) == 2
+        assert named in capsys.readouterr().err
+    assert main([f"run={smoke_run}", "synthesis.stop_threshold=0.9"]) == 2
+    assert "SpeechToText checkpoint has no synthesis settings" in capsys.readouterr().err

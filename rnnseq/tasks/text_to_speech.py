@@ -230,6 +230,15 @@ class TextToSpeech(Task):
         self.synthesis_seed = int(merged.get("seed", 0))
         self.hparams.synthesis.update(changes)
 
+    def set_evaluation(self, changes: Mapping[str, Any]) -> None:
+        """Applies ``changes`` to ``hparams.evaluation`` (``asr``: a speech-to-text run or
+        null); an unknown key is a ``ValueError``."""
+        unknown = sorted(set(changes) - set(self.hparams.evaluation))
+        if unknown:
+            raise ValueError(f"task.evaluation has no {unknown}; it has "
+                             f"{sorted(self.hparams.evaluation)}")
+        self.hparams.evaluation.update(changes)
+
     @torch.no_grad()
     def synthesize_batch(self, batch: Batch):
         """Free-running synthesis of a batch (:func:`rnnseq.decoding.synthesis.synthesize`),
@@ -291,8 +300,7 @@ class TextToSpeech(Task):
         asr_rate = int(asr.hparams.features["sample_rate"])
         own = FeatureConfig(**self.hparams.features)
         analyse = LogMel(own)
-        dataset = self.trainer.datamodule.datasets[split]
-        paths = {u.id: u.audio_path for u in dataset.utterances}
+        paths = self._tested_audio_paths()
         waves: dict[str, list[torch.Tensor]] = {"synthesis": [], "copy": [], "recording": []}
         for row in rows:
             predicted, reference = self._mels[row["id"]]
@@ -309,6 +317,14 @@ class TextToSpeech(Task):
             for row, text in zip(rows, asr.transcribe_waves(kind_waves)):
                 row[f"{kind}_transcript"] = text
         self._mels = {}
+
+    def _tested_audio_paths(self) -> dict[str, str]:
+        """Utterance id -> recording path of the loader(s) under test (a split of the training
+        datamodule, or the loader that rnnseq.evaluate passes)."""
+        loaders = self.trainer.test_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        return {u.id: u.audio_path for loader in loaders
+                for u in getattr(loader.dataset, "utterances", [])}
 
     # -- evaluation -----------------------------------------------------------------------------
     def start_evaluation(self, split: str) -> None:
