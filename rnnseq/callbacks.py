@@ -126,6 +126,7 @@ class SynthesisSamples(ValidationSamples):
         batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
         rate = int(pl_module.hparams.features["sample_rate"])
         hop_ms = float(pl_module.hparams.features["hop_ms"])
+        table = pl_module.tokenizer.symbols
         for kind, (mels, lengths, attention) in pl_module.sample_syntheses(batch).items():
             for i, utt_id in enumerate(batch.ids):
                 tag = f"{SYNTHESIS_TAG}/{utt_id}"
@@ -133,8 +134,11 @@ class SynthesisSamples(ValidationSamples):
                 mel = mels[i, :int(lengths[i])]
                 writer.add_figure(f"{tag}/mel_{kind}", mel_pair_image(
                     reference, mel, f"{utt_id} ({kind.replace('_', ' ')})", hop_ms), step)
+                length = int(batch.target_lengths[i])  # input tokens; the row after is <eos>
+                symbols = [table[t] for t in batch.targets[i, :length].tolist()]
                 writer.add_figure(f"{tag}/attention_{kind}", attention_heatmap(
-                    attention[i].t(), [], f"{utt_id} ({kind.replace('_', ' ')})",
+                    attention[i, :, :length + 1].t(), symbols,
+                    f"{utt_id} ({kind.replace('_', ' ')})",
                     x_label="decoder step", y_label="input token"), step)
                 wave = pl_module.vocoder(mel.float().cpu())
                 if wave.numel() == 0:  # stopped at once: nothing to hear
