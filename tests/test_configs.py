@@ -139,9 +139,12 @@ def test_checkpointing_early_stopping_and_plateau_watch_the_metric_the_task_decl
         assert cfg.callbacks[name].monitor == task.MONITOR, name
         assert cfg.callbacks[name].mode == task.MONITOR_MODE == "min"
     plateau = compose_config([f"experiment={experiment}", "task/scheduler=plateau"], tmp_path)
-    if "warmup_steps" in plateau.task.scheduler:  # set by the recipe for its default schedule
+    # keys a recipe sets for its default (warm-up cosine) schedule do not apply to the plateau one
+    leftovers = [f"~task.scheduler.{key}" for key in ("warmup_steps", "min_lr_ratio")
+                 if key in plateau.task.scheduler]
+    if leftovers:
         plateau = compose_config([f"experiment={experiment}", "task/scheduler=plateau",
-                                  "~task.scheduler.warmup_steps"], tmp_path)
+                                  *leftovers], tmp_path)
     _, task, _ = _build(plateau)
     scheduler = task.configure_optimizers()["lr_scheduler"]
     assert scheduler["monitor"] == task.MONITOR and scheduler["interval"] == "epoch"
