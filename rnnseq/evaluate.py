@@ -6,14 +6,17 @@
     python -m rnnseq.evaluate run=<run or .ckpt> --manifest my_audio.jsonl        # your own audio
     python -m rnnseq.evaluate run=<run> decoding.lm=experiments/asr_lm/runs/<time> \
         decoding.lm_weight=0.2                                                    # LM fusion
+    python -m rnnseq.evaluate run=<run> decoding.ctc_weight=0.3 --nbest 8         # n-best, oracle
     python -m rnnseq.evaluate run=<tts run> --split test_long synthesis.window=[1,3] \
         evaluation.asr=experiments/asr/runs/<time>                               # synthesis
 
 The checkpoint (the run's best unless ``--checkpoint`` names one) rebuilds the task;
-``decoding.KEY=VALUE`` replaces its decoding settings (``decoding.mode=greedy`` or
-``ctc_greedy``; ``beam_size=1`` is greedy too). A synthesis run takes ``synthesis.KEY=VALUE``
-(stop and attention settings) and ``evaluation.asr=<speech-to-text run>`` (the round trip)
-instead, and is scored on a split of its data. A split is rebuilt from the run's
+``decoding.KEY=VALUE`` replaces its decoding settings (``decoding.mode=greedy``, ``ctc_greedy``
+or ``ctc_beam``; scorer weights; see ``conf/task/speech_to_text.yaml``); ``--nbest N`` keeps the
+N best hypotheses of every item with their scores and reports the oracle WER. A synthesis run
+takes ``synthesis.KEY=VALUE`` (stop and attention settings) and
+``evaluation.asr=<speech-to-text run>`` (the round trip) instead, and is scored on a split of its
+data. A split is rebuilt from the run's
 ``.hydra/config.yaml`` (relative data paths resolve against the working directory, as in
 training; or set ``RNNSEQ_DATA_DIR``). A ``--manifest`` is read with the run's batching settings
 (``data.max_frames``, ``data.max_batch_size``, overridable as ``data.KEY=VALUE``) and its
@@ -68,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path,
                         help="score this JSONL manifest instead of a split of the run's data")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--nbest", type=int, default=None, metavar="N",
+                        help="write the N best hypotheses of every item with their scores and "
+                             "report the oracle WER (beam search; the same as decoding.nbest=N)")
     args = parser.parse_intermixed_args(argv)
     runs = [i.partition("=")[2] if i.startswith("run=") else i for i in args.items
             if i.startswith("run=") or "=" not in i]
@@ -80,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as err:
         parser.error(str(err))
     args.decoding = args.settings["decoding"]
+    if args.nbest is not None:
+        args.decoding["nbest"] = args.nbest
     args.data = [i for i in args.items if i.startswith("data.")]
     unknown = [i for i in args.items if "=" in i and not i.startswith(("run=", "data.",
                                                                        *SETTING_PREFIXES))]
@@ -98,6 +106,18 @@ def item_errors(reference: str, hypothesis: str) -> dict:
     return {"words": words, "substitutions": out.substitutions, "deletions": out.deletions,
             "insertions": out.insertions,
             "wer": (out.substitutions + out.deletions + out.insertions) / max(words, 1)}
+
+
+def oracle_error_rate(items: list[dict]) -> float:
+    """Corpus WER when every item is given the hypothesis of its n-best list closest to its
+    reference (how much a perfect rescorer could gain)."""
+    errors = words = 0
+    for item in items:
+        best = min((item_errors(item["reference"], h["hypothesis"]) for h in item["nbest"]),
+                   key=lambda e: e["substitutions"] + e["deletions"] + e["insertions"])
+        errors += best["substitutions"] + best["deletions"] + best["insertions"]
+        words += best["words"]
+    return errors / max(words, 1)
 
 
 def manifest_loader(task, manifest: Path, batching: dict, report):
@@ -237,6 +257,9 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     items = [{**item, "raw_reference": raw.get(item["id"], item["reference"]),
               "errors": item_errors(item["reference"], item["hypothesis"])}
              if "hypothesis" in item else item for item in getattr(task, "test_results", [])]
+    with_nbest = [item for item in items if item.get("nbest")]
+    if with_nbest:
+        metrics[f"test/oracle_wer_{len(with_nbest[0]['nbest'])}best"] = oracle_error_rate(with_nbest)
     report.merge(task.runtime_issues())  # audio that failed while it was being decoded
     audio_seconds = sum(u.duration for u in utterances) if utterances else None
     record = {

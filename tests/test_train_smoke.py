@@ -249,6 +249,33 @@ def test_evaluate_reads_the_runs_batching_and_decodes_with_the_ctc_head_alone(sm
     assert {i["id"]: i["hypothesis"] for i in record["items"]} == expected
 
 
+def test_evaluate_writes_nbest_lists_with_an_oracle_and_runs_ctc_prefix_beam_search(smoke_run):
+    from rnnseq.evaluate import evaluate, item_errors, parse_args
+
+    assert parse_args([str(smoke_run), "--nbest", "3"]).decoding == {"nbest": 3}
+    record = evaluate(smoke_run, {"nbest": 3, "ctc_weight": 0.3, "beam_size": 3})
+    items = record["items"]
+    assert all(1 <= len(i["nbest"]) <= 3 and i["nbest"][0]["hypothesis"] == i["hypothesis"]
+               for i in items)
+    # the oracle by hand: per item, the fewest word errors among its n-best
+    errors = sum(min(sum(item_errors(i["reference"], h["hypothesis"])[k]
+                         for k in ("substitutions", "deletions", "insertions")) for h in i["nbest"])
+                 for i in items)
+    words = sum(item_errors(i["reference"], i["hypothesis"])["words"] for i in items)
+    assert record["metrics"]["test/oracle_wer_3best"] == pytest.approx(errors / words)
+    assert record["metrics"]["test/oracle_wer_3best"] <= record["metrics"]["test/wer"] + 1e-9
+    ctc_beam = evaluate(smoke_run, {"mode": "ctc_beam", "beam_size": 2})
+    assert ctc_beam["decoding"]["mode"] == "ctc_beam" and len(ctc_beam["items"]) == len(items)
+    with pytest.raises(ValueError, match="decoding.coverage_weight=0.5 does not apply to "
+                                         "decoding.mode=ctc_beam"):
+        evaluate(smoke_run, {"mode": "ctc_beam", "coverage_weight": 0.5})
+    with pytest.raises(ValueError, match="decoding.pre_beam=4 limits CTC prefix scoring, which "
+                                         "is off"):
+        evaluate(smoke_run, {"pre_beam": 4})
+    with pytest.raises(ValueError, match="decoding.length_bonus is used by beam search only"):
+        evaluate(smoke_run, {"mode": "greedy", "length_bonus": 1.0})
+
+
 def test_evaluate_scores_an_extra_test_split_as_the_run_did_and_names_unknown_ones(smoke_run):
     from rnnseq.evaluate import evaluate
 

@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from rnnseq.data.tokenizer import Tokenizer
+from rnnseq.decoding.scorers import Scorer, Step
 from rnnseq.models.language_model import LMState, RNNLanguageModel, select_lm_state
 
 
@@ -51,15 +50,6 @@ class LMFusion:
         self.index = vocabulary_map(target, lm_tokenizer)  # (V_target,)
         self.lm_eos = lm_tokenizer.eos_id
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, target: Tokenizer) -> LMFusion:
-        """Loads a language model from a run folder or checkpoint (see :mod:`rnnseq.checkpoints`)."""
-        from rnnseq.checkpoints import load_task
-        from rnnseq.tasks.language_model import LanguageModel
-
-        task = load_task(LanguageModel, path)
-        return cls(task.model, task.tokenizer, target)
-
     def to(self, device: torch.device) -> LMFusion:
         """Moves the language model to ``device``; returns ``self``."""
         self.model.to(device)
@@ -87,3 +77,25 @@ class LMFusion:
     @staticmethod
     def select(state: LMState, rows: torch.Tensor) -> LMState:
         return select_lm_state(state, rows)
+
+
+class LMScorer(Scorer):
+    """Shallow fusion as a scorer: ``log p_LM(y_t | y_<t)`` of every next token.
+
+    Its state holds the log-probabilities of the next token and the language model's state, so
+    that :meth:`select` runs the language model once per search step, on the chosen tokens.
+    """
+
+    def __init__(self, fusion: LMFusion):
+        self.fusion = fusion
+
+    def init_state(self, rows):
+        return self.fusion.initial(len(rows))
+
+    def score(self, state, step: Step):
+        log_probs, _ = state
+        return log_probs, state
+
+    def select(self, pending, rows, tokens):
+        _, lm_state = pending
+        return self.fusion.advance(tokens, self.fusion.select(lm_state, rows))

@@ -1,24 +1,47 @@
-"""Greedy and beam search over a decoder's ``init_state``/``step`` interface.
+"""Greedy and beam search over weighted scorers (:mod:`rnnseq.decoding.scorers`).
 
-Both decode a whole batch of utterances at once. Every hypothesis of utterance ``i`` stops after
-``max_lengths[i]`` tokens if it has not produced ``<eos>`` by then, so both searches explore the
-same space: a beam of width one returns exactly the greedy result.
+Both decode a whole batch of utterances at once and see the same rules at every step:
+
+- a hypothesis of utterance ``i`` must end (take ``<eos>``) after ``max_lengths[i]`` tokens, and
+  may not end before ``min_lengths[i]``;
+- with ``eos_threshold`` set, ``<eos>`` may only be taken where its score from the first scorer
+  (the attention decoder) is within that factor of the step's best one (SpeechBrain's rule
+  against stopping early: ``log p(<eos>) > eos_threshold * max log p``);
+- partial scorers (CTC prefix scores) score only the ``pre_beam`` best tokens of the full
+  scorers and ``<eos>``, every other token is ruled out; ``pre_beam`` at or above the vocabulary
+  scores all.
+
+Beam search keeps ``K`` live hypotheses per utterance at every step; a hypothesis that takes
+``<eos>`` (where ``<eos>`` ranks among the step's ``K`` best candidates of its utterance, as it
+would in a classic beam) leaves the beam for a pool of finished ones, so short hypotheses never
+crowd out live ones. The pool ranks by ``score / length ** length_penalty`` (the length counts
+``<eos>``; 0 disables normalisation). An utterance ends when no live hypothesis can beat its
+``nbest``-th best finished one: a live hypothesis's normalised score is at most its score plus
+what its scorers can still add (:meth:`~rnnseq.decoding.scorers.Scorer.max_gain`), over the
+normaliser of the length that favours it most. So the early stop never changes the result.
+
+With log-probability scorers only and ``length_penalty=0``, width one is greedy search. With a
+length normalisation or a reward (length bonus, coverage), width one may look past greedy's
+``<eos>`` and end with a better-scored, longer hypothesis.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
-from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.models.decoder import AttentionDecoder, select_state
+from rnnseq.decoding.scorers import DecoderScorer, Scorer, Step, build_scorers
 
 
 class Hypothesis(NamedTuple):
     tokens: list[int]  # without <eos>
-    score: float  # total log-probability (including <eos> when it was produced)
+    score: float  # total weighted score (including <eos> when it was produced)
+
+
+Weighted = Sequence[tuple[Scorer, float]]
 
 
 def max_decode_lengths(memory_lengths: torch.Tensor, ratio: float, minimum: int = 1) -> torch.Tensor:
@@ -26,44 +49,250 @@ def max_decode_lengths(memory_lengths: torch.Tensor, ratio: float, minimum: int 
     return torch.clamp(torch.ceil(memory_lengths.float() * ratio).long(), min=minimum)
 
 
+class _Rules(NamedTuple):
+    """The per-step constraints, for ``N`` rows."""
+
+    max_lengths: torch.Tensor  # (N,)
+    min_lengths: torch.Tensor  # (N,)
+    eos_id: int
+    eos_threshold: float | None
+    pre_beam: int | None
+
+
+def _step_scores(scorers: Weighted, states: list, step: Step, rules: _Rules,
+                 vocab_size: int) -> tuple[torch.Tensor, list]:
+    """``(N, V)`` weighted sum of every scorer at ``step`` with the rules applied, and each
+    scorer's pending value."""
+    n = len(step.tokens)
+    full = [i for i, (s, _) in enumerate(scorers) if not s.partial]
+    pendings: list = [None] * len(scorers)
+    total = torch.zeros(n, vocab_size, device=step.tokens.device)
+    first = None
+    for i in full:
+        scorer, weight = scorers[i]
+        scores, pendings[i] = scorer.score(states[i], step)
+        first = scores if first is None else first
+        total = total + weight * scores
+    partial = [i for i in range(len(scorers)) if i not in full]
+    if partial:
+        if full and rules.pre_beam is not None and rules.pre_beam < vocab_size:
+            # <eos> is always a candidate: a hypothesis at its length limit must be able to end
+            best = total.topk(rules.pre_beam, dim=1).indices
+            candidates = torch.cat([best, best.new_full((n, 1), rules.eos_id)], 1)  # (N, C + 1)
+        else:
+            candidates = torch.arange(vocab_size, device=total.device).expand(n, -1)
+        extra = torch.zeros(n, candidates.shape[1], device=total.device)
+        for i in partial:
+            scorer, weight = scorers[i]
+            scores, pendings[i] = scorer.score_candidates(states[i], step, candidates)
+            first = scores if first is None else first  # only when it is the only scorer
+            extra = extra + weight * scores
+        ruled_out = torch.full_like(total, float("-inf"))
+        total = ruled_out.scatter(1, candidates, total.gather(1, candidates) + extra)
+        if not full:  # scored per candidate: spread onto the vocabulary for the rules below
+            first = torch.full_like(total, float("-inf")).scatter(1, candidates, first)
+    eos = rules.eos_id
+    may_end = step.index >= rules.min_lengths
+    if rules.eos_threshold is not None:
+        best = first.max(-1).values
+        may_end &= first[:, eos] >= rules.eos_threshold * best
+    total[:, eos] = torch.where(may_end, total[:, eos], float("-inf"))
+    must_end = step.index >= rules.max_lengths  # (N,)
+    keep_eos = total[:, eos].clone()
+    total = total.masked_fill(must_end[:, None], float("-inf"))
+    total[:, eos] = keep_eos
+    return total, pendings
+
+
+def _rules(max_lengths, min_lengths, eos_id, eos_threshold, pre_beam, rows) -> _Rules:
+    max_lengths = max_lengths.to(rows.device)
+    min_lengths = (torch.zeros_like(max_lengths) if min_lengths is None
+                   else torch.minimum(min_lengths.to(rows.device), max_lengths))
+    return _Rules(max_lengths[rows], min_lengths[rows], eos_id, eos_threshold, pre_beam)
+
+
+@torch.no_grad()
+def greedy(scorers: Weighted, batch_size: int, vocab_size: int, max_lengths: torch.Tensor,
+           eos_id: int, min_lengths: torch.Tensor | None = None,
+           eos_threshold: float | None = None, pre_beam: int | None = None,
+           device: torch.device | None = None,
+           ) -> tuple[list[Hypothesis], torch.Tensor | None]:
+    """The best next token at every step, under the same scorers and rules as beam search.
+
+    Returns one hypothesis per utterance and the ``(B, T, S)`` attention weights of every step
+    (``None`` without an attention decoder).
+    """
+    rows = torch.arange(batch_size, device=device)
+    rules = _rules(max_lengths, min_lengths, eos_id, eos_threshold, pre_beam, rows)
+    states = [s.init_state(rows) for s, _ in scorers]
+    tokens = torch.full((batch_size,), eos_id, dtype=torch.long, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    scores = torch.zeros(batch_size, device=device)
+    steps, weights = [], []
+    for t in range(int(max_lengths.max()) + 1):
+        step = Step(t, tokens)
+        total, pendings = _step_scores(scorers, states, step, rules, vocab_size)
+        best, tokens = total.max(-1)
+        tokens = torch.where(finished, eos_id, tokens)
+        scores += torch.where(finished, 0.0, best)
+        steps.append(tokens)
+        weights.append(step.attention)
+        finished |= tokens == eos_id
+        if bool(finished.all()):
+            break
+        states = [s.select(p, rows, tokens) for (s, _), p in zip(scorers, pendings)]
+    history = torch.stack(steps, 1).tolist()  # (B, T)
+    hyps = [Hypothesis(_until_eos(row, eos_id), float(s)) for row, s in zip(history, scores)]
+    attention = torch.stack(weights, 1) if weights[0] is not None else None
+    return hyps, attention
+
+
+@torch.no_grad()
+def beam(scorers: Weighted, batch_size: int, vocab_size: int, max_lengths: torch.Tensor,
+         eos_id: int, beam_size: int = 4, length_penalty: float = 1.0,
+         min_lengths: torch.Tensor | None = None, eos_threshold: float | None = None,
+         pre_beam: int | None = None, nbest: int = 1, device: torch.device | None = None,
+         stop_early: bool = True) -> list[list[Hypothesis]]:
+    """Beam search over ``batch_size`` utterances x ``beam_size`` rows in one batch.
+
+    Returns, per utterance, its ``nbest`` best finished hypotheses, best first by normalised
+    score (each with its total, unnormalised score); see the module docstring for the rules.
+    ``stop_early=False`` runs every utterance to its length limit (for tests: the result is the
+    same, only slower).
+    """
+    b, k = batch_size, beam_size
+    utterance = torch.arange(b, device=device).repeat_interleave(k)  # (B*K,) utterance of a row
+    offsets = (torch.arange(b, device=device) * k)[:, None]  # (B, 1) first row of each utterance
+    rules = _rules(max_lengths, min_lengths, eos_id, eos_threshold, pre_beam, utterance)
+    limits = rules.max_lengths.view(b, k)[:, 0]  # (B,)
+    states = [s.init_state(utterance) for s, _ in scorers]
+    scores = torch.full((b, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all rows start identical: keep one alive
+    tokens = torch.full((b * k,), eos_id, dtype=torch.long, device=device)
+    pool_size = max(k, nbest)
+    pool = _Pool(b, pool_size, device)
+    token_history, parent_history = [], []  # each (B, K) per step
+    for t in range(int(limits.max()) + 1):
+        step = Step(t, tokens)
+        total, pendings = _step_scores(scorers, states, step, rules, vocab_size)
+        # a dead row (no hypothesis yet, or its utterance ended) stays dead, whatever it scores
+        candidates = torch.where(torch.isneginf(scores)[..., None], float("-inf"),
+                                 scores[..., None] + total.view(b, k, vocab_size))  # (B, K, V)
+        # <eos> ends a hypothesis where it ranks among the K best candidates of its utterance,
+        # as it would in a beam that kept it; the live beam then takes the K best other tokens.
+        kth_best = candidates.view(b, -1).topk(k, dim=1).values[:, -1:]  # (B, 1)
+        ending = candidates[..., eos_id]  # (B, K)
+        pool.add(ending.masked_fill(ending < kth_best, float("-inf")), t, length_penalty)
+        candidates[..., eos_id] = float("-inf")
+        scores, flat = candidates.view(b, -1).topk(k, dim=1)
+        parent, token = flat // vocab_size, flat % vocab_size
+        token_history.append(token)
+        parent_history.append(parent)
+        rows = (parent + offsets).view(-1)
+        tokens = token.view(-1)
+        states = [s.select(p, rows, tokens) for (s, _), p in zip(scorers, pendings)]
+        # Upper bound on the normalised score of each live hypothesis when it ends: it holds
+        # t + 1 tokens and may take up to `remaining` more, <eos> included.
+        remaining = (limits[:, None] - t).clamp_min(0).expand(b, k).reshape(-1)  # (B*K,)
+        best_possible = scores.clone()
+        for (scorer, weight), state in zip(scorers, states):
+            best_possible += weight * torch.as_tensor(scorer.max_gain(state, remaining),
+                                                      device=scores.device).expand(b * k).view(b, k)
+        shortest = float(t + 2) ** length_penalty
+        longest = (limits[:, None] + 1).float() ** length_penalty
+        bound = torch.where(best_possible > 0, best_possible / shortest, best_possible / longest)
+        done = t >= limits
+        if stop_early:
+            done |= pool.normalised[:, nbest - 1] >= bound.max(1).values
+        scores = scores.masked_fill(done[:, None], float("-inf"))
+        if bool(done.all()):
+            break
+    return pool.hypotheses(token_history, parent_history, nbest, eos_id)
+
+
+class _Pool:
+    """The finished hypotheses of every utterance: the ``size`` best by normalised score, each
+    remembered by its step and the beam row it ended from, so that its tokens are read back
+    from the search history at the end (on the device, one transfer for the whole batch)."""
+
+    def __init__(self, batch_size: int, size: int, device):
+        self.normalised = torch.full((batch_size, size), float("-inf"), device=device)
+        self.score = torch.full((batch_size, size), float("-inf"), device=device)
+        self.step = torch.zeros(batch_size, size, dtype=torch.long, device=device)
+        self.beam = torch.zeros(batch_size, size, dtype=torch.long, device=device)
+
+    def add(self, eos_scores: torch.Tensor, step: int, length_penalty: float) -> None:
+        """``(B, K)`` totals of the hypotheses that end at ``step`` (``step`` tokens + <eos>)."""
+        normalised = eos_scores / float(step + 1) ** length_penalty
+        k = eos_scores.shape[1]
+        beams = torch.arange(k, device=eos_scores.device).expand_as(eos_scores)
+        merged = [torch.cat(pair, 1) for pair in [
+            (self.normalised, normalised), (self.score, eos_scores),
+            (self.step, torch.full_like(beams, step)), (self.beam, beams)]]
+        keep = merged[0].topk(self.normalised.shape[1], dim=1).indices
+        self.normalised, self.score, self.step, self.beam = (m.gather(1, keep) for m in merged)
+
+    def hypotheses(self, token_history: list[torch.Tensor], parent_history: list[torch.Tensor],
+                   nbest: int, eos_id: int) -> list[list[Hypothesis]]:
+        """The ``nbest`` best of every utterance (fewer if fewer ended with a finite score)."""
+        b = self.score.shape[0]
+        steps, beams = self.step[:, :nbest].reshape(-1), self.beam[:, :nbest].reshape(-1)
+        utterance = torch.arange(b, device=steps.device).repeat_interleave(nbest)
+        length = len(token_history)
+        out = torch.full((len(steps), max(length, 1)), eos_id, dtype=torch.long, device=steps.device)
+        for u in reversed(range(length)):  # the entry ending at step s read rows of steps < s
+            active = u < steps
+            out[:, u] = torch.where(active, token_history[u][utterance, beams], eos_id)
+            beams = torch.where(active, parent_history[u][utterance, beams], beams)
+        rows, totals = out.tolist(), self.score[:, :nbest].reshape(-1).tolist()
+        lengths = steps.tolist()
+        result: list[list[Hypothesis]] = [[] for _ in range(b)]
+        for i, (row, total, n) in enumerate(zip(rows, totals, lengths)):
+            if total != float("-inf"):
+                result[i // nbest].append(Hypothesis(row[:n], total))
+        return result
+
+
+def _until_eos(tokens: list[int], eos_id: int) -> list[int]:
+    return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
+
+
+# -- the attention decoder's searches, with the classic arguments ---------------------------------
+
+def _decoder_scorers(decoder, memory, memory_mask, vocab_size, ctc_log_probs=None, ctc_weight=0.0,
+                     blank_id=0, eos_id=1, lm=None, lm_weight=0.0, **weights) -> list:
+    sources = {"decoder": decoder, "memory": memory, "memory_mask": memory_mask,
+               "vocab_size": vocab_size, "ctc_log_probs": ctc_log_probs,
+               "memory_lengths": memory_mask.sum(-1), "blank_id": blank_id, "eos_id": eos_id,
+               "lm": lm}
+    decoding = {"ctc_weight": ctc_weight if ctc_log_probs is not None else 0.0,
+                "lm_weight": lm_weight if lm is not None else 0.0, **weights}
+    return build_scorers(decoding, sources)
+
+
 @torch.no_grad()
 def greedy_search(
-    decoder: AttentionDecoder,
+    decoder,
     memory: torch.Tensor,
     memory_mask: torch.Tensor,
     max_lengths: torch.Tensor,
     eos_id: int,
     return_attention: bool = False,
 ) -> tuple[list[Hypothesis], torch.Tensor | None]:
-    """Most likely token at every step for ``(B, S, D)`` memory.
+    """The attention decoder's most likely token at every step for ``(B, S, D)`` memory.
 
     Returns one hypothesis per utterance and, if asked, the ``(B, T, S)`` attention weights.
     """
-    b = memory.shape[0]
-    state = decoder.init_state(memory, memory_mask)
-    tokens = torch.full((b,), eos_id, dtype=torch.long, device=memory.device)
-    finished = torch.zeros(b, dtype=torch.bool, device=memory.device)
-    scores = torch.zeros(b, device=memory.device)
-    steps, weights = [], []
-    for t in range(int(max_lengths.max()) + 1):
-        logits, state, w = decoder.step(tokens, state, memory, memory_mask)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        tokens = log_probs.argmax(-1)
-        tokens = torch.where(finished | (t >= max_lengths), eos_id, tokens)
-        scores += torch.where(finished, 0.0, log_probs.gather(1, tokens[:, None]).squeeze(1))
-        steps.append(tokens)
-        weights.append(w)
-        finished |= tokens == eos_id
-        if bool(finished.all()):
-            break
-    history = torch.stack(steps, 1).tolist()  # (B, T)
-    hyps = [Hypothesis(_until_eos(row, eos_id), float(s)) for row, s in zip(history, scores)]
-    return hyps, (torch.stack(weights, 1) if return_attention else None)
+    scorers = [(DecoderScorer(decoder, memory, memory_mask), 1.0)]
+    vocab_size = _vocab_size(decoder, memory, memory_mask)
+    hyps, attention = greedy(scorers, memory.shape[0], vocab_size, max_lengths, eos_id,
+                             device=memory.device)
+    return hyps, (attention if return_attention else None)
 
 
 @torch.no_grad()
 def beam_search(
-    decoder: AttentionDecoder,
+    decoder,
     memory: torch.Tensor,
     memory_mask: torch.Tensor,
     max_lengths: torch.Tensor,
@@ -75,86 +304,31 @@ def beam_search(
     blank_id: int = 0,
     lm: LMFusion | None = None,
     lm_weight: float = 0.0,
+    **options,
 ) -> list[Hypothesis]:
-    """Beam search over utterances x beams in one batch.
-
-    Finished hypotheses keep their place in the beam with a frozen score; the search ends when
-    every beam of every utterance has finished. The winner maximises
-    ``score / length ** length_penalty`` (length counts ``<eos>``; 0 disables normalisation).
+    """The 1-best of :func:`beam` for an attention decoder over ``(B, S, D)`` memory.
 
     With ``ctc_weight > 0`` and ``(B, S, V)`` CTC log-probabilities of the same memory frames, every
     step scores ``(1 - ctc_weight) * attention + ctc_weight * CTC prefix gain`` (joint
-    CTC/attention decoding): CTC vetoes hypotheses that skip or repeat parts of the audio.
-
-    With a language model ``lm``, ``lm_weight * log p_LM(token | prefix)`` is added to every
-    step's score (shallow fusion); ``lm_weight = 0`` gives exactly the search without it.
+    CTC/attention decoding): CTC vetoes hypotheses that skip or repeat parts of the audio. With a
+    language model ``lm``, ``lm_weight * log p_LM(token | prefix)`` is added to every step's score
+    (shallow fusion). ``options`` are further scorer weights (``length_bonus``,
+    ``coverage_weight``) and :func:`beam`'s keywords.
     """
-    b, k = memory.shape[0], beam_size
-    device = memory.device
-    state = decoder.init_state(memory, memory_mask)
-    expand = torch.arange(b, device=device).repeat_interleave(k)  # (B*K,) utterance of each row
-    state = select_state(state, expand)  # keys were projected once per utterance, then copied
-    memory, memory_mask = memory[expand], memory_mask[expand]
-    limits = max_lengths.to(device)[:, None]  # (B, 1)
-
-    scores = torch.full((b, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: keep one alive
-    lengths = torch.zeros(b, k, device=device)
-    finished = torch.zeros(b, k, dtype=torch.bool, device=device)
-    tokens = torch.full((b * k,), eos_id, dtype=torch.long, device=device)
-    history: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tokens, parent beam), each (B, K)
-    ctc = None
-    if ctc_weight > 0 and ctc_log_probs is not None:
-        ctc = CTCPrefixScorer(ctc_log_probs[expand], memory_mask.sum(-1), blank_id, eos_id)
-        ctc_state = ctc.initial_state()
-    if lm is not None:
-        lm_log_probs, lm_state = lm.initial(b * k)
-    for t in range(int(max_lengths.max()) + 1):
-        logits, state, _ = decoder.step(tokens, state, memory, memory_mask)
-        log_probs = torch.log_softmax(logits.float(), dim=-1).view(b, k, -1)  # (B, K, V)
-        if ctc is not None:
-            gain, ctc_scores, ctc_r = ctc.extend(ctc_state)
-            gain = torch.nan_to_num(gain, nan=float("-inf"))  # finished rows: -inf - -inf
-            log_probs = (1 - ctc_weight) * log_probs + ctc_weight * gain.view(b, k, -1)
-        if lm is not None:
-            log_probs = log_probs + lm_weight * lm_log_probs.view(b, k, -1)
-        # A finished beam may only repeat <eos> at no cost (its score is frozen); a beam at its
-        # utterance's length limit must take <eos> at its real cost.
-        forced = torch.full_like(log_probs, float("-inf"))
-        forced[..., eos_id] = torch.where(finished, 0.0, log_probs[..., eos_id])
-        stop = finished | (t >= limits)  # (B, K)
-        log_probs = torch.where(stop.unsqueeze(-1), forced, log_probs)
-        candidates = (scores.unsqueeze(-1) + log_probs).view(b, -1)  # (B, K*V)
-        scores, flat = candidates.topk(k, dim=1)
-        parent = torch.div(flat, log_probs.shape[-1], rounding_mode="floor")  # (B, K)
-        token = flat % log_probs.shape[-1]
-        was_finished = finished.gather(1, parent)
-        lengths = lengths.gather(1, parent) + (~was_finished).float()
-        finished = was_finished | (token == eos_id)
-        history.append((token, parent))
-        rows = (parent + torch.arange(b, device=device)[:, None] * k).view(-1)
-        state = select_state(state, rows)
-        if ctc is not None:
-            ctc_state = ctc.select(ctc_scores, ctc_r, rows, token.view(-1))
-        tokens = token.view(-1)
-        if bool(finished.all()):
-            break
-        if lm is not None:
-            lm_log_probs, lm_state = lm.advance(tokens, lm.select(lm_state, rows))
-    normalized = scores / lengths.clamp_min(1).pow(length_penalty)
-    best = normalized.argmax(1)  # (B,)
-    return [Hypothesis(_backtrack(history, i, int(best[i]), eos_id), float(scores[i, best[i]]))
-            for i in range(b)]
+    search_keys = ("min_lengths", "eos_threshold", "pre_beam", "nbest")
+    search = {key: options.pop(key) for key in search_keys if key in options}
+    vocab_size = _vocab_size(decoder, memory, memory_mask)
+    scorers = _decoder_scorers(decoder, memory, memory_mask, vocab_size, ctc_log_probs,
+                               ctc_weight, blank_id, eos_id, lm, lm_weight, **options)
+    nbest = beam(scorers, memory.shape[0], vocab_size, max_lengths, eos_id, beam_size,
+                 length_penalty, device=memory.device, **search)
+    return [hyps[0] if hyps else Hypothesis([], float("-inf")) for hyps in nbest]
 
 
-def _backtrack(history, utt: int, beam: int, eos_id: int) -> list[int]:
-    out = []
-    for token, parent in reversed(history):
-        out.append(int(token[utt, beam]))
-        beam = int(parent[utt, beam])
-    return _until_eos(out[::-1], eos_id)
-
-
-def _until_eos(tokens: list[int], eos_id: int) -> list[int]:
-    return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
-
+def _vocab_size(decoder, memory, memory_mask) -> int:
+    size = getattr(decoder, "vocab_size", None)
+    if size is None:  # any decoder with the step interface: ask it once
+        state = decoder.init_state(memory[:1], memory_mask[:1])
+        tokens = torch.zeros(1, dtype=torch.long, device=memory.device)
+        size = decoder.step(tokens, state, memory[:1], memory_mask[:1])[0].shape[-1]
+    return int(size)

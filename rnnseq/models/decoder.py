@@ -84,6 +84,16 @@ class AttentionDecoder(nn.Module):
         return DecoderState(h=zeros, c=zeros, attentional=memory.new_zeros(b, self.hidden_size),
                             attention=self.attention.init_state(memory, memory_mask))
 
+    @staticmethod
+    def reorder_state(state: DecoderState, rows: torch.Tensor) -> DecoderState:
+        """:func:`select_state` for rows that stay within their utterance (beam search): the
+        attention keys are the same for every row of an utterance, so they are not copied."""
+        attention = state.attention
+        keys = attention.keys
+        moved = select_state(attention._replace(keys=None), rows)._replace(keys=keys)
+        return DecoderState(state.h.index_select(0, rows), state.c.index_select(0, rows),
+                            state.attentional.index_select(0, rows), moved)
+
     def _attentional(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return self.dropout(torch.tanh(self.combine(torch.cat([h, context], dim=-1))))
 

@@ -14,14 +14,19 @@ from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import Tokenizer
 from rnnseq.decoding.ctc_greedy import ctc_greedy_search
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.decoding.search import beam_search, greedy_search, max_decode_lengths
+from rnnseq.decoding.scorers import SCORERS, CoverageScorer, build_scorers
+from rnnseq.decoding.search import Hypothesis, beam, greedy_search, max_decode_lengths
 from rnnseq.models.guided_attention import guided_attention_loss
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
 from rnnseq.tasks.base import Task, gather_rows
 
-DECODING_MODES = ("beam", "greedy", "ctc_greedy")
-DECODING_KEYS = ("mode", "max_length_ratio", "beam_size", "length_penalty", "ctc_weight", "lm",
-                 "lm_weight")
+DECODING_MODES = ("beam", "greedy", "ctc_greedy", "ctc_beam")
+BEAM_MODES = ("beam", "ctc_beam")
+SEARCH_KEYS = ("mode", "max_length_ratio", "min_length_ratio", "beam_size", "length_penalty",
+               "pre_beam", "eos_threshold", "nbest", "lm")
+# the search's own settings, then each scorer's weight and options (rnnseq.decoding.scorers)
+DECODING_KEYS = SEARCH_KEYS + tuple(SCORERS) + tuple(
+    option for spec in SCORERS.values() for option in spec.options)
 
 
 GUIDED_ATTENTION_KEYS = ("weight", "sigma", "anneal_steps")
@@ -62,23 +67,48 @@ def guided_attention_weight(settings: dict, step: int) -> float:
 
 def check_decoding(decoding: dict, has_ctc: bool) -> None:
     """Raises a ``ValueError`` naming the key when a decoding setting cannot apply: CTC scores
-    without a CTC head, fusion or CTC weights outside beam search, a language model without a
-    weight or a weight without a language model."""
+    without a CTC head, scorer weights outside beam search, a language model without a weight or
+    a weight without a language model, values out of range."""
     mode = decoding.get("mode", "beam")
     if mode not in DECODING_MODES:
         raise ValueError(f"decoding.mode={mode!r} is not one of {', '.join(DECODING_MODES)}")
     ctc_weight = decoding.get("ctc_weight") or 0.0
     lm, lm_weight = decoding.get("lm"), decoding.get("lm_weight") or 0.0
-    if not has_ctc and (ctc_weight > 0 or mode == "ctc_greedy"):
-        what = "decoding.mode=ctc_greedy" if mode == "ctc_greedy" else f"decoding.ctc_weight={ctc_weight}"
+    if not has_ctc and (ctc_weight > 0 or mode.startswith("ctc")):
+        what = f"decoding.mode={mode}" if mode.startswith("ctc") else f"decoding.ctc_weight={ctc_weight}"
         raise ValueError(f"{what} needs a CTC head, and this model has none (it was built with "
                          f"task.ctc_weight=0); set decoding.ctc_weight=0 and decoding.mode=beam "
                          f"or greedy, or train with task.ctc_weight > 0")
-    if mode != "beam":
-        used = [k for k, on in (("ctc_weight", ctc_weight > 0), ("lm", bool(lm))) if on]
-        if used:
-            raise ValueError(f"decoding.{used[0]} is used by beam search only, not by "
-                             f"decoding.mode={mode}; set decoding.mode=beam or drop it")
+    weights = {key: decoding.get(key) or 0.0 for key in SCORERS}
+    for key, value in {**weights, "min_length_ratio": decoding.get("min_length_ratio") or 0.0}.items():
+        if value < 0:
+            raise ValueError(f"decoding.{key} must be >= 0, got {value}")
+    used = [key for key, value in weights.items() if value > 0] + (["lm"] if lm else [])
+    used += [key for key in ("pre_beam", "eos_threshold") if decoding.get(key) is not None]
+    used += ["nbest"] if (decoding.get("nbest") or 1) > 1 else []
+    if mode not in BEAM_MODES and used:
+        raise ValueError(f"decoding.{used[0]} is used by beam search only, not by "
+                         f"decoding.mode={mode}; set decoding.mode=beam or drop it")
+    if mode == "ctc_beam":
+        for key in ("ctc_weight", "coverage_weight"):
+            if weights[key] > 0:
+                why = ("CTC weighs 1 there" if key == "ctc_weight"
+                       else "coverage reads the attention decoder's weights")
+                raise ValueError(f"decoding.{key}={weights[key]} does not apply to "
+                                 f"decoding.mode=ctc_beam ({why}); set decoding.{key}=0")
+    kinds = CoverageScorer.KINDS
+    if decoding.get("coverage_kind", "count") not in kinds:
+        raise ValueError(f"decoding.coverage_kind={decoding['coverage_kind']!r} is not one of "
+                         f"{', '.join(kinds)}")
+    if decoding.get("pre_beam") is not None and (mode != "ctc_beam" and ctc_weight == 0):
+        raise ValueError(f"decoding.pre_beam={decoding['pre_beam']} limits CTC prefix scoring, "
+                         f"which is off (decoding.ctc_weight=0); drop it or set a CTC weight")
+    for key in ("pre_beam", "nbest", "beam_size"):
+        if decoding.get(key) is not None and decoding[key] < 1:
+            raise ValueError(f"decoding.{key} must be >= 1, got {decoding[key]}")
+    if decoding.get("eos_threshold") is not None and decoding["eos_threshold"] < 1:
+        raise ValueError(f"decoding.eos_threshold must be >= 1 (<eos> within that factor of the "
+                         f"best log-probability; 1.5 in SpeechBrain), got {decoding['eos_threshold']}")
     if lm and lm_weight == 0:
         raise ValueError(f"decoding.lm={lm} is set but decoding.lm_weight is 0, so it would not "
                          f"change anything; give decoding.lm_weight (e.g. 0.2)")
@@ -96,11 +126,14 @@ class Seq2SeqTask(Task):
     their hyper-parameters, and implement :meth:`encode` and :meth:`score`.
 
     ``decoding`` holds ``mode`` (:data:`DECODING_MODES`: ``beam``, the default; ``greedy``,
-    attention greedy; ``ctc_greedy``, the CTC head's best path), ``max_length_ratio`` (most output
-    tokens per encoder step), ``beam_size``, ``length_penalty``, ``ctc_weight`` (joint
-    CTC/attention scoring), and ``lm`` (a language-model run folder or checkpoint for shallow
-    fusion) with ``lm_weight``. :meth:`set_decoding` changes them, refusing settings that could
-    not apply.
+    attention greedy; ``ctc_greedy``, the CTC head's best path; ``ctc_beam``, CTC prefix beam
+    search without the attention decoder), the search settings (``beam_size``,
+    ``length_penalty``, ``max_length_ratio`` and ``min_length_ratio`` in output tokens per
+    encoder step, ``eos_threshold``, ``pre_beam``, ``nbest``) and the scorer weights
+    (``ctc_weight`` for joint CTC/attention scoring, ``lm`` with ``lm_weight`` for shallow
+    fusion, ``length_bonus``, ``coverage_weight`` with ``coverage_kind`` and
+    ``coverage_threshold``); ``conf/task/speech_to_text.yaml`` explains each.
+    :meth:`set_decoding` changes them, refusing settings that could not apply.
     """
 
     tokenizer: Tokenizer
@@ -113,6 +146,7 @@ class Seq2SeqTask(Task):
         self._hypotheses: list[str] = []
         self._ids: list[str] = []
         self.test_results: list[dict] = []
+        self._nbest: list[list[dict]] = []  # per item with decoding.nbest > 1
         self._fusion: LMFusion | None = None
 
     # -- to be provided by each task ------------------------------------------------------------
@@ -240,7 +274,11 @@ class Seq2SeqTask(Task):
         if not decoding.get("lm"):
             return None
         if self._fusion is None:
-            self._fusion = LMFusion.from_checkpoint(decoding["lm"], self.tokenizer)
+            from rnnseq.checkpoints import load_task
+            from rnnseq.tasks.language_model import LanguageModel
+
+            lm = load_task(LanguageModel, decoding["lm"])
+            self._fusion = LMFusion(lm.model, lm.tokenizer, self.tokenizer)
         if self._fusion.index.device != self.device:
             self._fusion.to(self.device)
         return self._fusion
@@ -256,27 +294,56 @@ class Seq2SeqTask(Task):
             hyps = ctc_greedy_search(self.model.ctc_log_probs(enc.memory), enc.lengths,
                                      self.tokenizer.blank_id)
             return [self.tokenizer.decode(h.tokens) for h in hyps]
-        return self.beam_decode(batch)
+        return [self.tokenizer.decode(hyps[0].tokens) if hyps else ""
+                for hyps in self.beam_hypotheses(batch)]
 
     @torch.no_grad()
     def beam_decode(self, batch: Batch) -> list[str]:
-        """Beam-search outputs of a batch with the ``decoding`` settings."""
-        enc = self.encode(batch)
+        """Beam-search outputs of a batch (``decoding.mode=beam`` or ``ctc_beam``)."""
+        return [self.tokenizer.decode(hyps[0].tokens) if hyps else ""
+                for hyps in self.beam_hypotheses(batch)]
+
+    @torch.no_grad()
+    def beam_hypotheses(self, batch: Batch, enc: Encoded | None = None) -> list[list[Hypothesis]]:
+        """The ``decoding.nbest`` best hypotheses of every utterance of a batch, best first.
+
+        The scorers come from the ``decoding`` weights (:func:`~rnnseq.decoding.scorers.
+        build_scorers`): the attention decoder (left out by ``decoding.mode=ctc_beam``), CTC
+        prefix scores, the fusion language model, a length bonus, coverage.
+        """
+        enc = self.encode(batch) if enc is None else enc
         decoding = self.hparams.decoding
-        ctc_weight = decoding.get("ctc_weight", 0.0) if self.model.ctc_head is not None else 0.0
-        hyps = beam_search(self.model.decoder, enc.memory, enc.mask,
-                           self._max_lengths(enc.lengths), self.tokenizer.eos_id,
-                           beam_size=decoding.get("beam_size", 4),
-                           length_penalty=decoding.get("length_penalty", 1.0),
-                           ctc_log_probs=self.model.ctc_log_probs(enc.memory) if ctc_weight else None,
-                           ctc_weight=ctc_weight, blank_id=self.tokenizer.blank_id,
-                           lm=self.fusion(), lm_weight=decoding.get("lm_weight", 0.0))
-        return [self.tokenizer.decode(h.tokens) for h in hyps]
+        k = decoding.get("beam_size", 4)
+        ctc_only = decoding.get("mode", "beam") == "ctc_beam"
+        uses_ctc = ctc_only or (decoding.get("ctc_weight") or 0.0) > 0
+        sources = {
+            "decoder": None if ctc_only else self.model.decoder,
+            "memory": enc.memory, "memory_mask": enc.mask, "memory_lengths": enc.lengths,
+            "vocab_size": self.model.decoder.vocab_size,
+            "ctc_log_probs": self.model.ctc_log_probs(enc.memory) if uses_ctc else None,
+            "blank_id": self.tokenizer.blank_id, "eos_id": self.tokenizer.eos_id,
+            "lm": self.fusion(),
+        }
+        scorers = build_scorers(decoding, sources)
+        pre_beam = decoding.get("pre_beam") or max(k, int(1.5 * k))  # ESPnet's default
+        min_ratio = decoding.get("min_length_ratio") or 0.0
+        return beam(scorers, enc.memory.shape[0], self.model.decoder.vocab_size,
+                    self._max_lengths(enc.lengths), self.tokenizer.eos_id, beam_size=k,
+                    length_penalty=decoding.get("length_penalty", 1.0),
+                    min_lengths=torch.floor(enc.lengths.float() * min_ratio).long(),
+                    eos_threshold=decoding.get("eos_threshold"), pre_beam=pre_beam,
+                    nbest=decoding.get("nbest") or 1, device=enc.memory.device)
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluation_step(self, batch: Batch, split: str) -> None:
         """Validation decodes greedily (and logs the loss); test splits use beam search."""
-        if split != "val":
+        if split != "val" and self.hparams.decoding.get("mode", "beam") in BEAM_MODES:
+            nbest = self.beam_hypotheses(batch)
+            hyps = [self.tokenizer.decode(h[0].tokens) if h else "" for h in nbest]
+            if (self.hparams.decoding.get("nbest") or 1) > 1:
+                self._nbest.extend([{"hypothesis": self.tokenizer.decode(h.tokens),
+                                     "score": round(h.score, 4)} for h in item] for item in nbest)
+        elif split != "val":
             hyps = self.decode(batch)
         else:
             enc = self.encode(batch)  # one encoder pass serves the loss and the outputs
@@ -288,15 +355,17 @@ class Seq2SeqTask(Task):
         self._ids.extend(batch.ids)
 
     def start_evaluation(self, split: str) -> None:
-        self._references, self._hypotheses, self._ids = [], [], []
+        self._references, self._hypotheses, self._ids, self._nbest = [], [], [], []
 
     def _gather_collected(self) -> None:
         """Under distributed training each rank decoded its own share of the split; corpus-level
         scores need all of it, so every rank receives every rank's outputs."""
-        rows = gather_rows(list(zip(self._ids, self._references, self._hypotheses)))
+        nbest = self._nbest or [None] * len(self._ids)
+        rows = gather_rows(list(zip(self._ids, self._references, self._hypotheses, nbest)))
         self._ids = [r[0] for r in rows]
         self._references = [r[1] for r in rows]
         self._hypotheses = [r[2] for r in rows]
+        self._nbest = [r[3] for r in rows] if self._nbest else []
 
     def end_evaluation(self, split: str) -> None:
         self._gather_collected()
@@ -307,3 +376,5 @@ class Seq2SeqTask(Task):
                 {"id": i, "reference": r, "hypothesis": h}
                 for i, r, h in zip(self._ids, self._references, self._hypotheses)
             ]
+            for item, nbest in zip(self.test_results, self._nbest):
+                item["nbest"] = nbest
