@@ -94,3 +94,31 @@ def test_lm_fusion_through_evaluate(tmp_path, data_dir, smoke_run):
     record = evaluate(smoke_run, {"lm": str(lm_dir), "lm_weight": 0.5})
     assert "test/wer" in record["metrics"]
     assert record["decoding"]["lm_weight"] == 0.5 and len(record["items"]) == 6
+
+
+def test_subword_speech_recognition_trains_decodes_and_fuses_a_language_model_of_its_pieces(
+        tmp_path, data_dir, tiny_corpus):
+    from rnnseq.checkpoints import find_checkpoint
+    from rnnseq.data.text import tokenizer_of_run
+    from rnnseq.evaluate import evaluate
+    from rnnseq.tasks.speech_to_text import SpeechToText
+    from tests.conftest import corpus_overrides
+    from tests.test_train_smoke import TINY_MODEL
+
+    asr = tmp_path / "asr-bpe"
+    run_train(asr, data_dir, *corpus_overrides(), "trainer.fast_dev_run=2",
+              "data.tokenizer.kind=bpe", "data.tokenizer.vocab_size=40", tiny=TINY_MODEL)
+    task = SpeechToText.load_from_checkpoint(find_checkpoint(asr), map_location="cpu",
+                                             weights_only=True)
+    pieces = task.tokenizer
+    assert pieces.kind == "bpe" and len(pieces) == task.model.decoder.vocab_size
+    assert any(len(p.lstrip("\u2581")) > 1 for p in pieces.symbols[3:])  # pieces, not letters
+    items = json.loads((asr / "test_outputs.json").read_text())["items"]
+    assert len(items) == 6 and all(isinstance(i["hypothesis"], str) for i in items)
+    # a language model over the recogniser's own pieces, then shallow fusion with it
+    lm = tmp_path / "lm-bpe"
+    run_train(lm, data_dir, "trainer.fast_dev_run=2", "data.batch_size=16",
+              f"data.tokenizer.from_run={asr}", experiment="asr_lm", tiny=TINY_LM)
+    assert tokenizer_of_run(lm) == pieces
+    record = evaluate(asr, {"lm": str(lm), "lm_weight": 0.5, "ctc_weight": 0.3})
+    assert record["decoding"]["lm_weight"] == 0.5 and len(record["items"]) == 6

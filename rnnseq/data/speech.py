@@ -29,7 +29,13 @@ from rnnseq.data.batching import Example, Failure, collate_examples
 from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
 from rnnseq.data.manifest import DataReport, Utterance, normalize_utterances, read_manifest
 from rnnseq.data.normalize import normalize_text
-from rnnseq.data.tokenizer import SPECIALS, CharTokenizer, LabelTokenizer
+from rnnseq.data.tokenizer import (
+    SPECIALS,
+    CharTokenizer,
+    LabelTokenizer,
+    Tokenizer,
+    build_tokenizer,
+)
 from rnnseq.resources import available_cores, data_workers, worker_init
 
 log = logging.getLogger(__name__)
@@ -210,6 +216,9 @@ class SpeechDataModule(SplitDataModule):
         max_duration: utterances longer than this (seconds) are skipped and reported.
         vocabulary: a fixed list of characters (or labels); by default those of the training
             transcripts.
+        tokenizer: the recognition targets: ``kind`` ``char`` (the default) or sentencepiece
+            subwords ``bpe`` / ``unigram`` of ``vocab_size`` pieces, trained on the training
+            transcripts with ``seed`` (the model is saved in the checkpoint).
         targets: ``char`` (transcripts as character sequences, for recognition) or ``label``
             (each whole transcript is one class, for spoken-command classification).
         augment: waveform augmentation of the training split (``data.augment``: ``speed``,
@@ -249,6 +258,7 @@ class SpeechDataModule(SplitDataModule):
         length_jitter: float = 0.02,
         max_duration: float | None = None,
         vocabulary: list[str] | None = None,
+        tokenizer: Mapping[str, Any] | None = None,
         targets: str = "char",
         augment: Mapping[str, Any] | None = None,
         noise_snr_db: tuple[float, float] | None = None,
@@ -276,6 +286,17 @@ class SpeechDataModule(SplitDataModule):
         if targets not in ("char", "label"):
             raise ValueError(f"data.targets must be 'char' or 'label', got {targets!r}")
         self.targets = targets
+        self.tokenizer_config = dict(tokenizer or {"kind": "char"})
+        kind = self.tokenizer_config.get("kind", "char")
+        if kind not in ("char", "bpe", "unigram"):
+            raise ValueError(f"data.tokenizer.kind must be char, bpe or unigram, got {kind!r}")
+        if kind != "char" and (targets != "char" or vocabulary is not None):
+            raise ValueError(f"data.tokenizer.kind={kind} builds subword targets for recognition; "
+                             f"it does not apply with data.targets={targets} or a fixed "
+                             f"data.vocabulary (set data.tokenizer.kind=char)")
+        if kind != "char" and not self.tokenizer_config.get("vocab_size"):
+            raise ValueError(f"data.tokenizer.kind={kind} needs data.tokenizer.vocab_size "
+                             f"(pieces, e.g. 300)")
         if noise_snr_db is not None:
             if augment and (augment.get("noise") or {}).get("p", 0) > 0:
                 raise ValueError("data.noise_snr_db and data.augment.noise both add noise; "
@@ -292,7 +313,7 @@ class SpeechDataModule(SplitDataModule):
         self.stats_utterances = stats_utterances
         self.sorted_epochs = int(sorted_first_epoch) if sorted_first_epoch is not None else sorted_epochs
         self.seed = seed
-        self.tokenizer: CharTokenizer | LabelTokenizer | None = None
+        self.tokenizer: Tokenizer | None = None
         self.datasets: dict[str, SpeechDataset] = {}
 
     # -- what the model needs to know -----------------------------------------------------------
@@ -333,8 +354,13 @@ class SpeechDataModule(SplitDataModule):
 
     symbols = "text"  # the utterance field the tokenizer encodes (SpeechDataset.symbols)
 
-    def _make_tokenizer(self, train: list[Utterance]) -> CharTokenizer | LabelTokenizer:
-        """The symbol table: ``data.vocabulary`` when given, else the training transcripts'."""
+    def _make_tokenizer(self, train: list[Utterance]) -> Tokenizer:
+        """The symbol table: ``data.vocabulary`` when given, else the training transcripts'
+        characters (labels), or subwords trained on them (``data.tokenizer``)."""
+        kind = self.tokenizer_config.get("kind", "char")
+        if kind != "char":
+            return build_tokenizer(kind, (getattr(u, self.symbols) for u in train),
+                                   vocab_size=self.tokenizer_config["vocab_size"], seed=self.seed)
         table = LabelTokenizer if self.targets == "label" else CharTokenizer
         if self.vocabulary is not None:
             return table([*SPECIALS, *(v for v in self.vocabulary if v not in SPECIALS)])
@@ -458,8 +484,11 @@ class SpeechDataModule(SplitDataModule):
     # -- what the task needs to know ------------------------------------------------------------
     def task_arguments(self) -> dict[str, Any]:
         """Arguments of the task that follow from the data (symbols and feature settings)."""
-        return {"vocabulary": self.tokenizer.symbols, "features": asdict(self.feature_config),
-                "normalizer": self.normalizer}
+        arguments = {"vocabulary": self.tokenizer.symbols, "features": asdict(self.feature_config),
+                     "normalizer": self.normalizer}
+        if self.tokenizer.kind in ("bpe", "unigram"):
+            arguments["tokenizer"] = self.tokenizer.state()
+        return arguments
 
     def prepare_task(self, task: L.LightningModule) -> None:
         """Copies the training-split feature statistics into the task's normaliser, then drops

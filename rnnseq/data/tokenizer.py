@@ -241,6 +241,10 @@ class SentencePieceTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int]) -> str:
         return self._sp.decode(self.content_ids(ids))
 
+    def unknown_symbols(self, text: str) -> set[str]:
+        """Characters of ``text`` that the model has no piece for (they encode to ``<unk>``)."""
+        return {c for c in set(text) if not c.isspace() and self.unk_id in self._sp.encode(c)}
+
     def state(self) -> dict:
         return {"kind": self.kind, "model": base64.b64encode(self._proto).decode("ascii")}
 

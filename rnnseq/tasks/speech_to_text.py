@@ -10,7 +10,7 @@ import torch
 
 from rnnseq import metrics as M
 from rnnseq.data.batching import Batch
-from rnnseq.data.tokenizer import CharTokenizer
+from rnnseq.data.tokenizer import CharTokenizer, tokenizer_from_state
 from rnnseq.models.seq2seq import Encoded, build_seq2seq
 from rnnseq.tasks.base import to_plain
 from rnnseq.tasks.seq2seq import Seq2SeqTask, check_guided_attention
@@ -27,6 +27,8 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
     Args:
         model: the ``model`` config group (``encoder``, ``decoder``, ``attention`` partials).
         vocabulary: the tokenizer's symbols (from the datamodule).
+        tokenizer: a subword tokenizer's saved state (from the datamodule, with
+            ``data.tokenizer.kind=bpe`` or ``unigram``); ``None``: characters (``vocabulary``).
         features: the feature settings (from the datamodule).
         optimizer: a Hydra ``_partial_`` optimizer config.
         scheduler: a Hydra ``_partial_`` scheduler config plus ``interval`` and optional
@@ -63,6 +65,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         normalizer: str = "letters",
         guided_attention: Mapping[str, Any] | None = None,
         utterance_mean: bool = False,
+        tokenizer: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -75,8 +78,9 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             "decoding": to_plain(decoding) or {},
             "guided_attention": check_guided_attention(to_plain(guided_attention)),
             "utterance_mean": bool(utterance_mean),
+            "tokenizer": to_plain(tokenizer),
         })
-        self.tokenizer = CharTokenizer(vocabulary)
+        self.tokenizer = tokenizer_from_state(tokenizer) if tokenizer else CharTokenizer(vocabulary)
         input_dim = int(self.hparams.features["n_mels"])
         self.model = build_seq2seq(self.hparams.model, input_dim, len(self.tokenizer),
                                    ctc=ctc_weight > 0)
