@@ -7,6 +7,8 @@
     python -m rnnseq.evaluate run=<run> decoding.lm=experiments/asr_lm/runs/<time> \
         decoding.lm_weight=0.2                                                    # LM fusion
     python -m rnnseq.evaluate run=<run> decoding.ctc_weight=0.3 --nbest 8         # n-best, oracle
+    python -m rnnseq.evaluate run=<run> --split valid --sweep decoding.ctc_weight=0,0.3,0.5 \
+        --sweep decoding.length_penalty=0.5,1                                    # weight sweep
     python -m rnnseq.evaluate run=<tts run> --split test_long synthesis.window=[1,3] \
         evaluation.asr=experiments/asr/runs/<time>                               # synthesis
 
@@ -71,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path,
                         help="score this JSONL manifest instead of a split of the run's data")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--sweep", action="append", default=[], metavar="decoding.KEY=V1,V2",
+                        help="score every combination of these decoding values on --split "
+                             "(repeatable; the encoder runs once per batch for all of them)")
     parser.add_argument("--nbest", type=int, default=None, metavar="N",
                         help="write the N best hypotheses of every item with their scores and "
                              "report the oracle WER (beam search; the same as decoding.nbest=N)")
@@ -282,6 +287,90 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     return record
 
 
+def parse_sweep(assignments: list[str]) -> dict[str, list]:
+    """``["decoding.ctc_weight=0,0.3", "decoding.beam_size=4,8"]`` -> ``{"ctc_weight": [0, 0.3],
+    "beam_size": [4, 8]}`` (values read as YAML)."""
+    grid = {}
+    for assignment in assignments:
+        key, sep, values = assignment.partition("=")
+        if not key.startswith(DECODING_PREFIX) or not sep or not values:
+            raise ValueError(f"--sweep {assignment}: expected decoding.KEY=V1,V2,...")
+        grid[key[len(DECODING_PREFIX):]] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
+
+
+def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = None,
+                   split: str = "valid", checkpoint: Path | None = None,
+                   data_overrides: list[str] | None = None) -> dict:
+    """Scores every combination of the ``grid`` decoding values on ``split`` (beam search), with
+    one encoder pass per batch: the encoder outputs are kept and every setting decodes them.
+
+    Writes ``<run>/evaluations/sweep-<split>-<time>.json`` (settings, metrics and decoding seconds
+    of every combination) and returns it.
+    """
+    import itertools
+
+    import torch
+
+    from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
+    from rnnseq.reporting import write_results
+
+    checkpoint = checkpoint or find_checkpoint(run)
+    run = run_folder_of(run)
+    task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
+                                                           weights_only=True).eval()
+    if "decoding" not in task.hparams:
+        raise ValueError("--sweep sweeps decoding settings; this checkpoint has none")
+    task.set_decoding(decoding or {})
+    base = dict(task.hparams.decoding)
+    loader = run_data_loader(run, split, data_overrides or [])[0]
+    encoded, references = [], []
+    started = time.time()
+    with torch.no_grad():
+        for batch in loader:
+            encoded.append(task.encode(batch))
+            references.extend(batch.texts)
+    encoding_seconds = time.time() - started
+    rows = []
+    for values in itertools.product(*grid.values()):
+        settings = dict(zip(grid, values))
+        task.hparams.decoding.clear()
+        task.hparams.decoding.update(base)
+        task.set_decoding(settings)
+        if task.hparams.decoding.get("mode", "beam") not in ("beam", "ctc_beam"):
+            raise ValueError("--sweep decodes with beam search (decoding.mode=beam or ctc_beam)")
+        started = time.time()
+        hypotheses = [task.tokenizer.decode(h[0].tokens) if h else ""
+                      for enc in encoded for h in task.beam_hypotheses(None, enc=enc)]
+        seconds = time.time() - started
+        metrics = {k.replace("test/", f"{split}/", 1): float(v)
+                   for k, v in task.score(references, hypotheses, "test").items()}
+        rows.append({"settings": settings, "metrics": metrics, "seconds": round(seconds, 2)})
+    record = {"run": str(run), "checkpoint": str(checkpoint), "data": split, "decoding": base,
+              "grid": grid, "encoding_seconds": round(encoding_seconds, 2),
+              "items": len(references), "results": rows}
+    out = run / "evaluations" / f"sweep-{split}-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_results(out, record)
+    record["path"] = str(out)
+    return record
+
+
+def print_sweep(record: dict) -> int:
+    """A table of a :func:`sweep_decoding` record, best first by its first metric."""
+    rows = record["results"]
+    names = list(rows[0]["metrics"]) if rows else []
+    ranked = sorted(rows, key=lambda r: r["metrics"][names[0]]) if names else rows
+    print(f"{record['items']} items of {record['data']}, encoded once in "
+          f"{record['encoding_seconds']} s")
+    for row in ranked:
+        settings = " ".join(f"{k}={v}" for k, v in row["settings"].items())
+        scores = "  ".join(f"{k}: {v:.4f}" for k, v in row["metrics"].items())
+        print(f"{settings:40s}  {scores}  ({row['seconds']} s)")
+    print(f"written to {record['path']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.evaluate``; returns the exit status."""
     from rnnseq.console import quiet_third_party
@@ -293,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
+        if args.sweep:
+            if args.manifest:
+                raise ValueError("--sweep scores a split of the run's data (--split), not a "
+                                 "--manifest")
+            return print_sweep(sweep_decoding(args.run, parse_sweep(args.sweep), args.decoding,
+                                              args.split, args.checkpoint, args.data))
         record = evaluate(args.run, args.decoding, args.checkpoint, args.split, args.manifest,
                           args.data, args.settings["synthesis"], args.settings["evaluation"])
     except (FileNotFoundError, ValueError) as err:

@@ -276,6 +276,26 @@ def test_evaluate_writes_nbest_lists_with_an_oracle_and_runs_ctc_prefix_beam_sea
         evaluate(smoke_run, {"mode": "greedy", "length_bonus": 1.0})
 
 
+def test_a_decoding_sweep_encodes_once_and_scores_as_evaluate_does(smoke_run, monkeypatch):
+    from rnnseq.evaluate import evaluate, main, parse_sweep, sweep_decoding
+
+    calls = []
+    encode = SpeechToText.encode
+    monkeypatch.setattr(SpeechToText, "encode", lambda self, batch: calls.append(1) or encode(
+        self, batch))
+    grid = parse_sweep(["decoding.ctc_weight=0,0.3", "decoding.beam_size=2"])
+    assert grid == {"ctc_weight": [0, 0.3], "beam_size": [2]}
+    record = sweep_decoding(smoke_run, grid, split="valid")
+    batches = len(calls)
+    assert [r["settings"] for r in record["results"]] == [{"ctc_weight": 0, "beam_size": 2},
+                                                          {"ctc_weight": 0.3, "beam_size": 2}]
+    for row in record["results"]:
+        alone = evaluate(smoke_run, row["settings"], split="valid")
+        assert row["metrics"] == pytest.approx(alone["metrics"])
+    assert len(calls) == 3 * batches  # the sweep encoded once; each evaluate once more
+    assert main([str(smoke_run), "--split", "valid", "--sweep", "decoding.mode=greedy"]) == 2
+
+
 def test_evaluate_scores_an_extra_test_split_as_the_run_did_and_names_unknown_ones(smoke_run):
     from rnnseq.evaluate import evaluate
 
