@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
 from rnnseq.decoding.lm_fusion import LMScorer
@@ -69,71 +68,6 @@ def beam_search_nbest(decoder, memory, mask, max_len, nbest, beam_size, **weight
     scorers = [(DecoderScorer(decoder, memory, mask), 1.0)]
     return beam(scorers, memory.shape[0], decoder.vocab_size, max_len, EOS, beam_size=beam_size,
                 nbest=nbest)
-
-
-def _ctc_inputs(seed=0, b=3, s=12, v=6):
-    generator = torch.Generator().manual_seed(seed)
-    log_probs = torch.log_softmax(2 * torch.randn(b, s, v, generator=generator), -1)
-    lengths = torch.tensor([12, 9, 5])[:b]
-    return log_probs, lengths
-
-
-def _ctc_gains(scorer, targets, pre_beam=None, v=6):
-    """The CTC gains of each target token and of <eos>, scoring only ``pre_beam`` candidates
-    (the target among them) or the whole vocabulary."""
-    n = len(targets)
-    state = scorer.init_state(torch.arange(n))
-    steps = max(len(t) for t in targets) + 1
-    total = torch.zeros(n)
-    last = torch.full((n,), EOS)
-    done = torch.zeros(n, dtype=torch.bool)
-    for i in range(steps):
-        token = torch.tensor([t[i] if i < len(t) else EOS for t in targets])
-        if pre_beam is None:
-            gains, pending = scorer.score(state, Step(i, last))
-            chosen = gains.gather(1, token[:, None])[:, 0]
-        else:  # the target, then the other tokens in a scrambled order, cut at pre_beam
-            others = torch.stack([torch.tensor([c for c in (5, 2, 4, 1, 3, 0) if c != int(t)])
-                                  for t in token])
-            candidates = torch.cat([token[:, None], others], 1)[:, :pre_beam]
-            gains, pending = scorer.score_candidates(state, Step(i, last), candidates)
-            chosen = gains[:, 0]
-        total += torch.where(done, 0.0, chosen)
-        done |= token == EOS
-        state = scorer.select(pending, torch.arange(n), token)
-        last = token
-    return total
-
-
-@pytest.mark.parametrize("pre_beam", [None, 2, 3])
-def test_ctc_prefix_gains_add_up_to_the_ctc_loss_with_or_without_a_pre_beam(pre_beam):
-    log_probs, lengths = _ctc_inputs()
-    targets = [[2, 3, 3, 4], [5, 2, 2], [3]]  # repeats need a blank in between
-    scorer = CTCPrefixScorer(log_probs, lengths, BLANK, EOS)
-    total = _ctc_gains(scorer, targets, pre_beam)
-    padded = torch.tensor([t + [0] * (4 - len(t)) for t in targets])
-    expected = -F.ctc_loss(log_probs.transpose(0, 1), padded, lengths,
-                           torch.tensor([len(t) for t in targets]), blank=BLANK, reduction="none")
-    assert total.tolist() == pytest.approx(expected.tolist(), abs=1e-4)
-
-
-def test_ctc_prefix_scores_of_a_padded_utterance_equal_it_alone_and_a_pre_beam_changes_nothing():
-    log_probs, lengths = _ctc_inputs(1)
-    step = Step(0, torch.full((3,), EOS))
-    batched = CTCPrefixScorer(log_probs, lengths, BLANK, EOS)
-    state = batched.init_state(torch.arange(3))
-    full, pending = batched.score(state, step)
-    alone = CTCPrefixScorer(log_probs[2:, :5], lengths[2:], BLANK, EOS)
-    assert alone.score(alone.init_state(torch.arange(1)), Step(0, step.tokens[:1]))[0][0].tolist() \
-        == pytest.approx(full[2].tolist(), abs=1e-5)
-    # two steps on: the pre-beam's scores are the full scores of the same candidates
-    tokens = torch.tensor([2, 3, 4])
-    state = batched.select(pending, torch.arange(3), tokens)
-    full, _ = batched.score(state, Step(1, tokens))
-    candidates = torch.tensor([[4, 1], [3, 2], [5, 4]])
-    partial, _ = batched.score_candidates(state, Step(1, tokens), candidates)
-    assert torch.allclose(partial, full.gather(1, candidates), atol=1e-5)
-    assert full[:, BLANK].eq(float("-inf")).all()
 
 
 def test_coverage_on_a_hand_computed_case():
@@ -241,3 +175,42 @@ def test_a_pre_beam_without_eos_still_lets_hypotheses_end_at_their_limit():
     # without <eos> among the candidates no hypothesis could end, not even at its limit
     assert [len(u) for u in hyps] == [2] * memory.shape[0]
     assert all(len(h.tokens) <= limit for u, limit in zip(hyps, max_len.tolist()) for h in u)
+
+
+def test_reordering_beams_moves_every_state_but_the_attention_keys():
+    from rnnseq.models.decoder import select_state
+
+    decoder, memory, mask, _ = _setup(0)
+    scorer = DecoderScorer(decoder, memory, mask)
+    rows = torch.arange(4).repeat_interleave(3)  # 3 beams per utterance
+    state = scorer.init_state(rows)
+    _, pending = scorer.score(state, Step(0, torch.full((12,), EOS)))
+    reorder = torch.tensor([2, 0, 0, 5, 4, 3, 6, 6, 6, 11, 9, 10])  # within each utterance
+    moved = scorer.select(pending, reorder, torch.zeros(12, dtype=torch.long))
+    assert moved.attention.keys is pending.attention.keys  # not copied at any step
+    expected = select_state(pending, reorder)  # everything copied, keys included
+    for got, want in zip(moved, expected):
+        for a, b in zip(got if isinstance(got, tuple) else [got],
+                        want if isinstance(want, tuple) else [want]):
+            assert (a is None and b is None) or torch.equal(a, b)
+
+
+def test_eos_threshold_and_minimum_length_hold_back_an_early_end_but_not_the_limit():
+    """ScriptedDecoder (tests/test_search.py), no normalisation: [] (log .4) wins. With
+    eos_threshold 1.5, <eos> at step 0 (log .4 < 1.5 log .6) and step 1 (log .3 < 1.5 log .7) is
+    held back, at step 2 it is the best token: [a, a] = log(.6 .7 .7). A minimum of 2 tokens
+    does the same. At a length limit of 1, <eos> must be taken even below the threshold."""
+    from tests.test_search import ScriptedDecoder
+
+    memory, mask = torch.zeros(1, 3, 2), torch.ones(1, 3, dtype=torch.bool)
+    scorers = [(DecoderScorer(ScriptedDecoder(), memory, mask), 1.0)]
+    args = (scorers, 1, 3, torch.tensor([5]), EOS)
+    assert beam(*args, beam_size=2, length_penalty=0.0)[0][0].tokens == []
+    held = beam(*args, beam_size=2, length_penalty=0.0, eos_threshold=1.5)[0][0]
+    assert held.tokens == [2, 2] and held.score == pytest.approx(math.log(0.6 * 0.7 * 0.7))
+    assert greedy(*args, eos_threshold=1.5)[0][0].tokens == [2, 2]
+    longer = beam(*args, beam_size=2, length_penalty=0.0, min_lengths=torch.tensor([2]))[0][0]
+    assert longer.tokens == [2, 2]
+    limited = beam(scorers, 1, 3, torch.tensor([1]), EOS, beam_size=2, length_penalty=0.0,
+                   eos_threshold=1.5)[0][0]
+    assert limited.tokens == [2] and limited.score == pytest.approx(math.log(0.6 * 0.3))

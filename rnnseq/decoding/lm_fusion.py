@@ -90,12 +90,15 @@ class LMScorer(Scorer):
         self.fusion = fusion
 
     def init_state(self, rows):
+        """The language model after its start symbol, one row per hypothesis."""
         return self.fusion.initial(len(rows))
 
     def score(self, state, step: Step):
+        """The next-token log-probabilities computed when the last token was selected."""
         log_probs, _ = state
         return log_probs, state
 
     def select(self, pending, rows, tokens):
+        """Reorders the language model's states and feeds each row its chosen token."""
         _, lm_state = pending
         return self.fusion.advance(tokens, self.fusion.select(lm_state, rows))

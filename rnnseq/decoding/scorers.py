@@ -55,9 +55,11 @@ class Scorer:
     partial = False  # True: scores only candidate tokens (``score_candidates``)
 
     def init_state(self, rows: torch.Tensor) -> Any:
+        """The state of the empty hypothesis of every row; ``rows``: ``(N,)`` utterance of each."""
         raise NotImplementedError
 
     def score(self, state: Any, step: Step) -> tuple[torch.Tensor, Any]:
+        """``(N, V)`` scores of every next token and the pending value for :meth:`select`."""
         raise NotImplementedError
 
     def score_candidates(self, state: Any, step: Step,
@@ -66,6 +68,7 @@ class Scorer:
         raise NotImplementedError
 
     def select(self, pending: Any, rows: torch.Tensor, tokens: torch.Tensor) -> Any:
+        """The states after row ``rows[i]`` took token ``tokens[i]`` (both ``(N,)``)."""
         raise NotImplementedError
 
     def max_gain(self, state: Any, remaining: torch.Tensor) -> torch.Tensor | float:
@@ -89,16 +92,19 @@ class DecoderScorer(Scorer):
         self.decoder, self.memory, self.memory_mask = decoder, memory, memory_mask
 
     def init_state(self, rows):
+        """The decoder's initial state (keys projected once per utterance), one per row."""
         state = self.decoder.init_state(self.memory, self.memory_mask)
         self._memory, self._mask = self.memory[rows], self.memory_mask[rows]
         return select_state(state, rows)
 
     def score(self, state, step):
+        """One decoder step: ``(N, V)`` log-probabilities; fills in ``step.attention``."""
         logits, state, weights = self.decoder.step(step.tokens, state, self._memory, self._mask)
         step.attention = weights
         return torch.log_softmax(logits.float(), dim=-1), state
 
     def select(self, pending, rows, tokens):
+        """The decoder states of the chosen rows (the token is fed at the next step)."""
         reorder = getattr(self.decoder, "reorder_state", None)
         return reorder(pending, rows) if reorder is not None else select_state(pending, rows)
 
@@ -111,15 +117,19 @@ class LengthBonus(Scorer):
         self.vocab_size = vocab_size
 
     def init_state(self, rows):
+        """No state: the bonus depends on nothing."""
         return None
 
     def score(self, state, step):
+        """1 for every token."""
         return step.tokens.new_ones(len(step.tokens), self.vocab_size, dtype=torch.float), None
 
     def select(self, pending, rows, tokens):
+        """No state."""
         return None
 
     def max_gain(self, state, remaining):
+        """1 for each token a hypothesis may still take."""
         return remaining.float()
 
 
@@ -154,11 +164,13 @@ class CoverageScorer(Scorer):
         return torch.where(mask, logs, torch.zeros_like(logs)).sum(-1)
 
     def init_state(self, rows):
+        """No attention yet: cumulative weights zero, and their measure."""
         self._mask = self.memory_mask[rows]
         cumulative = torch.zeros(self._mask.shape, device=self._mask.device)
         return cumulative, self.measure(cumulative, self._mask)
 
     def score(self, state, step):
+        """The growth of the measure with this step's attention, the same for every token."""
         if step.attention is None:
             raise ValueError("coverage needs the attention decoder's weights; it cannot score "
                              "without an attention decoder (decoding.mode=ctc_beam)")
@@ -169,10 +181,12 @@ class CoverageScorer(Scorer):
         return gain, (cumulative, new_measure)
 
     def select(self, pending, rows, tokens):
+        """The cumulative attention of the chosen rows."""
         cumulative, measure = pending
         return cumulative[rows], measure[rows]
 
     def max_gain(self, state, remaining):
+        """What the measure can still grow: every frame covered (count) or at 1 (log)."""
         _, measure = state
         if self.kind == "count":  # frames not yet covered
             return self._mask.sum(-1).float() - measure

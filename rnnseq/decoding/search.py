@@ -96,8 +96,9 @@ def _step_scores(scorers: Weighted, states: list, step: Step, rules: _Rules,
     if rules.eos_threshold is not None:
         best = first.max(-1).values
         may_end &= first[:, eos] >= rules.eos_threshold * best
+    must_end = step.index >= rules.max_lengths  # (N,) at the limit <eos> is the only way on
+    may_end |= must_end
     total[:, eos] = torch.where(may_end, total[:, eos], float("-inf"))
-    must_end = step.index >= rules.max_lengths  # (N,)
     keep_eos = total[:, eos].clone()
     total = total.masked_fill(must_end[:, None], float("-inf"))
     total[:, eos] = keep_eos
