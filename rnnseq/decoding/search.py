@@ -143,7 +143,7 @@ def greedy(scorers: Weighted, batch_size: int, vocab_size: int, max_lengths: tor
             break
         states = [s.select(p, rows, tokens) for (s, _), p in zip(scorers, pendings)]
     history = torch.stack(steps, 1).tolist()  # (B, T)
-    hyps = [Hypothesis(_until_eos(row, eos_id), float(s)) for row, s in zip(history, scores)]
+    hyps = [Hypothesis(_until_eos(row, eos_id), s) for row, s in zip(history, scores.tolist())]
     attention = torch.stack(weights, 1) if weights[0] is not None else None
     return hyps, attention
 
@@ -245,12 +245,15 @@ class _Pool:
             active = u < steps
             out[:, u] = torch.where(active, token_history[u][utterance, beams], eos_id)
             beams = torch.where(active, parent_history[u][utterance, beams], beams)
-        rows, totals = out.tolist(), self.score[:, :nbest].reshape(-1).tolist()
-        lengths = steps.tolist()
+        # one transfer from the device: tokens, length and total of every entry (float64 holds
+        # token ids exactly)
+        table = torch.cat([out.double(), steps[:, None].double(),
+                           self.score[:, :nbest].reshape(-1, 1).double()], 1).tolist()
         result: list[list[Hypothesis]] = [[] for _ in range(b)]
-        for i, (row, total, n) in enumerate(zip(rows, totals, lengths)):
+        for i, row in enumerate(table):
+            total, n = row[-1], int(row[-2])
             if total != float("-inf"):
-                result[i // nbest].append(Hypothesis(row[:n], total))
+                result[i // nbest].append(Hypothesis([int(t) for t in row[:n]], total))
         return result
 
 
