@@ -63,8 +63,16 @@ def _step_scores(scorers: Weighted, states: list, step: Step, rules: _Rules,
                  vocab_size: int) -> tuple[torch.Tensor, list]:
     """``(N, V)`` weighted sum of every scorer at ``step`` with the rules applied, and each
     scorer's pending value."""
+    total, first, pendings = _weighted_scores(scorers, states, step, rules, vocab_size)
+    return _apply_end_rules(total, first, step.index, rules), pendings
+
+
+def _weighted_scores(scorers: Weighted, states: list, step: Step, rules: _Rules, vocab_size: int):
+    """The full scorers on every token, then the partial ones on the pre-beam candidates (every
+    other token ruled out): ``(N, V)`` total, ``(N, V)`` scores of the first scorer, pendings."""
     n = len(step.tokens)
     full = [i for i, (s, _) in enumerate(scorers) if not s.partial]
+    partial = [i for i, (s, _) in enumerate(scorers) if s.partial]
     pendings: list = [None] * len(scorers)
     total = torch.zeros(n, vocab_size, device=step.tokens.device)
     first = None
@@ -73,36 +81,39 @@ def _step_scores(scorers: Weighted, states: list, step: Step, rules: _Rules,
         scores, pendings[i] = scorer.score(states[i], step)
         first = scores if first is None else first
         total = total + weight * scores
-    partial = [i for i in range(len(scorers)) if i not in full]
-    if partial:
-        if full and rules.pre_beam is not None and rules.pre_beam < vocab_size:
-            # <eos> is always a candidate: a hypothesis at its length limit must be able to end
-            best = total.topk(rules.pre_beam, dim=1).indices
-            candidates = torch.cat([best, best.new_full((n, 1), rules.eos_id)], 1)  # (N, C + 1)
-        else:
-            candidates = torch.arange(vocab_size, device=total.device).expand(n, -1)
-        extra = torch.zeros(n, candidates.shape[1], device=total.device)
-        for i in partial:
-            scorer, weight = scorers[i]
-            scores, pendings[i] = scorer.score_candidates(states[i], step, candidates)
-            first = scores if first is None else first  # only when it is the only scorer
-            extra = extra + weight * scores
-        ruled_out = torch.full_like(total, float("-inf"))
-        total = ruled_out.scatter(1, candidates, total.gather(1, candidates) + extra)
-        if not full:  # scored per candidate: spread onto the vocabulary for the rules below
-            first = torch.full_like(total, float("-inf")).scatter(1, candidates, first)
+    if not partial:
+        return total, first, pendings
+    if full and rules.pre_beam is not None and rules.pre_beam < vocab_size:
+        # <eos> is always a candidate: a hypothesis at its length limit must be able to end
+        best = total.topk(rules.pre_beam, dim=1).indices
+        candidates = torch.cat([best, best.new_full((n, 1), rules.eos_id)], 1)  # (N, C + 1)
+    else:
+        candidates = torch.arange(vocab_size, device=total.device).expand(n, -1)
+    extra = torch.zeros(n, candidates.shape[1], device=total.device)
+    for i in partial:
+        scorer, weight = scorers[i]
+        scores, pendings[i] = scorer.score_candidates(states[i], step, candidates)
+        if first is None:  # a partial scorer alone (CTC prefix beam search): spread it out
+            first = torch.full_like(total, float("-inf")).scatter(1, candidates, scores)
+        extra = extra + weight * scores
+    ruled_out = torch.full_like(total, float("-inf"))
+    return ruled_out.scatter(1, candidates, total.gather(1, candidates) + extra), first, pendings
+
+
+def _apply_end_rules(total: torch.Tensor, first: torch.Tensor, index: int,
+                     rules: _Rules) -> torch.Tensor:
+    """Rules ``<eos>`` out before the minimum length or below the threshold, and everything but
+    ``<eos>`` out at the length limit."""
     eos = rules.eos_id
-    may_end = step.index >= rules.min_lengths
+    may_end = index >= rules.min_lengths
     if rules.eos_threshold is not None:
-        best = first.max(-1).values
-        may_end &= first[:, eos] >= rules.eos_threshold * best
-    must_end = step.index >= rules.max_lengths  # (N,) at the limit <eos> is the only way on
+        may_end &= first[:, eos] >= rules.eos_threshold * first.max(-1).values
+    must_end = index >= rules.max_lengths  # (N,) at the limit <eos> is the only way on
     may_end |= must_end
-    total[:, eos] = torch.where(may_end, total[:, eos], float("-inf"))
-    keep_eos = total[:, eos].clone()
+    ending = torch.where(may_end, total[:, eos], float("-inf"))
     total = total.masked_fill(must_end[:, None], float("-inf"))
-    total[:, eos] = keep_eos
-    return total, pendings
+    total[:, eos] = ending
+    return total
 
 
 def _rules(max_lengths, min_lengths, eos_id, eos_threshold, pre_beam, rows) -> _Rules:
