@@ -78,7 +78,8 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             "decoding": to_plain(decoding) or {},
             "guided_attention": check_guided_attention(to_plain(guided_attention)),
             "utterance_mean": bool(utterance_mean),
-            "tokenizer": to_plain(tokenizer),
+            # only subword models carry one, so character checkpoints load in older rnnseq too
+            **({"tokenizer": to_plain(tokenizer)} if tokenizer else {}),
         })
         self.tokenizer = tokenizer_from_state(tokenizer) if tokenizer else CharTokenizer(vocabulary)
         input_dim = int(self.hparams.features["n_mels"])
