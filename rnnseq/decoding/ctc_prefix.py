@@ -125,6 +125,12 @@ class CTCPrefixScorer(Scorer):
                            score - state.score[:, None])
         return gain.float(), CTCPending(r, score, candidates)
 
+    def keep(self, state: CTCPrefixState, rows: torch.Tensor) -> CTCPrefixState:
+        """The prefixes of ``rows`` only (frames are dim 0 of ``r``, rows dim 1)."""
+        self._rows, self._blank = self._rows[rows], self._blank[:, rows]
+        self._last_frame = self._last_frame[rows]
+        return CTCPrefixState(state.r[:, rows], state.score[rows], state.last[rows])
+
     def select(self, pending: CTCPending, rows: torch.Tensor, tokens: torch.Tensor) -> CTCPrefixState:
         """The states after row ``rows[i]`` took ``tokens[i]`` (one of its candidates; a token that
         was not, which only a hypothesis scored -inf can take, gets the first candidate's state)."""

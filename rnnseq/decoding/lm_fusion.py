@@ -98,6 +98,11 @@ class LMScorer(Scorer):
         log_probs, _ = state
         return log_probs, state
 
+    def keep(self, state, rows):
+        """The next-token log-probabilities and language-model states of ``rows`` only."""
+        log_probs, lm_state = state
+        return log_probs[rows], self.fusion.select(lm_state, rows)
+
     def select(self, pending, rows, tokens):
         """Reorders the language model's states and feeds each row its chosen token."""
         _, lm_state = pending

@@ -71,6 +71,12 @@ class Scorer:
         """The states after row ``rows[i]`` took token ``tokens[i]`` (both ``(N,)``)."""
         raise NotImplementedError
 
+    def keep(self, state: Any, rows: torch.Tensor) -> Any:
+        """The states of ``rows`` only: the search drops the rows of utterances that have ended
+        (any per-row inputs the scorer keeps shrink with them). The default suits states whose
+        tensors all have the rows on dim 0."""
+        return select_state(state, rows)
+
     def max_gain(self, state: Any, remaining: torch.Tensor) -> torch.Tensor | float:
         """Upper bound ``(N,)`` (or a number for all rows) on what the scorer can still add."""
         return 0.0
@@ -107,6 +113,11 @@ class DecoderScorer(Scorer):
         """The decoder states of the chosen rows (the token is fed at the next step)."""
         reorder = getattr(self.decoder, "reorder_state", None)
         return reorder(pending, rows) if reorder is not None else select_state(pending, rows)
+
+    def keep(self, state, rows):
+        """The decoder states, memory and mask of ``rows`` only."""
+        self._memory, self._mask = self._memory[rows], self._mask[rows]
+        return select_state(state, rows)
 
 
 class LengthBonus(Scorer):
@@ -184,6 +195,11 @@ class CoverageScorer(Scorer):
         """The cumulative attention of the chosen rows."""
         cumulative, measure = pending
         return cumulative[rows], measure[rows]
+
+    def keep(self, state, rows):
+        """The cumulative attention and mask of ``rows`` only."""
+        self._mask = self._mask[rows]
+        return self.select(state, rows, None)
 
     def max_gain(self, state, remaining):
         """What the measure can still grow: every frame covered (count) or at 1 (log)."""

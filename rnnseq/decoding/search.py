@@ -174,51 +174,60 @@ def beam(scorers: Weighted, batch_size: int, vocab_size: int, max_lengths: torch
     """
     b, k = batch_size, beam_size
     utterance = torch.arange(b, device=device).repeat_interleave(k)  # (B*K,) utterance of a row
-    offsets = (torch.arange(b, device=device) * k)[:, None]  # (B, 1) first row of each utterance
     rules = _rules(max_lengths, min_lengths, eos_id, eos_threshold, pre_beam, utterance)
-    limits = rules.max_lengths.view(b, k)[:, 0]  # (B,)
     states = [s.init_state(utterance) for s, _ in scorers]
+    active = torch.arange(b, device=device)  # utterances still searched, (A,)
+    limits = rules.max_lengths.view(b, k)[:, 0]  # (A,)
     scores = torch.full((b, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all rows start identical: keep one alive
     tokens = torch.full((b * k,), eos_id, dtype=torch.long, device=device)
-    pool_size = max(k, nbest)
-    pool = _Pool(b, pool_size, device)
-    token_history, parent_history = [], []  # each (B, K) per step
+    pool = _Pool(b, max(k, nbest), device)
+    token_history, parent_history = [], []  # each (B, K) per step, by utterance
     for t in range(int(limits.max()) + 1):
+        a = len(active)
         step = Step(t, tokens)
         total, pendings = _step_scores(scorers, states, step, rules, vocab_size)
-        # a dead row (no hypothesis yet, or its utterance ended) stays dead, whatever it scores
+        # a dead row (no hypothesis yet) stays dead, whatever it scores
         candidates = torch.where(torch.isneginf(scores)[..., None], float("-inf"),
-                                 scores[..., None] + total.view(b, k, vocab_size))  # (B, K, V)
+                                 scores[..., None] + total.view(a, k, vocab_size))  # (A, K, V)
         # <eos> ends a hypothesis where it ranks among the K best candidates of its utterance,
         # as it would in a beam that kept it; the live beam then takes the K best other tokens.
-        kth_best = candidates.view(b, -1).topk(k, dim=1).values[:, -1:]  # (B, 1)
-        ending = candidates[..., eos_id]  # (B, K)
-        pool.add(ending.masked_fill(ending < kth_best, float("-inf")), t, length_penalty)
+        kth_best = candidates.view(a, -1).topk(k, dim=1).values[:, -1:]  # (A, 1)
+        ending = candidates[..., eos_id]  # (A, K)
+        pool.add(active, ending.masked_fill(ending < kth_best, float("-inf")), t, length_penalty)
         candidates[..., eos_id] = float("-inf")
-        scores, flat = candidates.view(b, -1).topk(k, dim=1)
+        scores, flat = candidates.view(a, -1).topk(k, dim=1)
         parent, token = flat // vocab_size, flat % vocab_size
-        token_history.append(token)
-        parent_history.append(parent)
-        rows = (parent + offsets).view(-1)
+        token_history.append(torch.zeros(b, k, dtype=torch.long, device=device).index_copy(
+            0, active, token))
+        parent_history.append(torch.zeros(b, k, dtype=torch.long, device=device).index_copy(
+            0, active, parent))
+        rows = (parent + k * torch.arange(a, device=device)[:, None]).view(-1)
         tokens = token.view(-1)
         states = [s.select(p, rows, tokens) for (s, _), p in zip(scorers, pendings)]
         # Upper bound on the normalised score of each live hypothesis when it ends: it holds
         # t + 1 tokens and may take up to `remaining` more, <eos> included.
-        remaining = (limits[:, None] - t).clamp_min(0).expand(b, k).reshape(-1)  # (B*K,)
+        remaining = (limits[:, None] - t).clamp_min(0).expand(a, k).reshape(-1)  # (A*K,)
         best_possible = scores.clone()
         for (scorer, weight), state in zip(scorers, states):
             best_possible += weight * torch.as_tensor(scorer.max_gain(state, remaining),
-                                                      device=scores.device).expand(b * k).view(b, k)
+                                                      device=scores.device).expand(a * k).view(a, k)
         shortest = float(t + 2) ** length_penalty
         longest = (limits[:, None] + 1).float() ** length_penalty
         bound = torch.where(best_possible > 0, best_possible / shortest, best_possible / longest)
         done = t >= limits
         if stop_early:
-            done |= pool.normalised[:, nbest - 1] >= bound.max(1).values
-        scores = scores.masked_fill(done[:, None], float("-inf"))
+            done |= pool.normalised[active, nbest - 1] >= bound.max(1).values
         if bool(done.all()):
             break
+        if bool(done.any()):  # the ended utterances leave the batch: later steps cost less
+            keep = (~done).nonzero().squeeze(1)  # (A',) positions among the active
+            kept_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
+            states = [s.keep(state, kept_rows) for (s, _), state in zip(scorers, states)]
+            active, limits, scores = active[keep], limits[keep], scores[keep]
+            tokens = tokens[kept_rows]
+            rules = rules._replace(max_lengths=rules.max_lengths[kept_rows],
+                                   min_lengths=rules.min_lengths[kept_rows])
     return pool.hypotheses(token_history, parent_history, nbest, eos_id)
 
 
@@ -233,16 +242,19 @@ class _Pool:
         self.step = torch.zeros(batch_size, size, dtype=torch.long, device=device)
         self.beam = torch.zeros(batch_size, size, dtype=torch.long, device=device)
 
-    def add(self, eos_scores: torch.Tensor, step: int, length_penalty: float) -> None:
-        """``(B, K)`` totals of the hypotheses that end at ``step`` (``step`` tokens + <eos>)."""
+    def add(self, utterances: torch.Tensor, eos_scores: torch.Tensor, step: int,
+            length_penalty: float) -> None:
+        """``(A, K)`` totals of the hypotheses of ``utterances`` (``(A,)``) that end at ``step``
+        (``step`` tokens + <eos>)."""
         normalised = eos_scores / float(step + 1) ** length_penalty
         k = eos_scores.shape[1]
         beams = torch.arange(k, device=eos_scores.device).expand_as(eos_scores)
-        merged = [torch.cat(pair, 1) for pair in [
-            (self.normalised, normalised), (self.score, eos_scores),
-            (self.step, torch.full_like(beams, step)), (self.beam, beams)]]
+        fields = ("normalised", "score", "step", "beam")
+        merged = [torch.cat([getattr(self, name)[utterances], new], 1) for name, new in zip(
+            fields, (normalised, eos_scores, torch.full_like(beams, step), beams))]
         keep = merged[0].topk(self.normalised.shape[1], dim=1).indices
-        self.normalised, self.score, self.step, self.beam = (m.gather(1, keep) for m in merged)
+        for name, values in zip(fields, merged):
+            getattr(self, name)[utterances] = values.gather(1, keep)
 
     def hypotheses(self, token_history: list[torch.Tensor], parent_history: list[torch.Tensor],
                    nbest: int, eos_id: int) -> list[list[Hypothesis]]:
