@@ -75,7 +75,8 @@ def main() -> None:
     print()
     only_new = {"coverage 0.5 (count)": ["decoding.coverage_weight=0.5"],
                 "coverage 0.5 (log)": ["decoding.coverage_weight=0.5", "decoding.coverage_kind=log"],
-                "length bonus 0.5": ["decoding.length_bonus=0.5"],
+                "no normalisation, length bonus 0.5": ["decoding.length_bonus=0.5",
+                                                       "decoding.length_penalty=0"],
                 "ctc 0.3, 8-best": ["decoding.ctc_weight=0.3", "--nbest", "8"]}
     for beam in args.beams:
         for name, extra in only_new.items():

@@ -273,7 +273,10 @@ def test_evaluate_writes_nbest_lists_with_an_oracle_and_runs_ctc_prefix_beam_sea
                                          "is off"):
         evaluate(smoke_run, {"pre_beam": 4})
     with pytest.raises(ValueError, match="decoding.length_bonus is used by beam search only"):
-        evaluate(smoke_run, {"mode": "greedy", "length_bonus": 1.0})
+        evaluate(smoke_run, {"mode": "greedy", "length_bonus": 1.0, "length_penalty": 0.0})
+    with pytest.raises(ValueError, match="decoding.length_bonus=1.0 changes nothing with "
+                                         "decoding.length_penalty=1"):
+        evaluate(smoke_run, {"length_bonus": 1.0})
 
 
 def test_a_decoding_sweep_encodes_once_and_scores_as_evaluate_does(smoke_run, monkeypatch):
