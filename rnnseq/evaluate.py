@@ -340,8 +340,8 @@ def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = Non
         if task.hparams.decoding.get("mode", "beam") not in ("beam", "ctc_beam"):
             raise ValueError("--sweep decodes with beam search (decoding.mode=beam or ctc_beam)")
         started = time.time()
-        hypotheses = [task.tokenizer.decode(h[0].tokens) if h else ""
-                      for enc in encoded for h in task.beam_hypotheses(None, enc=enc)]
+        hypotheses = [text for enc in encoded
+                      for text in task.best_texts(task.beam_hypotheses(None, enc=enc))]
         seconds = time.time() - started
         metrics = {k.replace("test/", f"{split}/", 1): float(v)
                    for k, v in task.score(references, hypotheses, "test").items()}

@@ -177,6 +177,7 @@ class CoverageScorer(Scorer):
     def init_state(self, rows):
         """No attention yet: cumulative weights zero, and their measure."""
         self._mask = self.memory_mask[rows]
+        self._frames = self._mask.sum(-1).float()
         cumulative = torch.zeros(self._mask.shape, device=self._mask.device)
         return cumulative, self.measure(cumulative, self._mask)
 
@@ -198,14 +199,14 @@ class CoverageScorer(Scorer):
 
     def keep(self, state, rows):
         """The cumulative attention and mask of ``rows`` only."""
-        self._mask = self._mask[rows]
+        self._mask, self._frames = self._mask[rows], self._frames[rows]
         return self.select(state, rows, None)
 
     def max_gain(self, state, remaining):
         """What the measure can still grow: every frame covered (count) or at 1 (log)."""
         _, measure = state
         if self.kind == "count":  # frames not yet covered
-            return self._mask.sum(-1).float() - measure
+            return self._frames - measure
         return -measure  # log(min(c, 1)) <= 0 and only grows
 
 
@@ -251,6 +252,18 @@ SCORERS: dict[str, ScorerSpec] = {
                    needs=("decoder",), options=("coverage_kind", "coverage_threshold")),
     ]
 }
+
+
+def scorer_sources(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, vocab_size: int,
+                   blank_id: int, eos_id: int, ctc_log_probs: torch.Tensor | None = None,
+                   memory_lengths: torch.Tensor | None = None, lm=None) -> dict[str, Any]:
+    """The ``sources`` of one batch that :func:`build_scorers` builds scorers from: the attention
+    decoder (``None`` for CTC prefix beam search), its ``(B, S, D)`` memory and ``(B, S)`` mask,
+    ``(B, S, V)`` CTC log-probabilities if CTC scores, the fusion language model if any."""
+    lengths = memory_mask.sum(-1) if memory_lengths is None else memory_lengths
+    return {"decoder": decoder, "memory": memory, "memory_mask": memory_mask,
+            "memory_lengths": lengths, "vocab_size": vocab_size, "ctc_log_probs": ctc_log_probs,
+            "blank_id": blank_id, "eos_id": eos_id, "lm": lm}
 
 
 def build_scorers(decoding: Mapping[str, Any], sources: Mapping[str, Any]) -> list[tuple[Scorer, float]]:

@@ -6,7 +6,7 @@ Both decode a whole batch of utterances at once and see the same rules at every 
   may not end before ``min_lengths[i]``;
 - with ``eos_threshold`` set, ``<eos>`` may only be taken where its score from the first scorer
   (the attention decoder) is within that factor of the step's best one (SpeechBrain's rule
-  against stopping early: ``log p(<eos>) > eos_threshold * max log p``);
+  against stopping early: ``log p(<eos>) >= eos_threshold * max log p``);
 - partial scorers (CTC prefix scores) score only the ``pre_beam`` best tokens of the full
   scorers and ``<eos>``, every other token is ruled out; ``pre_beam`` at or above the vocabulary
   scores all.
@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.decoding.scorers import DecoderScorer, Scorer, Step, build_scorers
+from rnnseq.decoding.scorers import DecoderScorer, Scorer, Step, build_scorers, scorer_sources
 
 
 class Hypothesis(NamedTuple):
@@ -288,10 +288,8 @@ def _until_eos(tokens: list[int], eos_id: int) -> list[int]:
 
 def _decoder_scorers(decoder, memory, memory_mask, vocab_size, ctc_log_probs=None, ctc_weight=0.0,
                      blank_id=0, eos_id=1, lm=None, lm_weight=0.0, **weights) -> list:
-    sources = {"decoder": decoder, "memory": memory, "memory_mask": memory_mask,
-               "vocab_size": vocab_size, "ctc_log_probs": ctc_log_probs,
-               "memory_lengths": memory_mask.sum(-1), "blank_id": blank_id, "eos_id": eos_id,
-               "lm": lm}
+    sources = scorer_sources(decoder, memory, memory_mask, vocab_size, blank_id, eos_id,
+                             ctc_log_probs=ctc_log_probs, lm=lm)
     decoding = {"ctc_weight": ctc_weight if ctc_log_probs is not None else 0.0,
                 "lm_weight": lm_weight if lm is not None else 0.0, **weights}
     return build_scorers(decoding, sources)

@@ -14,7 +14,7 @@ from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import Tokenizer
 from rnnseq.decoding.ctc_greedy import ctc_greedy_search
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.decoding.scorers import SCORERS, CoverageScorer, build_scorers
+from rnnseq.decoding.scorers import SCORERS, CoverageScorer, build_scorers, scorer_sources
 from rnnseq.decoding.search import Hypothesis, beam, greedy_search, max_decode_lengths
 from rnnseq.models.guided_attention import guided_attention_loss
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
@@ -299,14 +299,16 @@ class Seq2SeqTask(Task):
             hyps = ctc_greedy_search(self.model.ctc_log_probs(enc.memory), enc.lengths,
                                      self.tokenizer.blank_id)
             return [self.tokenizer.decode(h.tokens) for h in hyps]
-        return [self.tokenizer.decode(hyps[0].tokens) if hyps else ""
-                for hyps in self.beam_hypotheses(batch)]
+        return self.beam_decode(batch)
 
     @torch.no_grad()
     def beam_decode(self, batch: Batch) -> list[str]:
         """Beam-search outputs of a batch (``decoding.mode=beam`` or ``ctc_beam``)."""
-        return [self.tokenizer.decode(hyps[0].tokens) if hyps else ""
-                for hyps in self.beam_hypotheses(batch)]
+        return self.best_texts(self.beam_hypotheses(batch))
+
+    def best_texts(self, nbest: list[list[Hypothesis]]) -> list[str]:
+        """The text of each utterance's best hypothesis (empty where none ended)."""
+        return [self.tokenizer.decode(hyps[0].tokens) if hyps else "" for hyps in nbest]
 
     @torch.no_grad()
     def beam_hypotheses(self, batch: Batch, enc: Encoded | None = None) -> list[list[Hypothesis]]:
@@ -321,17 +323,14 @@ class Seq2SeqTask(Task):
         k = decoding.get("beam_size", 4)
         ctc_only = decoding.get("mode", "beam") == "ctc_beam"
         uses_ctc = ctc_only or (decoding.get("ctc_weight") or 0.0) > 0
-        sources = {
-            "decoder": None if ctc_only else self.model.decoder,
-            "memory": enc.memory, "memory_mask": enc.mask, "memory_lengths": enc.lengths,
-            "vocab_size": self.model.decoder.vocab_size,
-            "ctc_log_probs": self.model.ctc_log_probs(enc.memory) if uses_ctc else None,
-            "blank_id": self.tokenizer.blank_id, "eos_id": self.tokenizer.eos_id,
-            "lm": self.fusion(),
-        }
+        sources = scorer_sources(
+            None if ctc_only else self.model.decoder, enc.memory, enc.mask,
+            self.model.decoder.vocab_size, self.tokenizer.blank_id, self.tokenizer.eos_id,
+            ctc_log_probs=self.model.ctc_log_probs(enc.memory) if uses_ctc else None,
+            memory_lengths=enc.lengths, lm=self.fusion())
         scorers = build_scorers(decoding, sources)
         # ESPnet scores 1.5 x beam; at beam 4 that cost 0.7 WER points here against scoring every
-        # character (experiments/asr/README.md), 3 x beam cost nothing and is as fast
+        # character, 3 x beam 0.03 (0.4 with an LM): experiments/asr/README.md
         pre_beam = decoding.get("pre_beam") or DEFAULT_PRE_BEAM * k
         min_ratio = decoding.get("min_length_ratio") or 0.0
         return beam(scorers, enc.memory.shape[0], self.model.decoder.vocab_size,
@@ -346,7 +345,7 @@ class Seq2SeqTask(Task):
         """Validation decodes greedily (and logs the loss); test splits use beam search."""
         if split != "val" and self.hparams.decoding.get("mode", "beam") in BEAM_MODES:
             nbest = self.beam_hypotheses(batch)
-            hyps = [self.tokenizer.decode(h[0].tokens) if h else "" for h in nbest]
+            hyps = self.best_texts(nbest)
             if (self.hparams.decoding.get("nbest") or 1) > 1:
                 self._nbest.extend([{"hypothesis": self.tokenizer.decode(h.tokens),
                                      "score": round(h.score, 4)} for h in item] for item in nbest)
