@@ -1,13 +1,15 @@
 """The beam search before the scorers against the scorer-based one, on one trained recogniser.
 
     .venv/bin/python bench/search_before_after.py --run experiments/asr/runs/<time> \
-        --before /tmp/rnnseq-before [--lm experiments/asr_lm/runs/<time>] [--beams 4 8]
+        --before /tmp/rnnseq-before [--lm experiments/asr_lm/runs/<time>] [--beams 4 8] \
+        [--subword-run <BPE asr run> --subword-lm <its LM run>]
 
 ``--before`` is a ``git worktree`` of the commit before the scorers. For every beam width and
 setting (plain, joint CTC 0.3, LM fusion 0.3 with ``--lm``, both), it runs ``rnnseq.evaluate`` on
 the run's test split once with each checkout, one after the other, and prints test WER / CER and
 decoding seconds side by side; then the settings only the new search has (coverage, length
-bonus, n-best with its oracle WER). Both read the data from ``RNNSEQ_DATA_DIR`` (default: this
+bonus, n-best with its oracle WER), and the same settings on a subword recogniser with a
+subword LM, which only the new search can decode. Both read the data from ``RNNSEQ_DATA_DIR`` (default: this
 checkout's ``data/``). Nothing else should run meanwhile: the times are wall-clock.
 """
 
@@ -46,6 +48,15 @@ def row(name: str, result: dict) -> str:
            f"{result['seconds']:.1f} s"
 
 
+def decoding_settings(lm: Path | None) -> dict[str, list[str]]:
+    """The settings both searches run: plain, joint CTC, and with ``lm`` LM fusion and both."""
+    settings = {"plain": [], "ctc 0.3": ["decoding.ctc_weight=0.3"]}
+    if lm:
+        fusion = [f"decoding.lm={lm.resolve()}", "decoding.lm_weight=0.3"]
+        settings.update({"lm 0.3": fusion, "ctc 0.3 + lm 0.3": ["decoding.ctc_weight=0.3", *fusion]})
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,14 +64,15 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True)
     parser.add_argument("--lm", type=Path, default=None)
     parser.add_argument("--beams", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--subword-run", type=Path, default=None,
+                        help="a data.tokenizer.kind=bpe|unigram asr run (new search only)")
+    parser.add_argument("--subword-lm", type=Path, default=None,
+                        help="an asr_lm run trained with data.tokenizer.from_run=<subword run>")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     run = args.run.resolve()
     print(f"machine: {machine()}; {args.threads} threads; run {run}")
-    settings = {"plain": [], "ctc 0.3": ["decoding.ctc_weight=0.3"]}
-    if args.lm:
-        lm = [f"decoding.lm={args.lm.resolve()}", "decoding.lm_weight=0.3"]
-        settings.update({"lm 0.3": lm, "ctc 0.3 + lm 0.3": ["decoding.ctc_weight=0.3", *lm]})
+    settings = decoding_settings(args.lm)
     print("| beam | setting | before: WER / CER | after: WER / CER | before: s | after: s |")
     print("|---|---|---|---|---|---|")
     for beam in args.beams:
@@ -82,6 +94,15 @@ def main() -> None:
         for name, extra in only_new.items():
             result = evaluate(REPO, run, [f"decoding.beam_size={beam}", *extra], args.threads)
             print(row(f"beam {beam}, {name}", result), flush=True)
+    if args.subword_run:
+        print(f"\nsubword recogniser {args.subword_run.resolve()}, LM {args.subword_lm}")
+        subword = {**decoding_settings(args.subword_lm),
+                   "ctc 0.3, 8-best": ["decoding.ctc_weight=0.3", "--nbest", "8"]}
+        for beam in args.beams:
+            for name, extra in subword.items():
+                result = evaluate(REPO, args.subword_run.resolve(),
+                                  [f"decoding.beam_size={beam}", *extra], args.threads)
+                print(row(f"beam {beam}, {name}", result), flush=True)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ CTC paths over frames ``0..t`` spell ``g`` and end in a non-blank or a blank. Ex
 
 which is linear in probabilities, so every frame is computed at once with cumulative sums
 (``r_n = X + logcumsumexp(a - X_before)`` with ``X`` the cumulative log-probability of ``c``)
-instead of a loop over frames. The prefix score of ``g + c`` sums over every frame where ``c``
-can start; for ``<eos>`` it is the probability of the whole utterance spelling exactly ``g``.
+instead of a loop over frames. The prefix score of ``g + c`` needs none of that: it is one sum
+over the frames where ``c`` can first appear, ``logsumexp_t(phi[t-1] + x_c[t])``. So every
+candidate gets its score, and only the extensions the search keeps get their recursion (in
+``select``). For ``<eos>`` the score is the probability of the whole utterance spelling exactly
+``g``.
 
 Only frames a candidate can reach are computed: a prefix of ``L`` tokens needs ``L`` frames, so
 its next token starts at frame ``L`` at the earliest (exact, not a window). Scores are computed
@@ -39,7 +42,8 @@ class CTCPrefixState(NamedTuple):
 
 
 class CTCPending(NamedTuple):
-    r: torch.Tensor  # (S, N, C, 2) of every candidate extension
+    parent: CTCPrefixState  # the hypotheses that were scored
+    start: int  # the candidates' earliest frame
     score: torch.Tensor  # (N, C) prefix scores of the extensions
     candidates: torch.Tensor  # (N, C) token ids
 
@@ -89,41 +93,39 @@ class CTCPrefixScorer(Scorer):
         return self.score_candidates(state, step, everything)
 
     def score_candidates(self, state: CTCPrefixState, step: Step, candidates: torch.Tensor):
-        """``(N, C)`` candidates -> ``(N, C)`` float32 gains and the pending extensions."""
-        s, n, _ = state.r.shape
-        start = min(step.index, s)  # the new token's earliest frame
-        x = self.x[start:, self._rows[:, None], candidates].double()  # (S', N, C)
-        blank = self._blank[start:, :, None]  # (S', N, 1)
-        r_prev = state.r
-        phi = torch.logaddexp(r_prev[..., 0], r_prev[..., 1])[:, :, None]  # (S, N, 1)
-        # Repeating the last token needs a blank in between: only blank-ending paths extend it.
-        same = (candidates == state.last[:, None])[None]  # (1, N, C)
-        phi = torch.where(same, r_prev[..., 1][:, :, None], phi)  # (S, N, C)
-        # a[t]: log-probability of being ready for c at frame t (g complete at t - 1).
-        a = torch.full_like(x, float("-inf"))
-        if start > 0:
-            a[:] = phi[start - 1 : s - 1]
-        else:
-            a[1:] = phi[: s - 1]
-            a[0] = torch.where(state.last[None, :, None] < 0, 0.0, float("-inf"))
-        cum_x = torch.cumsum(x, 0)
-        r_n = cum_x + torch.logcumsumexp(a - (cum_x - x), 0)
-        into_blank = torch.cat([torch.full_like(r_n[:1], float("-inf")), r_n[:-1]], 0)
-        cum_b = torch.cumsum(blank, 0).expand_as(r_n)
-        r_b = cum_b + torch.logcumsumexp(into_blank - (cum_b - blank), 0)
-        score = torch.logsumexp(a + x, 0)  # (N, C)
+        """``(N, C)`` candidates -> ``(N, C)`` float32 gains and the pending extensions.
+
+        A prefix score needs one sum over frames per candidate; the recursion over frames that
+        the next step needs runs in :meth:`select`, for the chosen extensions only."""
+        n = state.score.shape[0]
+        start = min(step.index, self.x.shape[0])  # the new token's earliest frame
+        ready, x = self._ready(state, candidates, start)  # (S', N, C) each
+        score = torch.logsumexp(ready + x, 0)  # (N, C): c first emitted at some frame t
         # <eos>: every frame is used, so the prefix must be complete at the last real frame.
-        at_end = r_prev[self._last_frame, torch.arange(n, device=r_prev.device)]  # (N, 2)
+        at_end = state.r[self._last_frame, torch.arange(n, device=state.r.device)]  # (N, 2)
         complete = torch.logaddexp(at_end[:, 0], at_end[:, 1])[:, None].expand_as(score)
         score = torch.where(candidates == self.eos, complete, score)
         score = score.masked_fill(candidates == self.blank, float("-inf"))
-        r = torch.full((s, n, candidates.shape[1], 2), float("-inf"), dtype=torch.float64,
-                       device=x.device)
-        r[start:, ..., 0], r[start:, ..., 1] = r_n, r_b
         # A hypothesis CTC rules out (its prefix score is -inf) gains nothing from any token.
         gain = torch.where(torch.isneginf(state.score)[:, None], float("-inf"),
                            score - state.score[:, None])
-        return gain.float(), CTCPending(r, score, candidates)
+        return gain.float(), CTCPending(state, start, score, candidates)
+
+    def _ready(self, state: CTCPrefixState, candidates: torch.Tensor, start: int):
+        """``ready[t]``: log-probability that the prefix is complete at frame ``t - 1`` and may
+        take candidate ``c`` at ``t``; ``x[t]``: log-probability of ``c`` at ``t``; both
+        ``(S - start, N, C)`` float64, over the frames from ``start``."""
+        s = state.r.shape[0]
+        x = self.x[start:, self._rows[:, None], candidates].double()
+        before = state.r[max(start - 1, 0) : s - 1]  # (frames, N, 2) at t - 1
+        phi = torch.logaddexp(before[..., 0], before[..., 1])[:, :, None]  # (frames, N, 1)
+        # Repeating the last token needs a blank in between: only blank-ending paths extend it.
+        same = (candidates == state.last[:, None])[None]  # (1, N, C)
+        ready = torch.where(same, before[..., 1][:, :, None], phi)
+        if start == 0:  # frame 0: only the empty prefix is complete "before" the utterance
+            first = torch.where(state.last[None, :, None] < 0, 0.0, float("-inf"))
+            ready = torch.cat([first.double().expand(1, *ready.shape[1:]), ready], 0)
+        return ready, x
 
     def keep(self, state: CTCPrefixState, rows: torch.Tensor) -> CTCPrefixState:
         """The prefixes of ``rows`` only (frames are dim 0 of ``r``, rows dim 1)."""
@@ -132,7 +134,23 @@ class CTCPrefixScorer(Scorer):
         return CTCPrefixState(state.r[:, rows], state.score[rows], state.last[rows])
 
     def select(self, pending: CTCPending, rows: torch.Tensor, tokens: torch.Tensor) -> CTCPrefixState:
-        """The states after row ``rows[i]`` took ``tokens[i]`` (one of its candidates; a token that
-        was not, which only a hypothesis scored -inf can take, gets the first candidate's state)."""
-        position = (pending.candidates[rows] == tokens[:, None]).long().argmax(1)  # (N,)
-        return CTCPrefixState(pending.r[:, rows, position], pending.score[rows, position], tokens)
+        """The states after row ``rows[i]`` took ``tokens[i]``: the recursion over frames for
+        these extensions only (``r_n``, ``r_b`` of the module docstring, with cumulative sums).
+        A token that was not a candidate, which only a hypothesis scored -inf can take, gets
+        score -inf."""
+        parent = CTCPrefixState(pending.parent.r[:, rows], pending.parent.score[rows],
+                                pending.parent.last[rows])
+        matches = pending.candidates[rows] == tokens[:, None]  # (N, C)
+        score = pending.score[rows].masked_fill(~matches, float("-inf")).max(1).values  # (N,)
+        start = pending.start
+        ready, x = self._ready(parent, tokens[:, None], start)  # (S', N, 1)
+        ready, x = ready[..., 0], x[..., 0]
+        cum_x = torch.cumsum(x, 0)
+        r_n = cum_x + torch.logcumsumexp(ready - (cum_x - x), 0)
+        into_blank = torch.cat([torch.full_like(r_n[:1], float("-inf")), r_n[:-1]], 0)
+        blank = self._blank[start:]
+        cum_b = torch.cumsum(blank, 0)
+        r_b = cum_b + torch.logcumsumexp(into_blank - (cum_b - blank), 0)
+        r = torch.full_like(parent.r, float("-inf"))
+        r[start:, :, 0], r[start:, :, 1] = r_n, r_b
+        return CTCPrefixState(r, score, tokens)
