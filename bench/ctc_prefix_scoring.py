@@ -8,7 +8,7 @@ size and a peaky random CTC distribution: mostly blank, as a trained CTC head is
 untrained attention decoder whose ``<eos>`` is held back, so every hypothesis runs the same
 number of steps and the time per utterance measures the cost of a step at that vocabulary.
 For each vocabulary it times the search with CTC prefix scores over the whole vocabulary
-(``pre_beam`` = V) and with the default pre-beam (3 x beam), and says whether the two give the
+(``pre_beam`` = V) and with the default pre-beam (``max(32, 3 x beam)``), and says whether the two give the
 same hypotheses (they need not: the pre-beam rules out tokens the decoder ranks low, which with
 an untrained decoder are often the ones CTC likes). ``--before WORKTREE`` (a ``git worktree``
 of the commit before the scorers) also times that commit's search, which scored every token at
@@ -71,10 +71,10 @@ def time_cases(args) -> dict:
     cases = {}
     for vocab in args.vocab:
         if scorer_based:
-            from rnnseq.tasks.seq2seq import DEFAULT_PRE_BEAM
+            from rnnseq.tasks.seq2seq import default_pre_beam
 
             cases[f"{vocab} full"] = (vocab, vocab)
-            cases[f"{vocab} pre-beam"] = (vocab, DEFAULT_PRE_BEAM * args.beam)
+            cases[f"{vocab} pre-beam"] = (vocab, default_pre_beam(args.beam))
         else:
             cases[f"{vocab} full"] = (vocab, None)
     results = {name: {"tokens": None} for name in cases}
