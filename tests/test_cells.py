@@ -91,3 +91,27 @@ def test_custom_cells_train_by_backpropagation():
         out.sum().backward()
         assert x.grad is not None and torch.isfinite(x.grad).all()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in cell.parameters())
+
+
+def test_peephole_backward_written_out_equals_autograd():
+    from rnnseq.models.cells import _PeepholeRecurrence
+
+    torch.manual_seed(3)
+    steps, batch, hidden = 4, 3, 2
+    inputs = [torch.randn(steps, batch, 4 * hidden), torch.randn(batch, hidden),
+              torch.randn(batch, hidden), torch.randn(4 * hidden, hidden), torch.randn(3, hidden)]
+    inputs = [t.double().requires_grad_() for t in inputs]
+    assert torch.autograd.gradcheck(_PeepholeRecurrence.apply, inputs)
+
+
+def test_layer_norm_backward_written_out_equals_autograd():
+    from rnnseq.models.cells import _LayerNormRecurrence
+
+    torch.manual_seed(4)
+    steps, batch, hidden = 3, 2, 3
+    inputs = [torch.randn(steps, batch, 4 * hidden), torch.randn(batch, hidden),
+              torch.randn(batch, hidden), torch.randn(4 * hidden, hidden),
+              torch.randn(4 * hidden), torch.randn(4 * hidden), torch.randn(hidden),
+              torch.randn(hidden)]
+    inputs = [t.double().requires_grad_() for t in inputs]
+    assert torch.autograd.gradcheck(lambda *a: _LayerNormRecurrence.apply(*a, 1e-5), inputs)
