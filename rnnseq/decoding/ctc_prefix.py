@@ -41,6 +41,11 @@ class CTCPrefixState(NamedTuple):
     last: torch.Tensor  # (N,) last token of each hypothesis (-1 for the empty prefix)
 
 
+def _rows_of(state: CTCPrefixState, rows: torch.Tensor) -> CTCPrefixState:
+    """The prefixes of ``rows`` (frames are dim 0 of ``r``, rows dim 1)."""
+    return CTCPrefixState(state.r[:, rows], state.score[rows], state.last[rows])
+
+
 class CTCPending(NamedTuple):
     parent: CTCPrefixState  # the hypotheses that were scored
     start: int  # the candidates' earliest frame
@@ -131,15 +136,14 @@ class CTCPrefixScorer(Scorer):
         """The prefixes of ``rows`` only (frames are dim 0 of ``r``, rows dim 1)."""
         self._rows, self._blank = self._rows[rows], self._blank[:, rows]
         self._last_frame = self._last_frame[rows]
-        return CTCPrefixState(state.r[:, rows], state.score[rows], state.last[rows])
+        return _rows_of(state, rows)
 
     def select(self, pending: CTCPending, rows: torch.Tensor, tokens: torch.Tensor) -> CTCPrefixState:
         """The states after row ``rows[i]`` took ``tokens[i]``: the recursion over frames for
         these extensions only (``r_n``, ``r_b`` of the module docstring, with cumulative sums).
         A token that was not a candidate, which only a hypothesis scored -inf can take, gets
         score -inf."""
-        parent = CTCPrefixState(pending.parent.r[:, rows], pending.parent.score[rows],
-                                pending.parent.last[rows])
+        parent = _rows_of(pending.parent, rows)
         matches = pending.candidates[rows] == tokens[:, None]  # (N, C)
         score = pending.score[rows].masked_fill(~matches, float("-inf")).max(1).values  # (N,)
         start = pending.start

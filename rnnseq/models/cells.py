@@ -21,6 +21,24 @@ import torch
 from torch import nn
 
 
+def _cell_input_grads(d_c, i, f, g, c_prev):
+    """Gradients of the input, forget and cell-input pre-activations from ``d_c``, the gradient
+    of ``c = f * c_prev + i * g`` (``i``, ``f`` sigmoids, ``g`` a tanh, all ``(B, H)``)."""
+    return d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g)
+
+
+def _previous(initial: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """``(T, B, H)`` state before each step: ``initial`` (``(B, H)``), then ``states[:-1]``."""
+    return torch.cat([initial[None], states[:-1]], 0)
+
+
+def _weight_hh_grad(d_recurrent: torch.Tensor, h0: torch.Tensor, outputs: torch.Tensor):
+    """``(4H, H)`` gradient of the recurrent weight from the ``(T, B, 4H)`` gradients of every
+    step's recurrent projection ``h_prev @ W_hh^T``: one matrix product over all steps."""
+    h_prev = _previous(h0, outputs)
+    return d_recurrent.flatten(0, 1).t().mm(h_prev.flatten(0, 1))
+
+
 class _PeepholeRecurrence(torch.autograd.Function):
     """The peephole recursion over ``T`` steps with its backward pass written out (back-propagation
     through time by hand): autograd would record a dozen small operations per step, which costs
@@ -51,35 +69,24 @@ class _PeepholeRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_outputs, d_h, d_c):
         gates, cells, outputs, h0, c0, weight_hh, peephole = ctx.saved_tensors
-        steps, batch, hidden = cells.shape
         d_gates = torch.empty_like(gates)  # gradients of the gate pre-activations
         d_h_next, d_c = d_h.clone(), d_c.clone()
-        for t in range(steps - 1, -1, -1):
+        for t in range(cells.shape[0] - 1, -1, -1):
             dh = d_h_next + d_outputs[t]
             i, f, g, o = gates[t].chunk(4, 1)
-            c_prev = cells[t - 1] if t > 0 else c0
             tanh_c = torch.tanh(cells[t])
             da_o = dh * tanh_c * o * (1 - o)
             d_c = d_c + dh * o * (1 - tanh_c * tanh_c) + da_o * peephole[2]
-            da_i = d_c * g * i * (1 - i)
-            da_f = d_c * c_prev * f * (1 - f)
-            da_g = d_c * i * (1 - g * g)
+            da_i, da_f, da_g = _cell_input_grads(d_c, i, f, g, cells[t - 1] if t > 0 else c0)
             d_c = d_c * f + da_i * peephole[0] + da_f * peephole[1]
             torch.cat([da_i, da_f, da_g, da_o], 1, out=d_gates[t])
             d_h_next = torch.mm(d_gates[t], weight_hh)
-        h_prev = torch.cat([h0[None], outputs[:-1]], 0).reshape(steps * batch, hidden)
-        d_weight_hh = d_gates.reshape(steps * batch, 4 * hidden).t().mm(h_prev)
-        c_prev = torch.cat([c0[None], cells[:-1]], 0)
+        d_weight_hh = _weight_hh_grad(d_gates, h0, outputs)
+        c_prev = _previous(c0, cells)
         d_i, d_f, _, d_o = d_gates.chunk(4, 2)
         d_peephole = torch.stack([(d_i * c_prev).sum((0, 1)), (d_f * c_prev).sum((0, 1)),
                                   (d_o * cells).sum((0, 1))])
         return d_gates, d_h_next, d_c, d_weight_hh, d_peephole
-
-
-def _layer_norm(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, eps: float):
-    mean = x.mean(-1, keepdim=True)
-    var = x.var(-1, unbiased=False, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps) * gain + bias
 
 
 def _normalise(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,6 +94,11 @@ def _normalise(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]
     mean = x.mean(-1, keepdim=True)
     inv_std = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
     return (x - mean) * inv_std, inv_std
+
+
+def _layer_norm(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, eps: float):
+    """Layer normalisation over the last dimension with a gain and a bias."""
+    return _normalise(x, eps)[0] * gain + bias
 
 
 def _normalise_backward(d_normalised: torch.Tensor, normalised: torch.Tensor,
@@ -132,30 +144,25 @@ class _LayerNormRecurrence(torch.autograd.Function):
     def backward(ctx, d_outputs, d_h, d_c):
         (gates, recurrent_hat, recurrent_inv_std, cells, cell_hat, cell_inv_std, outputs, h0, c0,
          weight_hh, hh_gain, cell_gain, cell_bias) = ctx.saved_tensors
-        steps, batch, hidden = cells.shape
         d_gates = torch.empty_like(gates)  # gradients of the gate pre-activations
         d_recurrent = torch.empty_like(gates)  # of the recurrent projections before their norm
         d_cell_out = torch.empty_like(cells)  # of LN(c) * gain + bias
         d_h_next, d_c = d_h.clone(), d_c.clone()
-        for t in range(steps - 1, -1, -1):
+        for t in range(cells.shape[0] - 1, -1, -1):
             dh = d_h_next + d_outputs[t]
             i, f, g, o = gates[t].chunk(4, 1)
-            c_prev = cells[t - 1] if t > 0 else c0
             tanh_u = torch.tanh(cell_hat[t] * cell_gain + cell_bias)
             da_o = dh * tanh_u * o * (1 - o)
             du = dh * o * (1 - tanh_u * tanh_u)
             d_cell_out[t] = du
             d_c = d_c + _normalise_backward(du * cell_gain, cell_hat[t], cell_inv_std[t])
-            da_i = d_c * g * i * (1 - i)
-            da_f = d_c * c_prev * f * (1 - f)
-            da_g = d_c * i * (1 - g * g)
+            da_i, da_f, da_g = _cell_input_grads(d_c, i, f, g, cells[t - 1] if t > 0 else c0)
             d_c = d_c * f
             torch.cat([da_i, da_f, da_g, da_o], 1, out=d_gates[t])
             d_recurrent[t] = _normalise_backward(d_gates[t] * hh_gain, recurrent_hat[t],
                                                  recurrent_inv_std[t])
             d_h_next = torch.mm(d_recurrent[t], weight_hh)
-        h_prev = torch.cat([h0[None], outputs[:-1]], 0).reshape(steps * batch, hidden)
-        d_weight_hh = d_recurrent.reshape(steps * batch, 4 * hidden).t().mm(h_prev)
+        d_weight_hh = _weight_hh_grad(d_recurrent, h0, outputs)
         d_hh_gain = (d_gates * recurrent_hat).sum((0, 1))
         d_hh_bias = d_gates.sum((0, 1))
         d_cell_gain = (d_cell_out * cell_hat).sum((0, 1))
