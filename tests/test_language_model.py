@@ -10,6 +10,7 @@ from rnnseq.data.text import StreamWindows, TextBatch, batchify
 from rnnseq.data.tokenizer import CharTokenizer
 from rnnseq.decoding.sampling import filter_logits, generate, sample_next
 from rnnseq.models.language_model import RNNLanguageModel
+from rnnseq.models.recurrent import CELLS
 from rnnseq.tasks.language_model import LanguageModel
 
 TOKENIZER = CharTokenizer.from_texts(["abcdefgh "])
@@ -23,13 +24,15 @@ def make_task(**lm) -> LanguageModel:
     return LanguageModel(config, TOKENIZER.state(), ADAM, scheduler=None)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_model_shapes_and_step_equals_forward(cell):
     torch.manual_seed(0)
     model = RNNLanguageModel(10, embed_dim=6, hidden_size=8, num_layers=2, cell=cell).eval()
     tokens = torch.randint(0, 10, (3, 5))
-    logits, state = model(tokens)
-    assert logits.shape == (3, 5, 10) and all(s.shape == (2, 3, 8) for s in state)
+    logits, (h, c) = model(tokens)
+    assert logits.shape == (3, 5, 10)
+    assert h.shape == (2, 3, 4 if cell == "lstmp" else 8)  # lstmp: h projected to half
+    assert c.shape == (2, 3, 0 if cell in ("gru", "rnn") else 8)
     step_state = None
     for t in range(5):
         step_logits, step_state = model.step(tokens[:, t], step_state)

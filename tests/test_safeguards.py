@@ -111,7 +111,7 @@ def test_fine_tuning_from_a_checkpoint_of_another_size_fails_before_training(
                             f"ckpt_path={source / 'checkpoints' / 'last.ckpt'}")
     assert result.returncode != 0
     assert "does not fit the model" in result.stderr
-    assert "model.decoder.lstm.weight_hh_l0: checkpoint (64, 16), config (96, 24)" in result.stderr
+    assert "model.decoder.rnn.weight_hh_l0: checkpoint (64, 16), config (96, 24)" in result.stderr
     assert not (tmp_path / "tuned" / "results.json").exists()
 
 

@@ -9,8 +9,9 @@ of every step is one matrix product over the whole sequence; the recurrence is a
 steps. Forward + backward for batch 32 x 200 steps, 240 -> 256 on 2 CPU cores, fused ``nn.LSTM``
 0.069 s: the peephole LSTM with its backward written out 0.134 s (1.9x), the layer-normalised
 one 0.229 s (3.3x); the peephole loop under autograd took 0.53 s, as TorchScript 0.67 s, with
-``torch.compile`` of the gate arithmetic 0.61 s (issue 19; a bench in ``bench/`` is still to
-come).
+``torch.compile`` of the gate arithmetic 0.61 s (``bench/recurrent_cells.py`` measures them at
+the ``asr`` encoder's shape). Models build them by name through
+:func:`rnnseq.models.recurrent.build_recurrent`.
 """
 
 from __future__ import annotations
@@ -172,7 +173,12 @@ class _LayerNormRecurrence(torch.autograd.Function):
 
 
 class _LSTMBase(nn.Module):
-    """Parameters with ``nn.LSTM``'s names and its uniform initialisation."""
+    """Parameters with ``nn.LSTM``'s names and its uniform initialisation; the attributes
+    :mod:`rnnseq.models.recurrent` reads off ``nn.LSTM`` too."""
+
+    num_layers = 1
+    proj_size = 0
+    has_cell_state = True
 
     def __init__(self, input_size: int, hidden_size: int, batch_first: bool = True):
         super().__init__()

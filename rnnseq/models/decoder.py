@@ -10,15 +10,17 @@ import torch
 from torch import nn
 
 from rnnseq.models.attention import Attention, AttentionState
-from rnnseq.models.recurrent import require_positive, run_fused
+from rnnseq.models.recurrent import (Cell, build_recurrent, output_size, parse_cell,
+                                     rename_legacy_keys, require_positive, run_recurrent,
+                                     step_recurrent, zero_state)
 
 
 class DecoderState(NamedTuple):
     """Everything a decoder carries between steps. Batch is dim 0 of every tensor, so beam
     search can reorder a state with one ``index_select`` per tensor (:func:`select_state`)."""
 
-    h: torch.Tensor  # (B, L, H) LSTM hidden state of every layer
-    c: torch.Tensor  # (B, L, H) LSTM cell state
+    h: torch.Tensor  # (B, L, P) recurrent output h of every layer
+    c: torch.Tensor  # (B, L, H) LSTM cell state ((B, L, 0) for cells without one)
     attentional: torch.Tensor  # (B, H) last attentional vector (fed back with input feeding)
     attention: AttentionState
 
@@ -34,20 +36,24 @@ def select_state(state, index: torch.Tensor):
 
 
 class AttentionDecoder(nn.Module):
-    """LSTM decoder with attention and a Luong-style attentional output layer.
+    """Recurrent decoder with attention and a Luong-style attentional output layer.
 
-    Each step: ``h_t = LSTM(embed(y_{t-1}) [; a_{t-1}], h_{t-1})``, ``c_t = attention(h_t, memory)``,
+    Each step: ``h_t = RNN(embed(y_{t-1}) [; a_{t-1}], h_{t-1})``, ``c_t = attention(h_t, memory)``,
     ``a_t = tanh(W [h_t; c_t])``, ``logits_t = V a_t``. Without input feeding (the default) the
-    LSTM does not depend on attention, so teacher forcing runs it over all steps in one fused call
-    and, for attentions that allow it, scores all steps at once.
+    RNN does not depend on attention, so teacher forcing runs it over all steps at once (one fused
+    call for PyTorch's cells, the custom cells' own loop, a loop over steps with zoneout) and, for
+    attentions that allow it, scores all steps at once. Input feeding and scheduled sampling
+    need the previous step's output, so they run :meth:`step` once per target step.
 
     Args:
         vocab_size: output symbols V (derived from the tokenizer).
         memory_dim: encoder output size D (derived from the encoder).
         attention: builds the attention from ``(query_dim, memory_dim)`` (a Hydra ``_partial_``).
-        embed_dim, hidden_size, num_layers: sizes of the embedding and the LSTM.
-        input_feeding: feed ``a_{t-1}`` into the LSTM input (Luong et al., 2015).
-        dropout: on embeddings, between LSTM layers and on the attentional vector.
+        embed_dim, hidden_size, num_layers: sizes of the embedding and the recurrent layers.
+        input_feeding: feed ``a_{t-1}`` into the RNN input (Luong et al., 2015).
+        dropout: on embeddings, between recurrent layers and on the attentional vector.
+        cell: a name of :data:`rnnseq.models.recurrent.CELLS` or a cell setting (``model.cell``).
+        zoneout: see :class:`rnnseq.models.recurrent.CellStack` (0: off).
     """
 
     def __init__(
@@ -60,6 +66,8 @@ class AttentionDecoder(nn.Module):
         num_layers: int = 1,
         input_feeding: bool = False,
         dropout: float = 0.1,
+        cell: str | Cell | dict = "lstm",
+        zoneout: float = 0.0,
     ):
         super().__init__()
         require_positive("decoder", vocab_size=vocab_size, memory_dim=memory_dim,
@@ -69,19 +77,22 @@ class AttentionDecoder(nn.Module):
         self.num_layers = num_layers
         self.input_feeding = input_feeding
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        lstm_input = embed_dim + (hidden_size if input_feeding else 0)
-        self.lstm = nn.LSTM(lstm_input, hidden_size, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
-        self.attention = attention(query_dim=hidden_size, memory_dim=memory_dim)
-        self.combine = nn.Linear(hidden_size + memory_dim, hidden_size)
+        rnn_input = embed_dim + (hidden_size if input_feeding else 0)
+        self.rnn = build_recurrent(parse_cell(cell, "model.decoder.cell"), rnn_input, hidden_size,
+                                   num_layers, dropout, zoneout)
+        rename_legacy_keys(self, [(r"lstm\.(.*)", r"rnn.\1")])  # its name before issue 19
+        query_dim = output_size(self.rnn)
+        self.attention = attention(query_dim=query_dim, memory_dim=memory_dim)
+        self.combine = nn.Linear(query_dim + memory_dim, hidden_size)
         self.output = nn.Linear(hidden_size, vocab_size)
         self.dropout = nn.Dropout(dropout)
 
     def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> DecoderState:
         """State before the first step; projects the memory into attention keys once."""
         b = memory.shape[0]
-        zeros = memory.new_zeros(b, self.num_layers, self.hidden_size)
-        return DecoderState(h=zeros, c=zeros, attentional=memory.new_zeros(b, self.hidden_size),
+        h, c = zero_state(self.rnn, b, memory)  # (L, B, *)
+        return DecoderState(h=h.transpose(0, 1), c=c.transpose(0, 1),
+                            attentional=memory.new_zeros(b, self.hidden_size),
                             attention=self.attention.init_state(memory, memory_mask))
 
     @staticmethod
@@ -109,28 +120,36 @@ class AttentionDecoder(nn.Module):
         if self.input_feeding:
             x = torch.cat([x, state.attentional], dim=-1)
         hidden = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
-        out, (h, c) = run_fused(self.lstm, x.unsqueeze(1), hidden)  # out (B, 1, H); h, c (L, B, H)
-        context, weights, att_state = self.attention(out[:, 0], memory, memory_mask, state.attention)
-        attentional = self._attentional(out[:, 0], context)  # (B, H)
+        out, (h, c) = step_recurrent(self.rnn, x, hidden)  # out (B, P); h, c (L, B, *)
+        context, weights, att_state = self.attention(out, memory, memory_mask, state.attention)
+        attentional = self._attentional(out, context)  # (B, H)
         new_state = DecoderState(h.transpose(0, 1), c.transpose(0, 1), attentional, att_state)
         return self.output(attentional), new_state, weights
 
     def forward(
-        self, memory: torch.Tensor, memory_mask: torch.Tensor, tokens: torch.Tensor
+        self, memory: torch.Tensor, memory_mask: torch.Tensor, tokens: torch.Tensor,
+        sampling_probability: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: ``(B, T)`` input tokens -> ``(B, T, V)`` logits, ``(B, T, S)`` weights.
 
-        Gives the same result as calling :meth:`step` once per target step.
+        Gives the same result as calling :meth:`step` once per target step. With
+        ``sampling_probability`` p > 0 (scheduled sampling, Bengio et al., 2015), each row reads
+        at every step after the first, with probability p, the decoder's own best token of the
+        previous step instead of the reference (the argmax, as ESPnet does).
         """
         state = self.init_state(memory, memory_mask)
-        if self.input_feeding:
+        if self.input_feeding or sampling_probability > 0:
             logits, weights = [], []
             for t in range(tokens.shape[1]):
-                step_logits, state, w = self.step(tokens[:, t], state, memory, memory_mask)
+                inputs = tokens[:, t]
+                if t > 0 and sampling_probability > 0:
+                    own = torch.rand(inputs.shape, device=inputs.device) < sampling_probability
+                    inputs = torch.where(own, logits[-1].argmax(-1), inputs)
+                step_logits, state, w = self.step(inputs, state, memory, memory_mask)
                 logits.append(step_logits)
                 weights.append(w)
             return torch.stack(logits, 1), torch.stack(weights, 1)
         x = self.dropout(self.embed(tokens))  # (B, T, E)
-        out, _ = run_fused(self.lstm, x)  # (B, T, H): causal, so trailing padding cannot reach real steps
+        out, _ = run_recurrent(self.rnn, x)  # (B, T, P): causal, so trailing padding cannot reach real steps
         contexts, weights = self.attention.forward_all(out, memory, memory_mask, state.attention)
         return self.output(self._attentional(out, contexts)), weights

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rnnseq.data.batching import make_pad_mask
-from rnnseq.models.recurrent import RecurrentLayer, require_positive, rnn_class
+from rnnseq.models.recurrent import Cell, RecurrentLayer, parse_cell, require_positive
 
 SUBSAMPLING = ("conv", "pyramid", "none")
 
@@ -60,8 +60,9 @@ class RecurrentEncoder(nn.Module):
         input_dim: feature dimension F (derived from the data).
         hidden_size: units per direction.
         num_layers: recurrent layers.
-        cell: ``lstm``, ``gru`` or ``rnn``.
-        bidirectional: read the sequence both ways; the output has ``2 * hidden_size`` dims.
+        cell: a name of :data:`rnnseq.models.recurrent.CELLS` or a cell setting (``model.cell``).
+        bidirectional: read the sequence both ways; the output has twice the cell's output size
+            (``2 * hidden_size``, or ``2 * proj_size`` for ``lstmp``).
         subsampling: ``conv`` (strided convolutions before the first layer), ``pyramid`` (pairs of
             frames stacked after each of the first ``log2(factor)`` layers, as in Listen, Attend and
             Spell) or ``none``.
@@ -77,7 +78,7 @@ class RecurrentEncoder(nn.Module):
         input_dim: int,
         hidden_size: int = 256,
         num_layers: int = 3,
-        cell: str = "lstm",
+        cell: str | Cell | dict = "lstm",
         bidirectional: bool = True,
         subsampling: str = "conv",
         subsampling_factor: int = 4,
@@ -89,9 +90,9 @@ class RecurrentEncoder(nn.Module):
             raise ValueError(f"unknown subsampling {subsampling!r}; allowed: {list(SUBSAMPLING)}")
         require_positive("encoder", input_dim=input_dim, hidden_size=hidden_size,
                          num_layers=num_layers)
-        rnn_class(cell)  # fails early, naming the allowed cells
+        cell = parse_cell(cell, "model.encoder.cell")
         directions = 2 if bidirectional else 1
-        self.output_dim = hidden_size * directions
+        self.output_dim = cell.output_size(hidden_size) * directions
         self.subsampling_factor = subsampling_factor if subsampling != "none" else 1
         self.dropout = nn.Dropout(dropout)
         self.front: ConvSubsampling | None = None

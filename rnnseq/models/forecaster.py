@@ -1,5 +1,5 @@
 """Multi-step forecasting as sequence-to-sequence regression: a recurrent encoder reads the
-history window, an autoregressive LSTM decoder emits the next H values, optionally attending
+history window, an autoregressive recurrent decoder emits the next H values, optionally attending
 over the encoder's outputs."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from rnnseq.models.recurrent import require_positive
+from rnnseq.models.recurrent import (Cell, build_recurrent, output_size, parse_cell,
+                                     rename_legacy_keys, require_positive, step_recurrent,
+                                     zero_state)
 
 ANCHORS = ("last", "none")
 
@@ -25,7 +27,8 @@ def calendar_features(positions: torch.Tensor, season: int) -> torch.Tensor:
 
 
 class RegressionDecoder(nn.Module):
-    """Emits one value per step, feeding each prediction back as the next step's input.
+    """Emits one value per step; the next step reads its own prediction or, in training with
+    scheduled sampling, the true value.
 
     Its state starts from a projection of the encoder's first and last outputs (the ends of the
     two directions of a bidirectional encoder). With ``attention`` each step also reads a context
@@ -34,48 +37,61 @@ class RegressionDecoder(nn.Module):
     Args:
         memory_dim: size D of the encoder outputs.
         step_features: size E of the known features of every target step (0 or 2 calendar ones).
-        hidden_size, num_layers, dropout: of the LSTM cells.
+        hidden_size, num_layers: of the recurrent layers.
+        dropout: between recurrent layers and on the last one's output.
+        cell: a name of :data:`rnnseq.models.recurrent.CELLS` or a cell setting (``model.cell``).
+        zoneout: see :class:`rnnseq.models.recurrent.CellStack` (0: off).
         attention: an attention ``_partial_`` (``rnnseq.models.attention``), or ``None``.
 
-    Shapes: ``forward((B, S, D) memory, (B,) last value, (B, H, E) step features)
-    -> ((B, H) predictions, (B, H, S) attention weights or None)``.
+    Shapes: ``forward((B, S, D) memory, (B,) last value, (B, H, E) step features[, (B, H)
+    targets]) -> ((B, H) predictions, (B, H, S) attention weights or None)``.
     """
 
     def __init__(self, memory_dim: int, step_features: int = 0, hidden_size: int = 128,
-                 num_layers: int = 1, dropout: float = 0.1,
-                 attention: Callable[..., nn.Module] | None = None):
+                 num_layers: int = 1, dropout: float = 0.1, cell: str | Cell | dict = "lstm",
+                 zoneout: float = 0.0, attention: Callable[..., nn.Module] | None = None):
         super().__init__()
         require_positive("decoder", hidden_size=hidden_size, num_layers=num_layers)
-        self.hidden_size, self.num_layers = hidden_size, num_layers
-        self.attention = attention(query_dim=hidden_size, memory_dim=memory_dim) if attention else None
-        context_dim = memory_dim if self.attention is not None else 0
-        self.init_state = nn.Linear(2 * memory_dim, num_layers * hidden_size)
-        self.cells = nn.ModuleList(
-            nn.LSTMCell((1 + step_features + context_dim) if i == 0 else hidden_size, hidden_size)
-            for i in range(num_layers))
+        context_dim = memory_dim if attention else 0
+        self.rnn = build_recurrent(parse_cell(cell, "model.decoder.cell"),
+                                   1 + step_features + context_dim, hidden_size, num_layers,
+                                   dropout, zoneout)
+        # before issue 19: one nn.LSTMCell per layer
+        rename_legacy_keys(self, [(r"cells\.(\d+)\.(weight|bias)_(ih|hh)", r"rnn.\2_\3_l\1")])
+        query_dim = output_size(self.rnn)
+        self.attention = attention(query_dim=query_dim, memory_dim=memory_dim) if attention else None
+        self.init_state = nn.Linear(2 * memory_dim, num_layers * query_dim)
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_size + context_dim, 1)
+        self.out = nn.Linear(query_dim + context_dim, 1)
 
     def forward(self, memory: torch.Tensor, last_value: torch.Tensor,
-                step_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+                step_features: torch.Tensor, targets: torch.Tensor | None = None,
+                sampling_probability: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """With ``targets``, each row reads at every step after the first the true previous
+        value with probability ``1 - sampling_probability`` (teacher forcing), else its own
+        prediction; at 1 (the default) it always reads its own, as in inference."""
         batch, horizon = step_features.shape[:2]
         summary = torch.cat([memory[:, 0], memory[:, -1]], dim=-1)  # (B, 2D)
-        h = list(torch.tanh(self.init_state(summary)).view(batch, self.num_layers, -1).unbind(1))
-        c = [torch.zeros_like(x) for x in h]
+        h = torch.tanh(self.init_state(summary)).view(batch, self.rnn.num_layers, -1)
+        h = h.transpose(0, 1).contiguous()  # (L, B, P)
+        hidden = (h, zero_state(self.rnn, batch, h)[1])
         mask = memory.new_ones(memory.shape[:2], dtype=torch.bool)  # windows have no padding
         state = self.attention.init_state(memory, mask) if self.attention is not None else None
         context = memory.new_zeros(batch, memory.shape[-1] if state is not None else 0)
         value = last_value.unsqueeze(-1)  # (B, 1)
+        teacher = targets is not None and sampling_probability < 1
         predictions, weights = [], []
         for t in range(horizon):
+            if teacher and t > 0:
+                true = torch.rand(batch, 1, device=value.device) >= sampling_probability
+                value = torch.where(true, targets[:, t - 1:t], value)
             x = torch.cat([value, step_features[:, t], context], dim=-1)
-            for i, cell in enumerate(self.cells):
-                h[i], c[i] = cell(x, (h[i], c[i]))
-                x = self.dropout(h[i])
+            out, hidden = step_recurrent(self.rnn, x, hidden)
+            out = self.dropout(out)
             if state is not None:
-                context, w, state = self.attention(h[-1], memory, mask, state)
+                context, w, state = self.attention(hidden[0][-1], memory, mask, state)
                 weights.append(w)
-            value = self.out(torch.cat([x, context], dim=-1))  # (B, 1)
+            value = self.out(torch.cat([out, context], dim=-1))  # (B, 1)
             predictions.append(value)
         return torch.cat(predictions, dim=1), torch.stack(weights, 1) if weights else None
 
@@ -88,7 +104,9 @@ class Seq2SeqForecaster(nn.Module):
     trend) is no harder than a familiar one.
 
     Shapes: ``forward((B, L) history, (B,) origins) -> (B, H)`` forecasts in the same (scaled)
-    units; ``origins`` are the series positions of the first target step.
+    units; ``origins`` are the series positions of the first target step. In training,
+    ``targets`` ``(B, H)`` and ``sampling_probability`` < 1 feed the decoder true values
+    (:class:`RegressionDecoder`).
     """
 
     def __init__(self, encoder: nn.Module, decoder: RegressionDecoder, horizon: int,
@@ -102,7 +120,8 @@ class Seq2SeqForecaster(nn.Module):
         self.calendar = calendar and season > 1
 
     def forward(self, history: torch.Tensor, origins: torch.Tensor,
-                return_attention: bool = False):
+                return_attention: bool = False, targets: torch.Tensor | None = None,
+                sampling_probability: float = 1.0):
         batch, length = history.shape
         base = history[:, -1:] if self.anchor == "last" else history.new_zeros(batch, 1)
         inputs = (history - base).unsqueeze(-1)  # (B, L, 1)
@@ -115,7 +134,10 @@ class Seq2SeqForecaster(nn.Module):
             future = history.new_zeros(batch, self.horizon, 0)
         lengths = torch.full((batch,), length, dtype=torch.long, device=history.device)
         memory, _ = self.encoder(inputs, lengths)  # (B, L, D)
-        changes, attention = self.decoder(memory, inputs[:, -1, 0], future)
+        changes, attention = self.decoder(
+            memory, inputs[:, -1, 0], future,
+            targets=None if targets is None else targets - base,
+            sampling_probability=sampling_probability)
         forecast = changes + base
         return (forecast, attention) if return_attention else forecast
 

@@ -1,15 +1,16 @@
-"""Recurrent language model: embedding, stacked LSTM/GRU/RNN, softmax over the vocabulary."""
+"""Recurrent language model: embedding, stacked recurrent layers, softmax over the vocabulary."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from rnnseq.models.recurrent import require_positive, rnn_class, run_fused
+from rnnseq.models.recurrent import (Cell, RecurrentState, build_recurrent, output_size,
+                                     parse_cell, require_positive, run_recurrent, zero_state)
 
-# The recurrent state as the cell returns it: (h, c) for an LSTM, (h,) otherwise; each tensor is
-# (num_layers, B, H), so the batch is dim 1.
-LMState = tuple[torch.Tensor, ...]
+# The recurrent state (h, c) of rnnseq.models.recurrent for every cell; each tensor is
+# (num_layers, B, *), so the batch is dim 1.
+LMState = RecurrentState
 
 
 class RNNLanguageModel(nn.Module):
@@ -22,12 +23,13 @@ class RNNLanguageModel(nn.Module):
         embed_dim: E.
         hidden_size: H of every recurrent layer.
         num_layers: L.
-        cell: ``lstm``, ``gru`` or ``rnn``.
+        cell: a name of :data:`rnnseq.models.recurrent.CELLS` or a cell setting (``model.cell``).
         embedding_dropout: on the embeddings.
         dropout: between recurrent layers.
         output_dropout: on the last layer's output, before the softmax layer.
         tie_weights: share the input embedding with the output layer (Press & Wolf, 2017). When
-            ``hidden_size != embed_dim`` a linear projection ``H -> E`` is added before the output.
+            the recurrent output size (``hidden_size``, or ``proj_size`` of an ``lstmp``) differs
+            from ``embed_dim``, a linear projection to E is added before the output.
     """
 
     def __init__(
@@ -36,7 +38,7 @@ class RNNLanguageModel(nn.Module):
         embed_dim: int = 256,
         hidden_size: int = 512,
         num_layers: int = 2,
-        cell: str = "lstm",
+        cell: str | Cell | dict = "lstm",
         embedding_dropout: float = 0.0,
         dropout: float = 0.2,
         output_dropout: float = 0.2,
@@ -46,18 +48,15 @@ class RNNLanguageModel(nn.Module):
         require_positive("language model", vocab_size=vocab_size, embed_dim=embed_dim,
                          hidden_size=hidden_size, num_layers=num_layers)
         self.vocab_size = vocab_size
-        self.cell = cell
-        self.num_layers = num_layers
-        self.hidden_size = hidden_size
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.rnn = rnn_class(cell)(embed_dim, hidden_size, num_layers, batch_first=True,
-                                   dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = build_recurrent(parse_cell(cell, "model.lm.cell"), embed_dim, hidden_size,
+                                   num_layers, dropout)
         self.output_dropout = nn.Dropout(output_dropout)
-        output_dim = hidden_size
+        output_dim = output_size(self.rnn)
         self.projection = None
-        if tie_weights and hidden_size != embed_dim:
-            self.projection = nn.Linear(hidden_size, embed_dim)
+        if tie_weights and output_dim != embed_dim:
+            self.projection = nn.Linear(output_dim, embed_dim)
             output_dim = embed_dim
         self.output = nn.Linear(output_dim, vocab_size)
         if tie_weights:
@@ -65,21 +64,16 @@ class RNNLanguageModel(nn.Module):
 
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> LMState:
         """Zero state for ``batch_size`` sequences."""
-        zeros = torch.zeros(self.num_layers, batch_size, self.hidden_size, device=device)
-        return (zeros, zeros.clone()) if self.cell == "lstm" else (zeros,)
+        return zero_state(self.rnn, batch_size, self.embed.weight.new_empty(0, device=device))
 
     def forward(self, tokens: torch.Tensor, state: LMState | None = None
                 ) -> tuple[torch.Tensor, LMState]:
         """``(B, T)`` tokens and an optional carried state -> ``(B, T, V)`` logits, new state."""
         x = self.embedding_dropout(self.embed(tokens))
-        if state is None:
-            out, new_state = run_fused(self.rnn, x)
-        else:
-            out, new_state = run_fused(self.rnn, x, state if self.cell == "lstm" else state[0])
+        out, new_state = run_recurrent(self.rnn, x, state)
         out = self.output_dropout(out)
         if self.projection is not None:
             out = self.projection(out)
-        new_state = tuple(new_state) if self.cell == "lstm" else (new_state,)
         return self.output(out), new_state
 
     def step(self, tokens: torch.Tensor, state: LMState | None) -> tuple[torch.Tensor, LMState]:

@@ -22,7 +22,8 @@ from torch import nn
 
 from rnnseq.data.batching import make_pad_mask
 from rnnseq.models.attention import Attention, AttentionState
-from rnnseq.models.recurrent import RecurrentLayer, require_positive, rnn_class, run_fused
+from rnnseq.models.recurrent import (Cell, RecurrentLayer, build_recurrent, output_size, parse_cell,
+                                     require_positive, step_recurrent, zero_state)
 
 
 def group_frames(frames: torch.Tensor, reduction: int) -> torch.Tensor:
@@ -43,14 +44,14 @@ def ungroup_frames(grouped: torch.Tensor, reduction: int) -> torch.Tensor:
 class TextEncoder(nn.Module):
     """Token embedding, ``conv_layers`` convolutions (batch norm, ReLU, dropout) and one
     bidirectional recurrent layer: ``(B, S)`` tokens, ``(B,)`` lengths -> ``(B, S, D)`` memory,
-    zero on padding, with ``D = 2 * hidden_size`` (:attr:`output_dim`).
+    zero on padding, with ``D`` twice the cell's output size (:attr:`output_dim`).
 
     Padding is zeroed before every convolution, so an utterance's memory does not depend on what
     it is batched with.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 256, conv_layers: int = 3,
-                 conv_kernel: int = 5, hidden_size: int = 128, cell: str = "lstm",
+                 conv_kernel: int = 5, hidden_size: int = 128, cell: str | Cell | dict = "lstm",
                  dropout: float = 0.5):
         super().__init__()
         require_positive("text encoder", vocab_size=vocab_size, embed_dim=embed_dim,
@@ -62,8 +63,9 @@ class TextEncoder(nn.Module):
             nn.Sequential(nn.Conv1d(embed_dim, embed_dim, conv_kernel, padding=conv_kernel // 2),
                           nn.BatchNorm1d(embed_dim), nn.ReLU(), nn.Dropout(dropout))
             for _ in range(conv_layers))
+        cell = parse_cell(cell, "model.encoder.cell")
         self.recurrent = RecurrentLayer(embed_dim, hidden_size, cell, bidirectional=True)
-        self.output_dim = 2 * hidden_size
+        self.output_dim = 2 * cell.output_size(hidden_size)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         valid = make_pad_mask(lengths, tokens.shape[1]).unsqueeze(1)  # (B, 1, S)
@@ -138,23 +140,12 @@ class Postnet(nn.Module):
 class TacotronState(NamedTuple):
     """What the decoder carries between steps. Batch is dim 0 of every tensor."""
 
-    attention_h: torch.Tensor  # (B, H_a) attention recurrent layer
-    attention_c: torch.Tensor  # (B, H_a) its cell state (zeros for cells without one)
-    decoder_h: torch.Tensor  # (B, H_d) decoder recurrent layer
+    attention_h: torch.Tensor  # (B, P_a) attention recurrent layer's output
+    attention_c: torch.Tensor  # (B, H_a) its cell state ((B, 0) for cells without one)
+    decoder_h: torch.Tensor  # (B, P_d) decoder recurrent layer's output
     decoder_c: torch.Tensor  # (B, H_d)
     context: torch.Tensor  # (B, D) last attention context
     attention: AttentionState
-
-
-def _recurrent_step(rnn: nn.RNNBase, x: torch.Tensor, h: torch.Tensor,
-                    c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of a single-layer fused recurrent module: ``(B, I)`` input, ``(B, H)`` states ->
-    new ``(h, c)``; ``c`` passes through unchanged for cells that have none."""
-    if isinstance(rnn, nn.LSTM):
-        _, (h, c) = run_fused(rnn, x.unsqueeze(1), (h.unsqueeze(0), c.unsqueeze(0)))
-        return h[0], c[0]
-    _, h = run_fused(rnn, x.unsqueeze(1), h.unsqueeze(0))
-    return h[0], c
 
 
 class TacotronDecoder(nn.Module):
@@ -172,36 +163,41 @@ class TacotronDecoder(nn.Module):
         reduction: frames per step r.
         prenet_sizes, prenet_dropout: the prenet's layers (dropout on at inference too).
         attention_rnn_size, decoder_rnn_size: sizes of the two recurrent layers.
-        cell: ``lstm``, ``gru`` or ``rnn`` (:func:`rnnseq.models.recurrent.rnn_class`).
+        cell: a name of :data:`rnnseq.models.recurrent.CELLS` or a cell setting (``model.cell``).
+        zoneout: of both recurrent layers (:class:`rnnseq.models.recurrent.CellStack`; Tacotron 2
+            used 0.1); 0: off.
         dropout: on the outputs of both recurrent layers, in training.
     """
 
     def __init__(self, n_mels: int, memory_dim: int, attention: Callable[..., Attention],
                  reduction: int = 3, prenet_sizes: Sequence[int] = (128, 128),
                  prenet_dropout: float = 0.5, attention_rnn_size: int = 512,
-                 decoder_rnn_size: int = 512, cell: str = "lstm", dropout: float = 0.1):
+                 decoder_rnn_size: int = 512, cell: str | Cell | dict = "lstm",
+                 zoneout: float = 0.0, dropout: float = 0.1):
         super().__init__()
         require_positive("tacotron decoder", n_mels=n_mels, memory_dim=memory_dim,
                          reduction=reduction, attention_rnn_size=attention_rnn_size,
                          decoder_rnn_size=decoder_rnn_size)
-        rnn = rnn_class(cell)
+        cell = parse_cell(cell, "model.decoder.cell")
         self.n_mels, self.reduction = n_mels, reduction
         self.prenet = Prenet(n_mels, prenet_sizes, prenet_dropout)
-        self.attention_rnn = rnn(self.prenet.output_dim + memory_dim, attention_rnn_size,
-                                 batch_first=True)
-        self.attention = attention(query_dim=attention_rnn_size, memory_dim=memory_dim)
-        self.decoder_rnn = rnn(attention_rnn_size + memory_dim, decoder_rnn_size,
-                               batch_first=True)
-        self.frames = nn.Linear(decoder_rnn_size + memory_dim, reduction * n_mels)
-        self.stop = nn.Linear(decoder_rnn_size + memory_dim, reduction)
+        self.attention_rnn = build_recurrent(cell, self.prenet.output_dim + memory_dim,
+                                             attention_rnn_size, zoneout=zoneout)
+        query_dim = output_size(self.attention_rnn)
+        self.attention = attention(query_dim=query_dim, memory_dim=memory_dim)
+        self.decoder_rnn = build_recurrent(cell, query_dim + memory_dim, decoder_rnn_size,
+                                           zoneout=zoneout)
+        out_dim = output_size(self.decoder_rnn) + memory_dim
+        self.frames = nn.Linear(out_dim, reduction * n_mels)
+        self.stop = nn.Linear(out_dim, reduction)
         self.dropout = nn.Dropout(dropout)
 
     def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> TacotronState:
         """State before the first step; projects the memory into attention keys once."""
         b = memory.shape[0]
-        attention_zeros = memory.new_zeros(b, self.attention_rnn.hidden_size)
-        decoder_zeros = memory.new_zeros(b, self.decoder_rnn.hidden_size)
-        return TacotronState(attention_zeros, attention_zeros, decoder_zeros, decoder_zeros,
+        attention_h, attention_c = zero_state(self.attention_rnn, b, memory)
+        decoder_h, decoder_c = zero_state(self.decoder_rnn, b, memory)
+        return TacotronState(attention_h[0], attention_c[0], decoder_h[0], decoder_c[0],
                              memory.new_zeros(b, memory.shape[-1]),
                              self.attention.init_state(memory, memory_mask))
 
@@ -214,14 +210,15 @@ class TacotronDecoder(nn.Module):
         """One step from the prenet's ``(B, P)`` output: ``(B, r, F)`` frames, ``(B, r)`` stop
         logits, the next state and ``(B, S)`` attention weights. ``memory_mask`` may be narrower
         than the padding mask (an inference-time attention window)."""
-        h_a, c_a = _recurrent_step(self.attention_rnn, torch.cat([prenet_out, state.context], -1),
-                                   state.attention_h, state.attention_c)
-        h_a = self.dropout(h_a)
+        _, (h_a, c_a) = step_recurrent(self.attention_rnn,
+                                       torch.cat([prenet_out, state.context], -1),
+                                       (state.attention_h[None], state.attention_c[None]))
+        h_a, c_a = self.dropout(h_a[0]), c_a[0]
         context, weights, attention_state = self.attention(h_a, memory, memory_mask,
                                                            state.attention)
-        h_d, c_d = _recurrent_step(self.decoder_rnn, torch.cat([h_a, context], -1),
-                                   state.decoder_h, state.decoder_c)
-        h_d = self.dropout(h_d)
+        _, (h_d, c_d) = step_recurrent(self.decoder_rnn, torch.cat([h_a, context], -1),
+                                       (state.decoder_h[None], state.decoder_c[None]))
+        h_d, c_d = self.dropout(h_d[0]), c_d[0]
         out = torch.cat([h_d, context], -1)  # (B, H_d + D)
         frames = self.frames(out).view(-1, self.reduction, self.n_mels)
         state = TacotronState(h_a, c_a, h_d, c_d, context, attention_state)

@@ -14,6 +14,7 @@ from rnnseq import metrics as M
 from rnnseq.data.forecast import Scaler, SeriesBatch
 from rnnseq.models.forecaster import build_forecaster
 from rnnseq.tasks.base import Task, gather_rows, to_plain
+from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling, sampling_probability
 
 
 class Forecasting(Task):
@@ -26,6 +27,9 @@ class Forecasting(Task):
         model: the ``model`` config group (see :func:`~rnnseq.models.forecaster.build_forecaster`).
         history, horizon, season, scaler, series: from the datamodule.
         optimizer, scheduler: as for every task.
+        scheduled_sampling: ``probability`` (of the decoder reading its own prediction),
+            ``schedule``, ``ramp_steps`` (:mod:`rnnseq.tasks.scheduled_sampling`); ``None``: 1,
+            the decoder always reads its own predictions, in training as in forecasting.
     """
 
     MONITOR = M.VAL_LOSS
@@ -42,12 +46,15 @@ class Forecasting(Task):
         series: Mapping[str, Any],
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
+        scheduled_sampling: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters({
             "model": to_plain(model), "history": history, "horizon": horizon, "season": season,
             "scaler": dict(scaler), "series": to_plain(series), "optimizer": to_plain(optimizer),
             "scheduler": to_plain(scheduler),
+            "scheduled_sampling": check_scheduled_sampling(to_plain(scheduled_sampling),
+                                                           default_probability=1.0),
         })
         self.model = build_forecaster(self.hparams.model, horizon, season)
         self.scaler = Scaler(**scaler)
@@ -65,7 +72,11 @@ class Forecasting(Task):
         return self.scaler.inverse(self(batch))
 
     def training_loss(self, batch: SeriesBatch) -> torch.Tensor:
-        loss = F.mse_loss(self(batch).float(), batch.target)
+        settings = self.hparams.get("scheduled_sampling") or check_scheduled_sampling(None, 1.0)
+        predicted = self.model(batch.history, batch.origins, targets=batch.target,
+                               sampling_probability=sampling_probability(settings,
+                                                                         self.global_step))
+        loss = F.mse_loss(predicted.float(), batch.target)
         self.log(M.TRAIN_LOSS, loss, batch_size=len(batch.ids))  # shown by callbacks.ProgressBar
         return loss
 

@@ -17,6 +17,7 @@ from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.decoding.scorers import SCORERS, CoverageScorer, build_scorers, scorer_sources
 from rnnseq.decoding.search import Hypothesis, beam, greedy_search, max_decode_lengths
 from rnnseq.models.guided_attention import guided_attention_loss
+from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling, sampling_probability
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
 from rnnseq.tasks.base import Task, gather_rows
 
@@ -188,7 +189,10 @@ class Seq2SeqTask(Task):
         in training) for a batch; ``enc`` reuses an encoder pass."""
         enc = self.encode(batch) if enc is None else enc
         decoder_input, target = self._decoder_io(batch)
-        logits, weights = self.model.decoder(enc.memory, enc.mask, decoder_input)  # (B, T + 1, V)
+        sampling = (sampling_probability(self.scheduled_sampling, self.global_step)
+                    if self.training else 0.0)
+        logits, weights = self.model.decoder(enc.memory, enc.mask, decoder_input,
+                                             sampling_probability=sampling)  # (B, T + 1, V)
         attention_loss = F.cross_entropy(
             logits.float().transpose(1, 2), target, ignore_index=self.tokenizer.pad_id,
             label_smoothing=self.hparams.label_smoothing,
@@ -210,6 +214,12 @@ class Seq2SeqTask(Task):
                                                      guide["sigma"])
             losses["loss"] = losses["loss"] + guide_weight * losses["guided"]
         return losses
+
+    @functools.cached_property
+    def scheduled_sampling(self) -> dict:
+        """The checked ``scheduled_sampling`` settings (off for checkpoints saved before it
+        existed)."""
+        return check_scheduled_sampling(self.hparams.get("scheduled_sampling"))
 
     @functools.cached_property
     def guided_attention(self) -> dict:

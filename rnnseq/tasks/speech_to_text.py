@@ -13,6 +13,7 @@ from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import CharTokenizer, tokenizer_from_state
 from rnnseq.models.seq2seq import Encoded, build_seq2seq
 from rnnseq.tasks.base import to_plain
+from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling
 from rnnseq.tasks.seq2seq import Seq2SeqTask, check_guided_attention
 from rnnseq.tasks.speech_input import SpeechInput
 
@@ -43,6 +44,8 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             language model (``lm``, ``lm_weight``) included.
         guided_attention: ``weight``, ``sigma``, ``anneal_steps`` of a guided attention loss
             in training (:func:`~rnnseq.tasks.seq2seq.check_guided_attention`); ``None``: off.
+        scheduled_sampling: ``probability``, ``schedule``, ``ramp_steps``
+            (:mod:`rnnseq.tasks.scheduled_sampling`); ``None``: off (teacher forcing).
         utterance_mean: after the training split's normalisation, remove each utterance's own
             mean per mel bin (:class:`~rnnseq.data.audio.FeatureNormalizer`).
     """
@@ -66,6 +69,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         guided_attention: Mapping[str, Any] | None = None,
         utterance_mean: bool = False,
         tokenizer: Mapping[str, Any] | None = None,
+        scheduled_sampling: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -77,6 +81,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             "spec_augment": to_plain(spec_augment), "normalizer": normalizer,
             "decoding": to_plain(decoding) or {},
             "guided_attention": check_guided_attention(to_plain(guided_attention)),
+            "scheduled_sampling": check_scheduled_sampling(to_plain(scheduled_sampling)),
             "utterance_mean": bool(utterance_mean),
             # only subword models carry one, so character checkpoints load in older rnnseq too
             **({"tokenizer": to_plain(tokenizer)} if tokenizer else {}),

@@ -14,6 +14,7 @@ from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import tokenizer_from_state
 from rnnseq.models.seq2seq import Encoded, build_seq2seq
 from rnnseq.tasks.base import to_plain
+from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling
 from rnnseq.tasks.seq2seq import Seq2SeqTask
 
 
@@ -40,7 +41,8 @@ class TextToText(Seq2SeqTask):
         optimizer, scheduler: see :class:`~rnnseq.tasks.base.Task`.
         source_embed_dim: width of the source-token embedding (the encoder's input size).
         source_dropout: dropout on the source embeddings.
-        ctc_weight, label_smoothing, decoding: as for :class:`~rnnseq.tasks.speech_to_text.SpeechToText`.
+        ctc_weight, label_smoothing, decoding, scheduled_sampling: as for
+            :class:`~rnnseq.tasks.speech_to_text.SpeechToText`.
     """
 
     MONITOR = M.VAL_PER  # symbol (phoneme) error rate: finer-grained than whole-sequence errors
@@ -59,6 +61,7 @@ class TextToText(Seq2SeqTask):
         ctc_weight: float = 0.0,
         label_smoothing: float = 0.1,
         decoding: Mapping[str, Any] | None = None,
+        scheduled_sampling: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -69,6 +72,7 @@ class TextToText(Seq2SeqTask):
             "scheduler": to_plain(scheduler), "source_embed_dim": source_embed_dim,
             "source_dropout": source_dropout, "ctc_weight": ctc_weight,
             "label_smoothing": label_smoothing, "decoding": to_plain(decoding) or {},
+            "scheduled_sampling": check_scheduled_sampling(to_plain(scheduled_sampling)),
         })
         self.source_tokenizer = tokenizer_from_state(self.hparams.source_tokenizer)
         self.tokenizer = tokenizer_from_state(self.hparams.target_tokenizer)
