@@ -1,5 +1,6 @@
 """Every experiment config composes and instantiates; every model option builds."""
 
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import hydra.utils
@@ -11,10 +12,13 @@ from omegaconf import OmegaConf
 
 from rnnseq.config import CONFIG_DIR
 from rnnseq.data.tokenizer import CharTokenizer, LabelTokenizer
+from rnnseq.models.recurrent import CELLS
 from rnnseq.train import build_callbacks
 from tests.conftest import compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+CELL_MODULES = {"lstm": {"LSTM"}, "lstmp": {"LSTM"}, "gru": {"GRU"}, "rnn": {"RNN"},
+                "peephole_lstm": {"PeepholeLSTM"}, "ln_lstm": {"LayerNormLSTM"}}
 VOCAB = CharTokenizer.from_texts(["abc '"]).symbols
 
 
@@ -48,6 +52,28 @@ def _build(cfg):
     loggers = [instantiate(c) for c in cfg.logger.values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     return datamodule, task, trainer
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_experiment_composes_and_builds_with_every_cell(cell, tmp_path):
+    for experiment in EXPERIMENTS:
+        cfg = compose_config([f"experiment={experiment}", f"model/cell={cell}"], tmp_path)
+        _, task, _ = _build(cfg)
+        modules = [name for name, value in cfg.model.items()
+                   if isinstance(value, Mapping) and "cell" in value]
+        assert modules, experiment  # every experiment has a recurrent module that follows model.cell
+        for name in modules:
+            assert cfg.model[name].cell.name == cell, (experiment, name)
+        kinds = {type(m).__name__ for m in task.modules()}
+        assert kinds & CELL_MODULES[cell], (experiment, kinds)
+
+
+def test_one_module_overrides_the_models_cell(tmp_path):
+    cfg = compose_config(["experiment=asr", "model/cell=ln_lstm", "model.encoder.cell=gru",
+                          "model.encoder.hidden_size=8", "model.decoder.hidden_size=8"], tmp_path)
+    _, task, _ = _build(cfg)
+    assert isinstance(task.model.encoder.layers[0].forward_rnn, torch.nn.GRU)
+    assert type(task.model.decoder.rnn).__name__ == "LayerNormLSTM"
 
 
 def test_experiments_exist():

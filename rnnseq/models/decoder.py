@@ -10,9 +10,17 @@ import torch
 from torch import nn
 
 from rnnseq.models.attention import Attention, AttentionState
-from rnnseq.models.recurrent import (Cell, build_recurrent, output_size, parse_cell,
-                                     rename_legacy_keys, require_positive, run_recurrent,
-                                     step_recurrent, zero_state)
+from rnnseq.models.recurrent import (
+    Cell,
+    build_recurrent,
+    output_size,
+    parse_cell,
+    rename_legacy_keys,
+    require_positive,
+    run_recurrent,
+    step_recurrent,
+    zero_state,
+)
 
 
 class DecoderState(NamedTuple):

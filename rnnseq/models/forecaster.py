@@ -12,9 +12,16 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from rnnseq.models.recurrent import (Cell, build_recurrent, output_size, parse_cell,
-                                     rename_legacy_keys, require_positive, step_recurrent,
-                                     zero_state)
+from rnnseq.models.recurrent import (
+    Cell,
+    build_recurrent,
+    output_size,
+    parse_cell,
+    rename_legacy_keys,
+    require_positive,
+    step_recurrent,
+    zero_state,
+)
 
 ANCHORS = ("last", "none")
 

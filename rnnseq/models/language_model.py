@@ -5,8 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnseq.models.recurrent import (Cell, RecurrentState, build_recurrent, output_size,
-                                     parse_cell, require_positive, run_recurrent, zero_state)
+from rnnseq.models.recurrent import (
+    Cell,
+    RecurrentState,
+    build_recurrent,
+    output_size,
+    parse_cell,
+    require_positive,
+    run_recurrent,
+    zero_state,
+)
 
 # The recurrent state (h, c) of rnnseq.models.recurrent for every cell; each tensor is
 # (num_layers, B, *), so the batch is dim 1.

@@ -22,8 +22,16 @@ from torch import nn
 
 from rnnseq.data.batching import make_pad_mask
 from rnnseq.models.attention import Attention, AttentionState
-from rnnseq.models.recurrent import (Cell, RecurrentLayer, build_recurrent, output_size, parse_cell,
-                                     require_positive, step_recurrent, zero_state)
+from rnnseq.models.recurrent import (
+    Cell,
+    RecurrentLayer,
+    build_recurrent,
+    output_size,
+    parse_cell,
+    require_positive,
+    step_recurrent,
+    zero_state,
+)
 
 
 def group_frames(frames: torch.Tensor, reduction: int) -> torch.Tensor:

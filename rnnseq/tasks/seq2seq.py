@@ -17,9 +17,9 @@ from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.decoding.scorers import SCORERS, CoverageScorer, build_scorers, scorer_sources
 from rnnseq.decoding.search import Hypothesis, beam, greedy_search, max_decode_lengths
 from rnnseq.models.guided_attention import guided_attention_loss
-from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling, sampling_probability
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
 from rnnseq.tasks.base import Task, gather_rows
+from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling, sampling_probability
 
 DECODING_MODES = ("beam", "greedy", "ctc_greedy", "ctc_beam")
 BEAM_MODES = ("beam", "ctc_beam")
