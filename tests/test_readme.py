@@ -46,13 +46,16 @@ def test_encoder_example_builds_into_a_seq2seq_model(monkeypatch):
     load_example(monkeypatch, "**An encoder.**", "mypackage.encoders")
     encoder_config = yaml.safe_load(block_after("conf/model/encoder/conv_gru.yaml", "yaml"))
     model = {
+        "cell": {"name": "lstm"},  # what the decoder's ${model.cell} reads
         "encoder": {**encoder_config, "hidden_size": 8},
-        "decoder": {**OmegaConf.load(CONFIG_DIR / "model/decoder/lstm.yaml"), "hidden_size": 8,
+        "decoder": {**OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model/decoder/lstm.yaml")),
+                    "hidden_size": 8,
                     "embed_dim": 4},
         "attention": {**OmegaConf.load(CONFIG_DIR / "model/attention/location.yaml"),
                       "attention_dim": 8},
     }
-    seq2seq = build_seq2seq(model, input_dim=20, vocab_size=10)
+    seq2seq = build_seq2seq(OmegaConf.create({"model": model}).model, input_dim=20,
+                            vocab_size=10)
     features, lengths = torch.randn(2, 37, 20), torch.tensor([37, 20])
     out = seq2seq(features, lengths, torch.zeros(2, 5, dtype=torch.long))
     assert out.logits.shape == (2, 5, 10)

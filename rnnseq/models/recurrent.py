@@ -58,6 +58,7 @@ class Cell:
 
     @property
     def has_cell_state(self) -> bool:
+        """Whether the cell carries a cell state ``c`` besides ``h`` (every LSTM)."""
         return self.name not in ("gru", "rnn")
 
     def output_size(self, hidden_size: int) -> int:
