@@ -1,10 +1,13 @@
 """The custom LSTM cells against nn.LSTM and against their formulas computed by hand."""
 
+import math
+
+import pytest
 import torch
 from torch import nn
 from torch.nn.functional import layer_norm
 
-from rnnseq.models.cells import LayerNormLSTM, PeepholeLSTM, _layer_norm
+from rnnseq.models.cells import LayerNormLSTM, PeepholeLSTM
 
 
 def _copy_lstm_weights(source: nn.LSTM, target: nn.Module) -> None:
@@ -77,11 +80,25 @@ def test_layer_norm_lstm_step_normalises_gates_and_cell_as_written():
     assert torch.allclose(last_c[0], c, atol=1e-5)
 
 
-def test_layer_norm_of_a_hand_case():
-    # features 1, 2, 3, 6: mean 3, variance (4 + 1 + 0 + 9) / 4 = 3.5 (biased, as Ba et al.)
-    got = _layer_norm(torch.tensor([1.0, 2.0, 3.0, 6.0]), torch.ones(4), torch.zeros(4), 0.0)
-    want = torch.tensor([-2.0, -1.0, 0.0, 3.0]) / 3.5 ** 0.5
-    assert torch.allclose(got, want, atol=1e-6)
+def test_layer_norm_statistics_of_a_hand_case():
+    # One unit, so the gates have 4 features: a recurrent projection of 1, 2, 3, 6 (mean 3,
+    # biased variance (4 + 1 + 0 + 9) / 4 = 3.5, as Ba et al.) normalises to (-2, -1, 0, 3) /
+    # sqrt(3.5); the input projection is zero and normalises to zero. The cell state, one
+    # feature, normalises to 0, so LN(c) is its bias, 0.5.
+    cell = LayerNormLSTM(1, 1)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.zero_()
+        cell.weight_hh_l0.copy_(torch.tensor([[1.0], [2.0], [3.0], [6.0]]))
+        cell.ih_gain.fill_(1.0)
+        cell.hh_gain.fill_(1.0)
+        cell.cell_gain.fill_(1.0)
+        cell.cell_bias.fill_(0.5)
+        out, (h, c) = cell(torch.zeros(1, 1, 1), (torch.ones(1, 1, 1), torch.full((1, 1, 1), 2.0)))
+    i, f, g, o = (torch.tensor([-2.0, -1.0, 0.0, 3.0]) / 3.5 ** 0.5).tolist()
+    sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    assert c.item() == pytest.approx(sigmoid(f) * 2.0 + sigmoid(i) * math.tanh(g), abs=1e-5)
+    assert out.item() == h.item() == pytest.approx(sigmoid(o) * math.tanh(0.5), abs=1e-5)
 
 
 def test_custom_cells_train_by_backpropagation():

@@ -22,12 +22,6 @@ import torch
 from torch import nn
 
 
-def _cell_input_grads(d_c, i, f, g, c_prev):
-    """Gradients of the input, forget and cell-input pre-activations from ``d_c``, the gradient
-    of ``c = f * c_prev + i * g`` (``i``, ``f`` sigmoids, ``g`` a tanh, all ``(B, H)``)."""
-    return d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f), d_c * i * (1 - g * g)
-
-
 def _previous(initial: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     """``(T, B, H)`` state before each step: ``initial`` (``(B, H)``), then ``states[:-1]``."""
     return torch.cat([initial[None], states[:-1]], 0)
@@ -40,6 +34,32 @@ def _weight_hh_grad(d_recurrent: torch.Tensor, h0: torch.Tensor, outputs: torch.
     return d_recurrent.flatten(0, 1).t().mm(h_prev.flatten(0, 1))
 
 
+def _gate_factors(gates: torch.Tensor, c_prev: torch.Tensor, tanh_out: torch.Tensor):
+    """What the backward pass multiplies incoming gradients by, for all ``T`` steps at once (so
+    that the loop over steps does a few operations each): ``(T, B, 3, H)`` derivatives of the
+    input, forget and cell-input pre-activations with respect to ``c`` (of ``c = f * c_prev +
+    i * g``), and ``(T, B, H)`` derivatives with respect to ``h = o * tanh_out`` of the output
+    gate's pre-activation and of the tanh's argument. ``gates``: ``(T, B, 4H)`` i, f, g, o after
+    their nonlinearities."""
+    i, f, g, o = gates.chunk(4, 2)
+    cell_inputs = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], 2)
+    return cell_inputs, tanh_out * o * (1 - o), o * (1 - tanh_out * tanh_out)
+
+
+def _gate_activations(pre: torch.Tensor, out: torch.Tensor, hidden: int) -> None:
+    """Sigmoid of the i, f, o pre-activations and tanh of g, from ``(B, 4H)`` into ``out``."""
+    torch.sigmoid(pre[:, :2 * hidden], out=out[:, :2 * hidden])
+    torch.tanh(pre[:, 2 * hidden:3 * hidden], out=out[:, 2 * hidden:3 * hidden])
+    torch.sigmoid(pre[:, 3 * hidden:], out=out[:, 3 * hidden:])
+
+
+def _cell_input_grads(d_c: torch.Tensor, factors: torch.Tensor, d_gates: torch.Tensor) -> None:
+    """Writes ``d_c * factors`` (``(B, H)`` times ``(B, 3, H)`` of :func:`_gate_factors`): the
+    gradients of the i, f and g pre-activations, into the first ``3H`` columns of ``d_gates``."""
+    hidden = d_c.shape[1]
+    torch.mul(factors, d_c.unsqueeze(1), out=d_gates[:, :3 * hidden].unflatten(1, (3, hidden)))
+
+
 class _PeepholeRecurrence(torch.autograd.Function):
     """The peephole recursion over ``T`` steps with its backward pass written out (back-propagation
     through time by hand): autograd would record a dozen small operations per step, which costs
@@ -49,127 +69,128 @@ class _PeepholeRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp, h0, c0, weight_hh, peephole):
-        steps = xp.shape[0]
+        steps, hidden = xp.shape[0], h0.shape[1]
         gates = xp.new_empty(xp.shape)  # (T, B, 4H) i, f, g, o after their nonlinearities
         cells = xp.new_empty(steps, *h0.shape)
-        outputs = xp.new_empty(steps, *h0.shape)
+        tanh_cells = torch.empty_like(cells)
+        outputs = torch.empty_like(cells)
+        input_forget_peepholes = peephole[:2].unsqueeze(0)  # (1, 2, H)
+        recurrent_weight = weight_hh.t().contiguous()  # (H, 4H): 1.5x faster products on CPU
         h, c = h0, c0
         for t in range(steps):
-            a_i, a_f, a_g, a_o = torch.addmm(xp[t], h, weight_hh.t()).chunk(4, 1)
-            i = torch.sigmoid(a_i.addcmul_(peephole[0], c))
-            f = torch.sigmoid(a_f.addcmul_(peephole[1], c))
-            g = torch.tanh(a_g)
-            c = torch.addcmul(f * c, i, g)
-            o = torch.sigmoid(a_o.addcmul_(peephole[2], c))  # the output gate sees the new c
-            h = o * torch.tanh(c)
-            gates[t] = torch.cat([i, f, g, o], 1)
-            cells[t], outputs[t] = c, h
-        ctx.save_for_backward(gates, cells, outputs, h0, c0, weight_hh, peephole)
-        return outputs, h, c
+            pre = torch.addmm(xp[t], h, recurrent_weight)  # (B, 4H)
+            pre[:, :2 * hidden].unflatten(1, (2, hidden)).addcmul_(input_forget_peepholes,
+                                                                   c.unsqueeze(1))
+            gate = gates[t]
+            torch.sigmoid(pre[:, :2 * hidden], out=gate[:, :2 * hidden])
+            torch.tanh(pre[:, 2 * hidden:3 * hidden], out=gate[:, 2 * hidden:3 * hidden])
+            c = torch.addcmul(gate[:, hidden:2 * hidden] * c, gate[:, :hidden],
+                              gate[:, 2 * hidden:3 * hidden], out=cells[t])
+            output_gate = pre[:, 3 * hidden:].addcmul_(peephole[2], c)  # o sees the new c
+            torch.sigmoid(output_gate, out=gate[:, 3 * hidden:])
+            h = torch.mul(gate[:, 3 * hidden:], torch.tanh(c, out=tanh_cells[t]), out=outputs[t])
+        ctx.save_for_backward(gates, cells, tanh_cells, outputs, h0, c0, weight_hh, peephole)
+        return outputs, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_outputs, d_h, d_c):
-        gates, cells, outputs, h0, c0, weight_hh, peephole = ctx.saved_tensors
+        gates, cells, tanh_cells, outputs, h0, c0, weight_hh, peephole = ctx.saved_tensors
+        hidden = h0.shape[1]
+        c_prev = _previous(c0, cells)
+        cell_inputs, output_gate, through_tanh = _gate_factors(gates, c_prev, tanh_cells)
+        forget = gates[:, :, hidden:2 * hidden]
         d_gates = torch.empty_like(gates)  # gradients of the gate pre-activations
-        d_h_next, d_c = d_h.clone(), d_c.clone()
+        d_h_next, d_c = d_h, d_c
         for t in range(cells.shape[0] - 1, -1, -1):
             dh = d_h_next + d_outputs[t]
-            i, f, g, o = gates[t].chunk(4, 1)
-            tanh_c = torch.tanh(cells[t])
-            da_o = dh * tanh_c * o * (1 - o)
-            d_c = d_c + dh * o * (1 - tanh_c * tanh_c) + da_o * peephole[2]
-            da_i, da_f, da_g = _cell_input_grads(d_c, i, f, g, cells[t - 1] if t > 0 else c0)
-            d_c = d_c * f + da_i * peephole[0] + da_f * peephole[1]
-            torch.cat([da_i, da_f, da_g, da_o], 1, out=d_gates[t])
-            d_h_next = torch.mm(d_gates[t], weight_hh)
+            d_gate = d_gates[t]
+            da_o = torch.mul(dh, output_gate[t], out=d_gate[:, 3 * hidden:])
+            d_c = d_c.addcmul(dh, through_tanh[t]).addcmul_(da_o, peephole[2])
+            _cell_input_grads(d_c, cell_inputs[t], d_gate)
+            d_c = torch.addcmul(d_c * forget[t], d_gate[:, :hidden], peephole[0])
+            d_c.addcmul_(d_gate[:, hidden:2 * hidden], peephole[1])
+            d_h_next = torch.mm(d_gate, weight_hh)
         d_weight_hh = _weight_hh_grad(d_gates, h0, outputs)
-        c_prev = _previous(c0, cells)
         d_i, d_f, _, d_o = d_gates.chunk(4, 2)
         d_peephole = torch.stack([(d_i * c_prev).sum((0, 1)), (d_f * c_prev).sum((0, 1)),
                                   (d_o * cells).sum((0, 1))])
         return d_gates, d_h_next, d_c, d_weight_hh, d_peephole
 
 
-def _normalise(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` over its last dimension to zero mean and unit (biased) variance, and ``1 / std``."""
-    mean = x.mean(-1, keepdim=True)
-    inv_std = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
-    return (x - mean) * inv_std, inv_std
-
-
-def _layer_norm(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, eps: float):
-    """Layer normalisation over the last dimension with a gain and a bias."""
-    return _normalise(x, eps)[0] * gain + bias
-
-
-def _normalise_backward(d_normalised: torch.Tensor, normalised: torch.Tensor,
-                        inv_std: torch.Tensor) -> torch.Tensor:
-    """The gradient of :func:`_normalise`'s input from that of its output."""
-    mean_d = d_normalised.mean(-1, keepdim=True)
-    mean_dn = (d_normalised * normalised).mean(-1, keepdim=True)
-    return inv_std * (d_normalised - mean_d - normalised * mean_dn)
+def _layer_norm_backward(d_out, x, shape, mean, rstd, gain):
+    """The gradient of ``layer_norm(x) * gain + bias`` with respect to ``x``, from the statistics
+    ``torch.native_layer_norm`` returned (one fused kernel, as the forward)."""
+    return torch.ops.aten.native_layer_norm_backward(d_out, x, shape, mean, rstd, gain, None,
+                                                     [True, False, False])[0]
 
 
 class _LayerNormRecurrence(torch.autograd.Function):
     """The layer-normalised LSTM recursion over ``T`` steps with its backward pass written out
-    (see :class:`_PeepholeRecurrence` for why). ``x_norm``: ``(T, B, 4H)`` normalised input
-    projections plus the gate biases; ``h0``, ``c0``: ``(B, H)``. Returns ``(T, B, H)`` outputs
-    and the final ``h``, ``c``."""
+    (see :class:`_PeepholeRecurrence` for why); both normalisations are PyTorch's fused layer
+    norm kernels. ``x_norm``: ``(T, B, 4H)`` normalised input projections plus the gate biases;
+    ``h0``, ``c0``: ``(B, H)``. Returns ``(T, B, H)`` outputs and the final ``h``, ``c``."""
 
     @staticmethod
     def forward(ctx, x_norm, h0, c0, weight_hh, hh_gain, hh_bias, cell_gain, cell_bias, eps):
-        steps = x_norm.shape[0]
-        gates = x_norm.new_empty(x_norm.shape)  # i, f, g, o after their nonlinearities
-        recurrent_hat = x_norm.new_empty(x_norm.shape)  # normalised recurrent projections
-        recurrent_inv_std = x_norm.new_empty(steps, h0.shape[0], 1)
+        steps, hidden = x_norm.shape[0], h0.shape[1]
+        gates = torch.empty_like(x_norm)  # i, f, g, o after their nonlinearities
+        recurrent = torch.empty_like(x_norm)  # recurrent projections before their norm
         cells = x_norm.new_empty(steps, *h0.shape)
-        cell_hat = x_norm.new_empty(steps, *h0.shape)
-        cell_inv_std = x_norm.new_empty(steps, h0.shape[0], 1)
-        outputs = x_norm.new_empty(steps, *h0.shape)
+        tanh_norm_cells = torch.empty_like(cells)
+        outputs = torch.empty_like(cells)
+        statistics = []  # per step: mean and 1/std of the recurrent projection and of the cell
+        recurrent_weight = weight_hh.t().contiguous()  # (H, 4H): 1.5x faster products on CPU
         h, c = h0, c0
         for t in range(steps):
-            r_hat, recurrent_inv_std[t] = _normalise(torch.mm(h, weight_hh.t()), eps)
-            a_i, a_f, a_g, a_o = (x_norm[t] + r_hat * hh_gain + hh_bias).chunk(4, 1)
-            i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
-            c = torch.addcmul(f * c, i, g)
-            c_hat, cell_inv_std[t] = _normalise(c, eps)
-            h = o * torch.tanh(c_hat * cell_gain + cell_bias)
-            gates[t] = torch.cat([i, f, g, o], 1)
-            recurrent_hat[t], cells[t], cell_hat[t], outputs[t] = r_hat, c, c_hat, h
-        ctx.save_for_backward(gates, recurrent_hat, recurrent_inv_std, cells, cell_hat,
-                              cell_inv_std, outputs, h0, c0, weight_hh, hh_gain, cell_gain,
-                              cell_bias)
-        return outputs, h, c
+            projected = torch.mm(h, recurrent_weight, out=recurrent[t])
+            pre, r_mean, r_rstd = torch.native_layer_norm(projected, [4 * hidden], hh_gain,
+                                                          hh_bias, eps)
+            gate = gates[t]
+            _gate_activations(pre.add_(x_norm[t]), gate, hidden)
+            c = torch.addcmul(gate[:, hidden:2 * hidden] * c, gate[:, :hidden],
+                              gate[:, 2 * hidden:3 * hidden], out=cells[t])
+            norm_cell, c_mean, c_rstd = torch.native_layer_norm(c, [hidden], cell_gain,
+                                                                cell_bias, eps)
+            h = torch.mul(gate[:, 3 * hidden:], torch.tanh(norm_cell, out=tanh_norm_cells[t]),
+                          out=outputs[t])
+            statistics.append(torch.cat([r_mean, r_rstd, c_mean, c_rstd], 1))
+        ctx.eps = eps
+        ctx.save_for_backward(gates, recurrent, cells, tanh_norm_cells, outputs,
+                              torch.stack(statistics), h0, c0, weight_hh, hh_gain, cell_gain)
+        return outputs, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_outputs, d_h, d_c):
-        (gates, recurrent_hat, recurrent_inv_std, cells, cell_hat, cell_inv_std, outputs, h0, c0,
-         weight_hh, hh_gain, cell_gain, cell_bias) = ctx.saved_tensors
+        (gates, recurrent, cells, tanh_norm_cells, outputs, statistics, h0, c0, weight_hh,
+         hh_gain, cell_gain) = ctx.saved_tensors
+        hidden = h0.shape[1]
+        # (T, B, 1) each, contiguous: the fused backward kernel reads them as such
+        r_mean, r_rstd, c_mean, c_rstd = statistics.movedim(2, 0).unsqueeze(-1).contiguous()
+        cell_inputs, output_gate, through_tanh = _gate_factors(
+            gates, _previous(c0, cells), tanh_norm_cells)
+        forget = gates[:, :, hidden:2 * hidden]
         d_gates = torch.empty_like(gates)  # gradients of the gate pre-activations
         d_recurrent = torch.empty_like(gates)  # of the recurrent projections before their norm
-        d_cell_out = torch.empty_like(cells)  # of LN(c) * gain + bias
-        d_h_next, d_c = d_h.clone(), d_c.clone()
+        d_norm_cells = torch.empty_like(cells)  # of LN(c) * gain + bias
+        d_h_next = d_h
         for t in range(cells.shape[0] - 1, -1, -1):
             dh = d_h_next + d_outputs[t]
-            i, f, g, o = gates[t].chunk(4, 1)
-            tanh_u = torch.tanh(cell_hat[t] * cell_gain + cell_bias)
-            da_o = dh * tanh_u * o * (1 - o)
-            du = dh * o * (1 - tanh_u * tanh_u)
-            d_cell_out[t] = du
-            d_c = d_c + _normalise_backward(du * cell_gain, cell_hat[t], cell_inv_std[t])
-            da_i, da_f, da_g = _cell_input_grads(d_c, i, f, g, cells[t - 1] if t > 0 else c0)
-            d_c = d_c * f
-            torch.cat([da_i, da_f, da_g, da_o], 1, out=d_gates[t])
-            d_recurrent[t] = _normalise_backward(d_gates[t] * hh_gain, recurrent_hat[t],
-                                                 recurrent_inv_std[t])
+            d_gate = d_gates[t]
+            torch.mul(dh, output_gate[t], out=d_gate[:, 3 * hidden:])
+            d_norm_cell = torch.mul(dh, through_tanh[t], out=d_norm_cells[t])
+            d_c = d_c + _layer_norm_backward(d_norm_cell, cells[t], [hidden], c_mean[t],
+                                             c_rstd[t], cell_gain)
+            _cell_input_grads(d_c, cell_inputs[t], d_gate)
+            d_c = d_c * forget[t]
+            d_recurrent[t] = _layer_norm_backward(d_gate, recurrent[t], [4 * hidden], r_mean[t],
+                                                  r_rstd[t], hh_gain)
             d_h_next = torch.mm(d_recurrent[t], weight_hh)
         d_weight_hh = _weight_hh_grad(d_recurrent, h0, outputs)
-        d_hh_gain = (d_gates * recurrent_hat).sum((0, 1))
-        d_hh_bias = d_gates.sum((0, 1))
-        d_cell_gain = (d_cell_out * cell_hat).sum((0, 1))
-        d_cell_bias = d_cell_out.sum((0, 1))
-        return (d_gates, d_h_next, d_c, d_weight_hh, d_hh_gain, d_hh_bias, d_cell_gain,
-                d_cell_bias, None)
+        recurrent_hat = (recurrent - r_mean) * r_rstd
+        cell_hat = (cells - c_mean) * c_rstd
+        return (d_gates, d_h_next, d_c, d_weight_hh, (d_gates * recurrent_hat).sum((0, 1)),
+                d_gates.sum((0, 1)), (d_norm_cells * cell_hat).sum((0, 1)),
+                d_norm_cells.sum((0, 1)), None)
 
 
 class _LSTMBase(nn.Module):
@@ -259,7 +280,8 @@ class LayerNormLSTM(_LSTMBase):
         """``(B, T, I)`` -> ``(B, T, H)`` outputs and ``((1, B, H), (1, B, H))`` final state."""
         h, c = self._initial(x, state)
         projected = torch.nn.functional.linear(x.transpose(0, 1), self.weight_ih_l0)
-        x_norm = (_layer_norm(projected, self.ih_gain, self.ih_bias, self.eps)
+        x_norm = (torch.nn.functional.layer_norm(projected, projected.shape[-1:], self.ih_gain,
+                                                 self.ih_bias, self.eps)
                   + self.bias_ih_l0 + self.bias_hh_l0)  # (T, B, 4H)
         out, h, c = _LayerNormRecurrence.apply(x_norm, h, c, self.weight_hh_l0, self.hh_gain,
                                                self.hh_bias, self.cell_gain, self.cell_bias,
