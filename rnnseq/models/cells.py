@@ -6,12 +6,13 @@ does: ``(B, T, I)`` inputs and an optional ``((1, B, H), (1, B, H))`` state in, 
 outputs and the final state out. Their weights have ``nn.LSTM``'s names, shapes and gate order
 (input, forget, cell, output), so an ``nn.LSTM``'s weights load into them. The input projection
 of every step is one matrix product over the whole sequence; the recurrence is a loop over
-steps. Forward + backward for batch 32 x 200 steps, 240 -> 256 on 2 CPU cores, fused ``nn.LSTM``
-0.069 s: the peephole LSTM with its backward written out 0.134 s (1.9x), the layer-normalised
-one 0.229 s (3.3x); the peephole loop under autograd took 0.53 s, as TorchScript 0.67 s, with
-``torch.compile`` of the gate arithmetic 0.61 s (``bench/recurrent_cells.py`` measures them at
-the ``asr`` encoder's shape). Models build them by name through
-:func:`rnnseq.models.recurrent.build_recurrent`.
+steps whose backward pass is written out, with everything that does not depend on the incoming
+gradient computed for all steps before the loop. On 2 CPU cores they cost about 2x (peephole) and
+2.5-3x (layer-normalised) the fused ``nn.LSTM``, forward + backward (``bench/recurrent_cells.py``,
+experiments/benchmarks/README.md). Rejected: for batch 32 x 200 steps, 240 -> 256, where the fused
+LSTM took 0.069 s, the peephole loop under autograd took 0.53 s, as TorchScript 0.67 s, with
+``torch.compile`` of the gate arithmetic 0.61 s plus 18.6 s of compilation. Models build the
+cells by name through :func:`rnnseq.models.recurrent.build_recurrent`.
 """
 
 from __future__ import annotations
@@ -98,23 +99,26 @@ class _PeepholeRecurrence(torch.autograd.Function):
         hidden = h0.shape[1]
         c_prev = _previous(c0, cells)
         cell_inputs, output_gate, through_tanh = _gate_factors(gates, c_prev, tanh_cells)
-        forget = gates[:, :, hidden:2 * hidden]
+        # d c_prev / d c through the forget gate and the peepholes of i and f, and d c / d h
+        # through tanh and o's peephole, for all steps at once: two operations fewer per step.
+        carry = torch.addcmul(gates[:, :, hidden:2 * hidden], cell_inputs[:, :, 0], peephole[0])
+        carry.addcmul_(cell_inputs[:, :, 1], peephole[1])
+        through_h = torch.addcmul(through_tanh, output_gate, peephole[2])
         d_gates = torch.empty_like(gates)  # gradients of the gate pre-activations
-        d_h_next, d_c = d_h, d_c
+        dh = d_h + d_outputs[-1]
         for t in range(cells.shape[0] - 1, -1, -1):
-            dh = d_h_next + d_outputs[t]
             d_gate = d_gates[t]
-            da_o = torch.mul(dh, output_gate[t], out=d_gate[:, 3 * hidden:])
-            d_c = d_c.addcmul(dh, through_tanh[t]).addcmul_(da_o, peephole[2])
+            torch.mul(dh, output_gate[t], out=d_gate[:, 3 * hidden:])
+            d_c = d_c.addcmul(dh, through_h[t])
             _cell_input_grads(d_c, cell_inputs[t], d_gate)
-            d_c = torch.addcmul(d_c * forget[t], d_gate[:, :hidden], peephole[0])
-            d_c.addcmul_(d_gate[:, hidden:2 * hidden], peephole[1])
-            d_h_next = torch.mm(d_gate, weight_hh)
+            d_c = d_c * carry[t]
+            # the gradient of the step before's h: its output's, plus through the recurrent weight
+            dh = torch.addmm(d_outputs[t - 1] if t else torch.zeros_like(dh), d_gate, weight_hh)
         d_weight_hh = _weight_hh_grad(d_gates, h0, outputs)
         d_i, d_f, _, d_o = d_gates.chunk(4, 2)
         d_peephole = torch.stack([(d_i * c_prev).sum((0, 1)), (d_f * c_prev).sum((0, 1)),
                                   (d_o * cells).sum((0, 1))])
-        return d_gates, d_h_next, d_c, d_weight_hh, d_peephole
+        return d_gates, dh, d_c, d_weight_hh, d_peephole
 
 
 def _layer_norm_backward(d_out, x, shape, mean, rstd, gain):
@@ -172,9 +176,8 @@ class _LayerNormRecurrence(torch.autograd.Function):
         d_gates = torch.empty_like(gates)  # gradients of the gate pre-activations
         d_recurrent = torch.empty_like(gates)  # of the recurrent projections before their norm
         d_norm_cells = torch.empty_like(cells)  # of LN(c) * gain + bias
-        d_h_next = d_h
+        dh = d_h + d_outputs[-1]
         for t in range(cells.shape[0] - 1, -1, -1):
-            dh = d_h_next + d_outputs[t]
             d_gate = d_gates[t]
             torch.mul(dh, output_gate[t], out=d_gate[:, 3 * hidden:])
             d_norm_cell = torch.mul(dh, through_tanh[t], out=d_norm_cells[t])
@@ -184,11 +187,12 @@ class _LayerNormRecurrence(torch.autograd.Function):
             d_c = d_c * forget[t]
             d_recurrent[t] = _layer_norm_backward(d_gate, recurrent[t], [4 * hidden], r_mean[t],
                                                   r_rstd[t], hh_gain)
-            d_h_next = torch.mm(d_recurrent[t], weight_hh)
+            dh = torch.addmm(d_outputs[t - 1] if t else torch.zeros_like(dh), d_recurrent[t],
+                             weight_hh)
         d_weight_hh = _weight_hh_grad(d_recurrent, h0, outputs)
         recurrent_hat = (recurrent - r_mean) * r_rstd
         cell_hat = (cells - c_mean) * c_rstd
-        return (d_gates, d_h_next, d_c, d_weight_hh, (d_gates * recurrent_hat).sum((0, 1)),
+        return (d_gates, dh, d_c, d_weight_hh, (d_gates * recurrent_hat).sum((0, 1)),
                 d_gates.sum((0, 1)), (d_norm_cells * cell_hat).sum((0, 1)),
                 d_norm_cells.sum((0, 1)), None)
 
