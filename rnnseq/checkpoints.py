@@ -76,7 +76,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor],
                             path: str | Path, key: str) -> None:
     """Raises a ``ValueError`` before training when the weights in ``state`` do not fit ``model``:
-    names every parameter whose shape differs, and those missing on either side."""
+    names every parameter whose shape differs, and those missing on either side. Parameter names
+    of older rnnseq versions count as today's
+    (:func:`rnnseq.models.recurrent.upgrade_parameter_names`)."""
+    from rnnseq.models.recurrent import upgrade_parameter_names
+
+    state = upgrade_parameter_names(state)
     own = model.state_dict()
     wrong = [f"{name}: checkpoint {tuple(state[name].shape)}, config {tuple(own[name].shape)}"
              for name in own if name in state and state[name].shape != own[name].shape]

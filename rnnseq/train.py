@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rnnseq.checkpoints import legacy_hparams, load_checkpoint, require_matching_shapes
 from rnnseq.config import CONFIG_DIR
 from rnnseq.console import quiet_third_party
+from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
 from rnnseq.resources import set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
@@ -124,7 +125,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
         source = load_checkpoint(cfg.ckpt_path)  # read once: a checkpoint can be large
         require_current_format(source, cfg.ckpt_path, "ckpt_path", cfg)
-        state = source["state_dict"]
+        state = upgrade_parameter_names(source["state_dict"])
         require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
         task.load_state_dict(state)
         log.info("initialised the model from %s", cfg.ckpt_path)

@@ -21,6 +21,7 @@ from rnnseq.models.recurrent import (
     parse_cell,
     run_recurrent,
     step_recurrent,
+    upgrade_parameter_names,
     zero_state,
 )
 from rnnseq.models.tacotron import TacotronDecoder
@@ -223,21 +224,25 @@ def test_step_recurrent_equals_one_step_of_the_sequence():
 
 # -- checkpoints from before the cell setting ---------------------------------------------------
 
-def test_checkpoints_with_the_old_parameter_names_load():
+def test_parameter_names_from_before_the_cell_setting_are_upgraded():
     decoder = _decoder("lstm")
-    old = {k.replace("rnn.", "lstm.", 1) if k.startswith("rnn.") else k: v
+    old = {("lstm." + k[4:] if k.startswith("rnn.") else k): v
            for k, v in decoder.state_dict().items()}
     assert "lstm.weight_hh_l1" in old
     fresh = _decoder("lstm")
     nn.init.zeros_(fresh.rnn.weight_hh_l1)
-    fresh.load_state_dict(old)
+    fresh.load_state_dict({k[len("model.decoder."):]: v for k, v in upgrade_parameter_names(
+        {f"model.decoder.{k}": v for k, v in old.items()}).items()})
     assert torch.equal(fresh.rnn.weight_hh_l1, decoder.rnn.weight_hh_l1)
 
     forecaster = RegressionDecoder(memory_dim=6, hidden_size=8, num_layers=2)
     cells = [nn.LSTMCell(1, 8), nn.LSTMCell(8, 8)]  # the decoder's layers before issue 19
-    old = {k: v for k, v in forecaster.state_dict().items() if not k.startswith("rnn.")}
+    old = {f"decoder.{k}": v for k, v in forecaster.state_dict().items()
+           if not k.startswith("rnn.")}
     for i, cell in enumerate(cells):
-        old.update({f"cells.{i}.{name}": p for name, p in cell.state_dict().items()})
-    forecaster.load_state_dict(old)
+        old.update({f"decoder.cells.{i}.{name}": p for name, p in cell.state_dict().items()})
+    upgraded = upgrade_parameter_names(old)
+    forecaster.load_state_dict({k[len("decoder."):]: v for k, v in upgraded.items()})
     assert torch.equal(forecaster.rnn.weight_ih_l1, cells[1].weight_ih)
     assert torch.equal(forecaster.rnn.bias_hh_l0, cells[0].bias_hh)
+    assert upgrade_parameter_names({"encoder.lstm.x": 1}) == {"encoder.lstm.x": 1}  # others stay

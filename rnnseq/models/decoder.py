@@ -15,7 +15,6 @@ from rnnseq.models.recurrent import (
     build_recurrent,
     output_size,
     parse_cell,
-    rename_legacy_keys,
     require_positive,
     run_recurrent,
     step_recurrent,
@@ -88,7 +87,6 @@ class AttentionDecoder(nn.Module):
         rnn_input = embed_dim + (hidden_size if input_feeding else 0)
         self.rnn = build_recurrent(parse_cell(cell, "model.decoder.cell"), rnn_input, hidden_size,
                                    num_layers, dropout, zoneout)
-        rename_legacy_keys(self, [(r"lstm\.(.*)", r"rnn.\1")])  # its name before issue 19
         query_dim = output_size(self.rnn)
         self.attention = attention(query_dim=query_dim, memory_dim=memory_dim)
         self.combine = nn.Linear(query_dim + memory_dim, hidden_size)

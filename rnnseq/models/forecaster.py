@@ -17,7 +17,6 @@ from rnnseq.models.recurrent import (
     build_recurrent,
     output_size,
     parse_cell,
-    rename_legacy_keys,
     require_positive,
     step_recurrent,
     zero_state,
@@ -63,8 +62,6 @@ class RegressionDecoder(nn.Module):
         self.rnn = build_recurrent(parse_cell(cell, "model.decoder.cell"),
                                    1 + step_features + context_dim, hidden_size, num_layers,
                                    dropout, zoneout)
-        # before issue 19: one nn.LSTMCell per layer
-        rename_legacy_keys(self, [(r"cells\.(\d+)\.(weight|bias)_(ih|hh)", r"rnn.\2_\3_l\1")])
         query_dim = output_size(self.rnn)
         self.attention = attention(query_dim=query_dim, memory_dim=memory_dim) if attention else None
         self.init_state = nn.Linear(2 * memory_dim, num_layers * query_dim)

@@ -269,21 +269,25 @@ class CellStack(nn.Module):
         return torch.stack(outputs, 1), (torch.stack(h), torch.stack(c))
 
 
-def rename_legacy_keys(module: nn.Module, renames: list[tuple[str, str]]) -> None:
-    """Lets ``module`` load checkpoints written before its parameters were renamed: every
-    state-dict key under the module whose relative name matches a regular expression of
-    ``renames`` is rewritten with its replacement before loading."""
-    patterns = [(re.compile(pattern), replacement) for pattern, replacement in renames]
+# Parameter names that changed when every model began to build its layers here (issue 19): the
+# attention decoder's ``lstm`` became ``rnn``; the forecaster's ``nn.LSTMCell`` per layer became
+# one stacked module. Full state-dict keys, under any prefix.
+_RENAMED_PARAMETERS = [
+    (re.compile(r"(.*\.)?(decoder\.)lstm\.(.+)"), r"\1\2rnn.\3"),
+    (re.compile(r"(.*\.)?(decoder\.)cells\.(\d+)\.(weight|bias)_(ih|hh)"), r"\1\2rnn.\4_\5_l\3"),
+]
 
-    def hook(state_dict, prefix, *_):
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            name = key[len(prefix):]
-            for pattern, replacement in patterns:
-                if pattern.fullmatch(name):
-                    state_dict[prefix + pattern.sub(replacement, name)] = state_dict.pop(key)
-                    break
 
-    module._register_load_state_dict_pre_hook(hook)
+def upgrade_parameter_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (a state dict) with parameter names from before issue 19 renamed to today's."""
+    upgraded = {}
+    for key, value in state.items():
+        for pattern, replacement in _RENAMED_PARAMETERS:
+            if pattern.fullmatch(key):
+                key = pattern.sub(replacement, key)
+                break
+        upgraded[key] = value
+    return upgraded
 
 
 def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

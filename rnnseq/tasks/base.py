@@ -20,6 +20,7 @@ from rnnseq import metrics as M
 from rnnseq.checkpoints import legacy_hparams, load_checkpoint
 from rnnseq.data.batching import Batch
 from rnnseq.data.manifest import DataIssue
+from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.safeguards import drop_gradients
 
 # What an rnnseq checkpoint records about itself (``checkpoint["rnnseq"]``): the import path of
@@ -189,6 +190,8 @@ class Task(L.LightningModule):
                                 "runtime_issues": [asdict(i) for i in self.runtime_issues()]}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "state_dict" in checkpoint:  # Lightning loads it after this hook
+            checkpoint["state_dict"] = upgrade_parameter_names(checkpoint["state_dict"])
         states = checkpoint.get("rng_states")
         if states:
             torch.set_rng_state(states["torch"])
