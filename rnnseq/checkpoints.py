@@ -81,8 +81,8 @@ def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tenso
     (:func:`rnnseq.models.recurrent.upgrade_parameter_names`)."""
     from rnnseq.models.recurrent import upgrade_parameter_names
 
-    state = upgrade_parameter_names(state)
     own = model.state_dict()
+    state = upgrade_parameter_names(state, own.keys())
     wrong = [f"{name}: checkpoint {tuple(state[name].shape)}, config {tuple(own[name].shape)}"
              for name in own if name in state and state[name].shape != own[name].shape]
     missing = sorted(set(own) - set(state))

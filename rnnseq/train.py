@@ -125,7 +125,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
         source = load_checkpoint(cfg.ckpt_path)  # read once: a checkpoint can be large
         require_current_format(source, cfg.ckpt_path, "ckpt_path", cfg)
-        state = upgrade_parameter_names(source["state_dict"])
+        state = upgrade_parameter_names(source["state_dict"], task.state_dict().keys())
         require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
         task.load_state_dict(state)
         log.info("initialised the model from %s", cfg.ckpt_path)

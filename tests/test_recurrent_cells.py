@@ -36,13 +36,12 @@ ATTENTION = functools.partial(LocationAttention, attention_dim=8, conv_channels=
     ("lstm", nn.LSTM), ("lstmp", nn.LSTM), ("gru", nn.GRU), ("rnn", nn.RNN),
     ("peephole_lstm", PeepholeLSTM), ("ln_lstm", LayerNormLSTM)])
 def test_each_name_builds_its_module_and_pytorch_cells_stay_fused(name, module):
-    one = build_recurrent(name, 5, 8)
-    assert type(one) is module
     stacked = build_recurrent(name, 5, 8, num_layers=3, dropout=0.2)
     if module in (nn.LSTM, nn.GRU, nn.RNN):  # one fused call for every layer
         assert type(stacked) is module and stacked.num_layers == 3 and stacked.dropout == 0.2
     else:
         assert isinstance(stacked, CellStack) and len(stacked.layers) == 3
+        assert all(type(layer) is module for layer in stacked.layers)
     assert isinstance(build_recurrent(name, 5, 8, zoneout=0.1), CellStack)
     out, (h, c) = run_recurrent(stacked, torch.randn(2, 4, 5))
     projected = 4 if name == "lstmp" else 8  # lstmp's default projection: half the hidden size
@@ -50,10 +49,22 @@ def test_each_name_builds_its_module_and_pytorch_cells_stay_fused(name, module):
     assert c.shape == (3, 2, 0 if name in ("gru", "rnn") else 8)
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_zoneout_keeps_the_parameter_names_so_checkpoints_load_across_it(name):
+    torch.manual_seed(0)
+    plain = build_recurrent(name, 5, 6, num_layers=2)
+    zoned = build_recurrent(name, 5, 6, num_layers=2, zoneout=0.1)
+    assert list(plain.state_dict()) == list(zoned.state_dict())
+    zoned.load_state_dict(plain.state_dict())
+    zoned.zoneout = 0.0
+    x = torch.randn(2, 4, 5)
+    torch.testing.assert_close(run_recurrent(zoned, x)[0], run_recurrent(plain, x)[0])
+
+
 def test_lstmp_projects_h_to_proj_size_and_refuses_one_as_large_as_the_hidden_size():
     rnn = build_recurrent({"name": "lstmp", "proj_size": 3}, 5, 8)
     assert rnn.proj_size == 3 and run_recurrent(rnn, torch.randn(2, 4, 5))[0].shape == (2, 4, 3)
-    with pytest.raises(ValueError, match="proj_size < hidden_size"):
+    with pytest.raises(ValueError, match=r"model.cell.proj_size < model.hidden_size, got 8 and 8"):
         build_recurrent({"name": "lstmp", "proj_size": 8}, 5, 8)
 
 
@@ -66,8 +77,10 @@ def test_cell_settings_that_cannot_apply_are_errors_naming_the_key():
         parse_cell({"name": "gru", "forget_bias": 1.0}, "model.cell")
     with pytest.raises(ValueError, match=r"model.cell has unknown settings \['zoneout'\]"):
         parse_cell({"name": "lstm", "zoneout": 0.1}, "model.cell")
-    with pytest.raises(ValueError, match="zoneout must be in"):
-        build_recurrent("lstm", 4, 4, zoneout=1.0)
+    with pytest.raises(ValueError, match=r"model.decoder.zoneout must be in \[0, 1\)"):
+        build_recurrent("lstm", 4, 4, zoneout=1.0, key="model.decoder")
+    with pytest.raises(ValueError, match="model.lm.cell.proj_size < model.lm.hidden_size"):
+        build_recurrent({"name": "lstmp", "proj_size": 4}, 4, 4, key="model.lm")
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstmp", "peephole_lstm", "ln_lstm"])
@@ -95,40 +108,56 @@ def test_custom_cells_run_in_float32_under_bfloat16_autocast():
     assert out.dtype == h.dtype == torch.float32
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_a_zoneout_decoder_of_custom_cells_steps_from_a_bfloat16_state(training):
+    decoder = _decoder("ln_lstm", zoneout=0.1).train(training)
+    memory, mask, _ = _memory()
+    memory = memory.bfloat16()  # as the encoder's output under bf16-mixed precision
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        state = decoder.init_state(memory, mask)
+        assert state.h.dtype == torch.bfloat16
+        logits, state, _ = decoder.step(torch.zeros(3, dtype=torch.long), state, memory, mask)
+    assert torch.isfinite(logits.float()).all() and state.h.dtype == torch.float32
+
+
 # -- zoneout -------------------------------------------------------------------------------------
 
-def _one_zoneout_layer(zoneout: float) -> tuple[CellStack, nn.LSTM]:
+def _zoneout_stack(name: str, zoneout: float, num_layers: int = 1) -> CellStack:
     torch.manual_seed(0)
-    stack = build_recurrent("lstm", 4, 6, zoneout=zoneout)
-    return stack, stack.layers[0]
+    return build_recurrent(name, 4, 6, num_layers=num_layers, zoneout=zoneout)
 
 
-def test_zoneout_at_evaluation_is_the_expectation_and_without_randomness():
-    stack, lstm = _one_zoneout_layer(0.25)
-    stack.eval()
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_zoneout_at_evaluation_is_the_expectation_and_without_randomness(name):
+    stack = _zoneout_stack(name, 0.25, num_layers=2).eval()
     x = torch.randn(3, 5, 4)
     got, (h_end, c_end) = run_recurrent(stack, x)
-    h, c = torch.zeros(1, 3, 6), torch.zeros(1, 3, 6)
+    state = [zero_state(layer, 3, x) for layer in stack.layers]
     want = []
-    for t in range(5):  # by hand: each unit 0.25 of its previous value, 0.75 of the new one
-        _, (new_h, new_c) = lstm(x[:, t:t + 1], (h, c))
-        h, c = 0.25 * h + 0.75 * new_h, 0.25 * c + 0.75 * new_c
-        want.append(h[0])
+    for t in range(5):  # by hand: each unit 0.25 of its previous value, 0.75 of the new one,
+        out = x[:, t]  # and the next layer reads the zoned-out h
+        for i, layer in enumerate(stack.layers):
+            _, new = step_recurrent(layer, out, state[i])
+            state[i] = tuple(0.25 * old + 0.75 * fresh for old, fresh in zip(state[i], new))
+            out = state[i][0][0]
+        want.append(out)
     torch.testing.assert_close(got, torch.stack(want, 1))
-    torch.testing.assert_close((h_end, c_end), (h, c))
+    torch.testing.assert_close(h_end, torch.cat([h for h, _ in state]))
+    torch.testing.assert_close(c_end, torch.cat([c for _, c in state]))
     assert torch.equal(run_recurrent(stack, x)[0], got)  # no random draw at evaluation
 
 
 def test_zoneout_of_zero_is_the_layer_itself():
-    stack, lstm = _one_zoneout_layer(0.25)
+    stack = _zoneout_stack("lstm", 0.25)
+    lstm = stack.layers[0]
     stack.zoneout = 0.0
     x = torch.randn(3, 5, 4)
     torch.testing.assert_close(run_recurrent(stack, x)[0], lstm(x)[0])
 
 
 def test_zoneout_in_training_keeps_each_unit_old_or_new_at_its_rate():
-    stack, lstm = _one_zoneout_layer(0.3)
-    stack.train()
+    stack = _zoneout_stack("lstm", 0.3).train()
+    lstm = stack.layers[0]
     x = torch.randn(400, 1, 4)
     previous = (torch.randn(1, 400, 6), torch.randn(1, 400, 6))
     _, new = lstm(x, previous)
@@ -226,23 +255,35 @@ def test_step_recurrent_equals_one_step_of_the_sequence():
 
 def test_parameter_names_from_before_the_cell_setting_are_upgraded():
     decoder = _decoder("lstm")
-    old = {("lstm." + k[4:] if k.startswith("rnn.") else k): v
+    known = {f"model.decoder.{k}" for k in decoder.state_dict()}
+    old = {(f"model.decoder.lstm.{k[4:]}" if k.startswith("rnn.") else f"model.decoder.{k}"): v
            for k, v in decoder.state_dict().items()}
-    assert "lstm.weight_hh_l1" in old
+    assert "model.decoder.lstm.weight_hh_l1" in old
+    upgraded = upgrade_parameter_names(old, known)
+    assert set(upgraded) == known
     fresh = _decoder("lstm")
     nn.init.zeros_(fresh.rnn.weight_hh_l1)
-    fresh.load_state_dict({k[len("model.decoder."):]: v for k, v in upgrade_parameter_names(
-        {f"model.decoder.{k}": v for k, v in old.items()}).items()})
+    fresh.load_state_dict({k[len("model.decoder."):]: v for k, v in upgraded.items()})
     assert torch.equal(fresh.rnn.weight_hh_l1, decoder.rnn.weight_hh_l1)
+    # a model of one's own whose decoder has an `lstm` keeps its names
+    assert upgrade_parameter_names({"decoder.lstm.x": 1}, {"decoder.lstm.x"}) == {
+        "decoder.lstm.x": 1}
 
-    forecaster = RegressionDecoder(memory_dim=6, hidden_size=8, num_layers=2)
-    cells = [nn.LSTMCell(1, 8), nn.LSTMCell(8, 8)]  # the decoder's layers before issue 19
-    old = {f"decoder.{k}": v for k, v in forecaster.state_dict().items()
-           if not k.startswith("rnn.")}
-    for i, cell in enumerate(cells):
-        old.update({f"decoder.cells.{i}.{name}": p for name, p in cell.state_dict().items()})
-    upgraded = upgrade_parameter_names(old)
-    forecaster.load_state_dict({k[len("decoder."):]: v for k, v in upgraded.items()})
+    forecaster = RegressionDecoder(memory_dim=6, hidden_size=8, num_layers=2,
+                                   attention=ATTENTION)
+    cells = [nn.LSTMCell(7, 8), nn.LSTMCell(8, 8)]  # the decoder's layers before issue 19
+    prefix = "model.decoder."
+    old = {}  # in the order the old decoder registered its parameters
+    for name, p in forecaster.state_dict().items():
+        if name.startswith("out."):
+            for i, cell in enumerate(cells):
+                old.update({f"{prefix}cells.{i}.{n}": q for n, q in cell.state_dict().items()})
+        if not name.startswith("rnn."):
+            old[prefix + name] = p
+    upgraded = upgrade_parameter_names(old, {prefix + k for k in forecaster.state_dict()})
+    upgraded = {k[len(prefix):]: v for k, v in upgraded.items()}
+    forecaster.load_state_dict(upgraded)
     assert torch.equal(forecaster.rnn.weight_ih_l1, cells[1].weight_ih)
     assert torch.equal(forecaster.rnn.bias_hh_l0, cells[0].bias_hh)
-    assert upgrade_parameter_names({"encoder.lstm.x": 1}) == {"encoder.lstm.x": 1}  # others stay
+    # an optimizer's saved state follows the parameters' order, which must not have moved
+    assert list(upgraded) == [n for n, _ in forecaster.named_parameters()]

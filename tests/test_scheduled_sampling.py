@@ -49,10 +49,10 @@ def test_scheduled_sampling_settings_that_cannot_apply_are_errors_naming_the_key
         _settings(probability=0.1, schedule="linear")
 
 
-def _decoder():
+def _decoder(dropout=0.0):
     torch.manual_seed(0)
     return AttentionDecoder(vocab_size=9, memory_dim=6, attention=ATTENTION, embed_dim=4,
-                            hidden_size=8, dropout=0.0)
+                            hidden_size=8, num_layers=2, dropout=dropout)
 
 
 def _inputs():
@@ -61,14 +61,21 @@ def _inputs():
 
 
 def test_probability_zero_is_the_fused_path_bit_for_bit_without_random_draws(monkeypatch):
-    decoder = _decoder().train()
+    decoder = _decoder(dropout=0.3).train()  # dropout: any extra random draw changes the result
     memory, mask, tokens = _inputs()
-    want = decoder(memory, mask, tokens)
+    torch.manual_seed(1)
+    x = decoder.dropout(decoder.embed(tokens))  # the fused path, written out
+    out, _ = decoder.rnn(x)
+    contexts, want_weights = decoder.attention.forward_all(
+        out, memory, mask, decoder.init_state(memory, mask).attention)
+    want = decoder.output(decoder._attentional(out, contexts))
+    calls = []
+    decoder.rnn.register_forward_hook(lambda *_: calls.append(1))
     monkeypatch.setattr(decoder, "step", lambda *a: pytest.fail("stepped at probability 0"))
-    rng = torch.get_rng_state()
-    got = decoder(memory, mask, tokens, sampling_probability=0.0)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    assert torch.equal(torch.get_rng_state(), rng)
+    torch.manual_seed(1)
+    logits, weights = decoder(memory, mask, tokens, sampling_probability=0.0)
+    assert calls == [1]  # one call of the two-layer nn.LSTM over every step
+    assert torch.equal(logits, want) and torch.equal(weights, want_weights)
 
 
 def test_probability_one_reads_the_decoders_own_best_token_at_every_step():
@@ -100,18 +107,47 @@ def test_between_zero_and_one_each_row_reads_the_reference_or_its_own_prediction
     assert 0.3 < torch.cat(own).mean().item() < 0.5  # about 0.4 of the readable choices
 
 
-def test_forecaster_reads_true_values_below_probability_one_and_its_own_at_one():
+@pytest.mark.parametrize("cell", ["lstm", "gru", "ln_lstm"])
+def test_forecaster_reads_true_values_below_probability_one_and_its_own_at_one(cell):
     torch.manual_seed(0)
-    decoder = RegressionDecoder(memory_dim=6, hidden_size=8, attention=ATTENTION).eval()
+    decoder = RegressionDecoder(memory_dim=6, hidden_size=8, cell=cell, attention=ATTENTION).eval()
     memory, last, features = torch.randn(3, 5, 6), torch.randn(3), torch.zeros(3, 4, 0)
     targets = torch.randn(3, 4)
     fed = []
     decoder.rnn.register_forward_pre_hook(lambda module, args: fed.append(args[0][:, 0, 0]))
     free, _ = decoder(memory, last, features)
+    own = torch.stack(fed, 1)
+    torch.testing.assert_close(own[:, 1:], free[:, :-1])  # its own predictions, fed back
     assert torch.equal(decoder(memory, last, features, targets, sampling_probability=1.0)[0], free)
     fed.clear()
     decoder(memory, last, features, targets, sampling_probability=0.0)  # teacher forcing
     torch.testing.assert_close(torch.stack(fed, 1), torch.cat([last[:, None], targets[:, :3]], 1))
+
+
+def test_forecasting_passes_its_schedules_probability_and_targets_in_training(tmp_path,
+                                                                            monkeypatch):
+    from rnnseq.data.forecast import SeriesBatch
+    from tests.test_configs import _build, compose_config
+
+    cfg = compose_config(["experiment=forecast", "task.scheduled_sampling.schedule=linear",
+                          "task.scheduled_sampling.ramp_steps=200"], tmp_path)
+    _, task, _ = _build(cfg)
+    seen = []
+    forward = task.model.forward
+
+    def record(history, origins, targets=None, sampling_probability=1.0, **kw):
+        seen.append((targets is not None, sampling_probability))
+        return forward(history, origins, targets=targets,
+                       sampling_probability=sampling_probability, **kw)
+
+    monkeypatch.setattr(task.model, "forward", record)
+    monkeypatch.setattr(type(task), "global_step", property(lambda self: 50))
+    history, horizon = task.hparams.history, task.hparams.horizon
+    batch = SeriesBatch(history=torch.randn(2, history), target=torch.randn(2, horizon),
+                        naive=torch.zeros(2, horizon), origins=torch.tensor([60, 70]),
+                        ids=["t=60", "t=70"])
+    task.training_loss(batch)
+    assert seen == [(True, 0.25)]  # a quarter of the way up the linear ramp to 1
 
 
 def test_tasks_pass_the_schedules_probability_in_training_only(tmp_path, monkeypatch):

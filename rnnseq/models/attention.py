@@ -117,7 +117,8 @@ class DotAttention(Attention):
                 f"model/attention={self.option} scores the memory directly, so the memory size "
                 f"must equal the query size, got memory_dim={memory_dim} (encoder output) and "
                 f"query_dim={query_dim} (decoder hidden size); set "
-                f"model.decoder.hidden_size={memory_dim}, or use model/attention=general, "
+                f"model.decoder.hidden_size={memory_dim} (model.decoder.cell.proj_size with an "
+                f"lstmp cell), or use model/attention=general, "
                 f"additive or location, which learn a map between the two sizes")
 
     def energies(self, query, state):

@@ -14,7 +14,6 @@ from rnnseq.models.recurrent import (
     Cell,
     build_recurrent,
     output_size,
-    parse_cell,
     require_positive,
     run_recurrent,
     step_recurrent,
@@ -85,8 +84,8 @@ class AttentionDecoder(nn.Module):
         self.input_feeding = input_feeding
         self.embed = nn.Embedding(vocab_size, embed_dim)
         rnn_input = embed_dim + (hidden_size if input_feeding else 0)
-        self.rnn = build_recurrent(parse_cell(cell, "model.decoder.cell"), rnn_input, hidden_size,
-                                   num_layers, dropout, zoneout)
+        self.rnn = build_recurrent(cell, rnn_input, hidden_size, num_layers, dropout, zoneout,
+                                   key="model.decoder")
         query_dim = output_size(self.rnn)
         self.attention = attention(query_dim=query_dim, memory_dim=memory_dim)
         self.combine = nn.Linear(query_dim + memory_dim, hidden_size)

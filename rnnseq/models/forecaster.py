@@ -15,7 +15,6 @@ from torch import nn
 from rnnseq.models.recurrent import (
     Cell,
     build_recurrent,
-    output_size,
     parse_cell,
     require_positive,
     step_recurrent,
@@ -58,13 +57,14 @@ class RegressionDecoder(nn.Module):
                  zoneout: float = 0.0, attention: Callable[..., nn.Module] | None = None):
         super().__init__()
         require_positive("decoder", hidden_size=hidden_size, num_layers=num_layers)
+        cell = parse_cell(cell, "model.decoder.cell")
         context_dim = memory_dim if attention else 0
-        self.rnn = build_recurrent(parse_cell(cell, "model.decoder.cell"),
-                                   1 + step_features + context_dim, hidden_size, num_layers,
-                                   dropout, zoneout)
-        query_dim = output_size(self.rnn)
+        query_dim = cell.output_size(hidden_size)
+        # built in the order of before issue 19: an optimizer's saved state follows it
         self.attention = attention(query_dim=query_dim, memory_dim=memory_dim) if attention else None
         self.init_state = nn.Linear(2 * memory_dim, num_layers * query_dim)
+        self.rnn = build_recurrent(cell, 1 + step_features + context_dim, hidden_size, num_layers,
+                                   dropout, zoneout, key="model.decoder")
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(query_dim + context_dim, 1)
 

@@ -10,7 +10,6 @@ from rnnseq.models.recurrent import (
     RecurrentState,
     build_recurrent,
     output_size,
-    parse_cell,
     require_positive,
     run_recurrent,
     zero_state,
@@ -58,8 +57,8 @@ class RNNLanguageModel(nn.Module):
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.rnn = build_recurrent(parse_cell(cell, "model.lm.cell"), embed_dim, hidden_size,
-                                   num_layers, dropout)
+        self.rnn = build_recurrent(cell, embed_dim, hidden_size, num_layers, dropout,
+                                   key="model.lm")
         self.output_dropout = nn.Dropout(output_dropout)
         output_dim = output_size(self.rnn)
         self.projection = None
@@ -96,5 +95,6 @@ def detach_state(state: LMState | None) -> LMState | None:
 
 
 def select_lm_state(state: LMState, index: torch.Tensor) -> LMState:
-    """Picks sequences ``index`` (dim 1 of every ``(L, B, H)`` tensor), e.g. surviving beams."""
+    """Picks sequences ``index`` (dim 1 of ``h`` ``(L, B, P)`` and ``c`` ``(L, B, H or 0)``), e.g.
+    surviving beams."""
     return tuple(s.index_select(1, index) for s in state)

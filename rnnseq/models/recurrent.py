@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +29,11 @@ from rnnseq.data.batching import make_pad_mask
 from rnnseq.models.cells import LayerNormLSTM, PeepholeLSTM
 
 CELLS = ("lstm", "gru", "rnn", "lstmp", "peephole_lstm", "ln_lstm")
-_FUSED: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "lstmp": nn.LSTM, "gru": nn.GRU,
-                                       "rnn": nn.RNN}
-_CUSTOM: dict[str, type[nn.Module]] = {"peephole_lstm": PeepholeLSTM, "ln_lstm": LayerNormLSTM}
+# PyTorch's fused modules, and rnnseq's cells with nn.LSTM's interface (rnnseq.models.cells)
+FUSED_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "lstmp": nn.LSTM, "gru": nn.GRU,
+                                            "rnn": nn.RNN}
+CUSTOM_CELLS: dict[str, type[nn.Module]] = {"peephole_lstm": PeepholeLSTM,
+                                            "ln_lstm": LayerNormLSTM}
 _CELL_SETTINGS = ("name", "proj_size", "forget_bias")
 
 # A recurrent state in one format for every cell: ``(h, c)``, h ``(L, B, P)`` (P the output size:
@@ -59,7 +61,9 @@ class Cell:
     @property
     def has_cell_state(self) -> bool:
         """Whether the cell carries a cell state ``c`` besides ``h`` (every LSTM)."""
-        return self.name not in ("gru", "rnn")
+        if self.name in CUSTOM_CELLS:
+            return CUSTOM_CELLS[self.name].has_cell_state
+        return self.name in ("lstm", "lstmp")
 
     def output_size(self, hidden_size: int) -> int:
         """Size of the output ``h`` of a layer with ``hidden_size`` units."""
@@ -139,35 +143,38 @@ def _set_forget_bias(module: nn.Module, value: float) -> None:
 
 
 def build_recurrent(cell: Cell | str | Mapping, input_size: int, hidden_size: int,
-                    num_layers: int = 1, dropout: float = 0.0, zoneout: float = 0.0) -> nn.Module:
+                    num_layers: int = 1, dropout: float = 0.0, zoneout: float = 0.0,
+                    key: str = "model") -> nn.Module:
     """A unidirectional, ``batch_first`` stack of ``num_layers`` layers of ``cell``.
 
     Returns the fused PyTorch module where one computes the cell (``lstm``, ``lstmp`` through
-    ``proj_size``, ``gru``, ``rnn``) without zoneout; a custom cell of one layer
-    (:mod:`rnnseq.models.cells`); otherwise a :class:`CellStack`. All take ``(B, T, I)`` inputs;
-    run them with :func:`run_recurrent` or :func:`step_recurrent`.
+    ``proj_size``, ``gru``, ``rnn``) without zoneout, otherwise a :class:`CellStack` (the custom
+    cells of :mod:`rnnseq.models.cells`, zoneout). Both have the same parameter names, so a
+    checkpoint loads whatever the zoneout. Run them with :func:`run_recurrent` or
+    :func:`step_recurrent`.
 
     Args:
         dropout: on the outputs of every layer but the last.
         zoneout: probability that each unit keeps its previous state at a step (Krueger et al.,
             2017); decoders only, since it forces a loop over steps.
+        key: the module's config key (``model.decoder``), named in errors.
     """
-    cell = parse_cell(cell)
+    cell = parse_cell(cell, f"{key}.cell")
     if not 0.0 <= zoneout < 1.0:
-        raise ValueError(f"zoneout must be in [0, 1), got {zoneout}")
+        raise ValueError(f"{key}.zoneout must be in [0, 1), got {zoneout}")
     output_size = cell.output_size(hidden_size)
     if cell.name == "lstmp" and output_size >= hidden_size:
-        raise ValueError(f"lstmp needs proj_size < hidden_size, got proj_size {output_size} and "
-                         f"hidden_size {hidden_size}")
+        raise ValueError(f"lstmp needs {key}.cell.proj_size < {key}.hidden_size, got "
+                         f"{output_size} and {hidden_size}")
 
     def layers(count: int, first_input: int, dropout: float) -> nn.Module:
-        if cell.name in _CUSTOM:
-            return _CUSTOM[cell.name](first_input, hidden_size)
-        return _FUSED[cell.name](first_input, hidden_size, count, batch_first=True,
+        if cell.name in CUSTOM_CELLS:
+            return CUSTOM_CELLS[cell.name](first_input, hidden_size)
+        return FUSED_CELLS[cell.name](first_input, hidden_size, count, batch_first=True,
                                  dropout=dropout if count > 1 else 0.0,
                                  **({"proj_size": output_size} if cell.name == "lstmp" else {}))
 
-    if zoneout == 0.0 and (cell.name in _FUSED or num_layers == 1):
+    if zoneout == 0.0 and cell.name in FUSED_CELLS:
         module = layers(num_layers, input_size, dropout)
     else:
         module = CellStack([layers(1, input_size if i == 0 else output_size, 0.0)
@@ -235,11 +242,16 @@ class CellStack(nn.Module):
         self.hidden_size = layers[0].hidden_size
         self.proj_size = getattr(layers[0], "proj_size", 0)
         self.has_cell_state = _has_cell_state(layers[0])
+        # Saved under nn.LSTM's flat names (layer i's weight_ih_l0 as weight_ih_l{i}, its
+        # peephole as peephole_l{i}), so that zoneout does not change a checkpoint's names.
+        self.register_state_dict_post_hook(_flat_parameter_names)
+        self.register_load_state_dict_pre_hook(_layered_parameter_names)
 
     def _between_layers(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.dropout(x, self.dropout, self.training)
 
     def _zone(self, previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        previous = previous.to(new.dtype)  # custom cells return float32 under autocast
         if self.training:
             keep = torch.rand_like(new) < self.zoneout
             return torch.where(keep, previous, new)
@@ -269,6 +281,25 @@ class CellStack(nn.Module):
         return torch.stack(outputs, 1), (torch.stack(h), torch.stack(c))
 
 
+def _flat_name(name: str, layer: int) -> str:
+    """``weight_ih_l0`` of layer 2 -> ``weight_ih_l2``; ``peephole`` -> ``peephole_l2``."""
+    return f"{name.removesuffix('_l0')}_l{layer}"
+
+
+def _flat_parameter_names(module: CellStack, state_dict, prefix: str, local_metadata) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "layers.")]:
+        layer, name = key[len(prefix + "layers."):].split(".", 1)
+        state_dict[prefix + _flat_name(name, int(layer))] = state_dict.pop(key)
+
+
+def _layered_parameter_names(module: CellStack, state_dict, prefix: str, *_) -> None:
+    for i, layer in enumerate(module.layers):
+        for name in layer.state_dict():
+            flat = prefix + _flat_name(name, i)
+            if flat in state_dict:
+                state_dict[f"{prefix}layers.{i}.{name}"] = state_dict.pop(flat)
+
+
 # Parameter names that changed when every model began to build its layers here (issue 19): the
 # attention decoder's ``lstm`` became ``rnn``; the forecaster's ``nn.LSTMCell`` per layer became
 # one stacked module. Full state-dict keys, under any prefix.
@@ -278,14 +309,19 @@ _RENAMED_PARAMETERS = [
 ]
 
 
-def upgrade_parameter_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` (a state dict) with parameter names from before issue 19 renamed to today's."""
+def upgrade_parameter_names(state: Mapping[str, torch.Tensor],
+                            known: Collection[str]) -> dict[str, torch.Tensor]:
+    """``state`` (a state dict) with parameter names from before issue 19 renamed to today's,
+    where the model has no parameter of the old name and one of the new (``known``: the
+    model's state-dict keys), so a module of one's own that has an ``lstm`` keeps it."""
     upgraded = {}
     for key, value in state.items():
-        for pattern, replacement in _RENAMED_PARAMETERS:
-            if pattern.fullmatch(key):
-                key = pattern.sub(replacement, key)
-                break
+        if key not in known:
+            for pattern, replacement in _RENAMED_PARAMETERS:
+                renamed = pattern.sub(replacement, key) if pattern.fullmatch(key) else key
+                if renamed in known:
+                    key = renamed
+                    break
         upgraded[key] = value
     return upgraded
 
@@ -307,11 +343,11 @@ class RecurrentLayer(nn.Module):
     cell's output size), zero on padding, equal for every sequence to what it would give alone."""
 
     def __init__(self, input_size: int, hidden_size: int, cell: Cell | str | Mapping = "lstm",
-                 bidirectional: bool = True):
+                 bidirectional: bool = True, key: str = "model.encoder"):
         super().__init__()
-        self.forward_rnn = build_recurrent(cell, input_size, hidden_size)
-        self.backward_rnn = (build_recurrent(cell, input_size, hidden_size) if bidirectional
-                             else None)
+        self.forward_rnn = build_recurrent(cell, input_size, hidden_size, key=key)
+        self.backward_rnn = (build_recurrent(cell, input_size, hidden_size, key=key)
+                             if bidirectional else None)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out, _ = run_fused(self.forward_rnn, x)

@@ -190,11 +190,12 @@ class TacotronDecoder(nn.Module):
         self.n_mels, self.reduction = n_mels, reduction
         self.prenet = Prenet(n_mels, prenet_sizes, prenet_dropout)
         self.attention_rnn = build_recurrent(cell, self.prenet.output_dim + memory_dim,
-                                             attention_rnn_size, zoneout=zoneout)
+                                             attention_rnn_size, zoneout=zoneout,
+                                             key="model.decoder")
         query_dim = output_size(self.attention_rnn)
         self.attention = attention(query_dim=query_dim, memory_dim=memory_dim)
         self.decoder_rnn = build_recurrent(cell, query_dim + memory_dim, decoder_rnn_size,
-                                           zoneout=zoneout)
+                                           zoneout=zoneout, key="model.decoder")
         out_dim = output_size(self.decoder_rnn) + memory_dim
         self.frames = nn.Linear(out_dim, reduction * n_mels)
         self.stop = nn.Linear(out_dim, reduction)

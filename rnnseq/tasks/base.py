@@ -191,7 +191,8 @@ class Task(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "state_dict" in checkpoint:  # Lightning loads it after this hook
-            checkpoint["state_dict"] = upgrade_parameter_names(checkpoint["state_dict"])
+            checkpoint["state_dict"] = upgrade_parameter_names(checkpoint["state_dict"],
+                                                               self.state_dict().keys())
         states = checkpoint.get("rng_states")
         if states:
             torch.set_rng_state(states["torch"])
