@@ -4,6 +4,7 @@ whole validation and test spans."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,11 +72,17 @@ class Forecasting(Task):
         """``(B, H)`` forecasts in the series' own units."""
         return self.scaler.inverse(self(batch))
 
+    @functools.cached_property
+    def scheduled_sampling(self) -> dict:
+        """The checked ``scheduled_sampling`` settings, checked once (checkpoints saved before
+        it existed: probability 1, the decoder's own predictions)."""
+        return check_scheduled_sampling(self.hparams.get("scheduled_sampling"),
+                                        default_probability=1.0)
+
     def training_loss(self, batch: SeriesBatch) -> torch.Tensor:
-        settings = self.hparams.get("scheduled_sampling") or check_scheduled_sampling(None, 1.0)
         predicted = self.model(batch.history, batch.origins, targets=batch.target,
-                               sampling_probability=sampling_probability(settings,
-                                                                         self.global_step))
+                               sampling_probability=sampling_probability(
+                                   self.scheduled_sampling, self.global_step))
         loss = F.mse_loss(predicted.float(), batch.target)
         self.log(M.TRAIN_LOSS, loss, batch_size=len(batch.ids))  # shown by callbacks.ProgressBar
         return loss
