@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from rnnseq.metrics import metric_name
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def ensure_dir(path: str) -> str:

@@ -14,7 +14,7 @@
 
 The checkpoint (the run's best unless ``--checkpoint`` names one) rebuilds the task;
 ``decoding.KEY=VALUE`` replaces its decoding settings (``decoding.mode=greedy``, ``ctc_greedy``
-or ``ctc_beam``; scorer weights; see ``conf/task/speech_to_text.yaml``); ``--nbest N`` keeps the
+or ``ctc_beam``; scorer weights; see ``rnnseq/conf/task/speech_to_text.yaml``); ``--nbest N`` keeps the
 N best hypotheses of every item with their scores and reports the oracle WER. A synthesis run
 takes ``synthesis.KEY=VALUE`` (stop and attention settings) and
 ``evaluation.asr=<speech-to-text run>`` (the round trip) instead, and is scored on a split of its
@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from rnnseq.arguments import is_setting, take_run
 
 DECODING_PREFIX = "decoding."
 SETTING_PREFIXES = (DECODING_PREFIX, "synthesis.", "evaluation.")
@@ -65,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m rnnseq.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="+",
-                        help="run=<run folder or .ckpt> (or the path alone), decoding.KEY=VALUE")
+                        help="run=<run folder or .ckpt> (or the path alone first), decoding.KEY=VALUE")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to score (default: the best)")
     parser.add_argument("--split", default="test",
                         help="test (default), valid, or an extra test split of the run's data "
@@ -80,11 +82,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="write the N best hypotheses of every item with their scores and "
                              "report the oracle WER (beam search; the same as decoding.nbest=N)")
     args = parser.parse_intermixed_args(argv)
-    runs = [i.partition("=")[2] if i.startswith("run=") else i for i in args.items
-            if i.startswith("run=") or "=" not in i]
-    if len(runs) != 1:
-        parser.error("give one run folder or checkpoint (run=PATH)")
-    args.run = Path(runs[0])
+    try:
+        run, args.items = take_run(args.items)
+    except ValueError as err:
+        parser.error(str(err))
+    stray = [i for i in args.items if not is_setting(i)]
+    if run is None or stray:
+        parser.error(f"give one run folder or checkpoint (run=PATH or the path alone)"
+                     f"{'; also got ' + ' '.join(stray) if stray else ''}")
+    args.run = Path(run)
     try:
         args.settings = {prefix[:-1]: parse_assignments(
             [i for i in args.items if i.startswith(prefix)], prefix) for prefix in SETTING_PREFIXES}
@@ -94,8 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.nbest is not None:
         args.decoding["nbest"] = args.nbest
     args.data = [i for i in args.items if i.startswith("data.")]
-    unknown = [i for i in args.items if "=" in i and not i.startswith(("run=", "data.",
-                                                                       *SETTING_PREFIXES))]
+    unknown = [i for i in args.items if not i.startswith(("data.", *SETTING_PREFIXES))]
     if unknown:
         parser.error(f"expected run=, data.KEY=VALUE, decoding.KEY=VALUE (or for synthesis, "
                      f"synthesis.KEY=VALUE and evaluation.KEY=VALUE), got {unknown}")

@@ -2,8 +2,9 @@
 
     python -m rnnseq.generate experiments/textgen/runs/<time> --prompt "ROMEO." --length 400 \\
         --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1
+    rnnseq-generate run=experiments/textgen/runs/<time> --prompt "ROMEO."    # run= works too
 
-The first argument is a run folder (its best checkpoint is used, else ``last.ckpt``) or a
+The first argument (or ``run=``) is a run folder (its best checkpoint is used, else ``last.ckpt``) or a
 checkpoint file. The prompt is printed followed by the sampled continuation; ``<eos>`` tokens
 become line breaks.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rnnseq.arguments import strip_key
 from rnnseq.checkpoints import load_task_or_report
 
 
@@ -20,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line as a namespace."""
     parser = argparse.ArgumentParser(prog="python -m rnnseq.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="run folder or .ckpt file of a language model")
+    parser.add_argument("run", help="run folder or .ckpt file of a language model (PATH or run=PATH)")
     parser.add_argument("--prompt", default="", help="text to continue (default: a new line)")
     parser.add_argument("--length", type=int, default=300, help="tokens to generate")
     parser.add_argument("--temperature", type=float, default=1.0,
@@ -31,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=1, help="independent samples to print")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
+    args.run = strip_key(args.run)
     if args.length < 0 or args.num_samples < 1:
         parser.error("--length must be >= 0 and --num-samples >= 1")
     return args

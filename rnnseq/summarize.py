@@ -1,6 +1,7 @@
 """One table for a sweep: each job's overrides against its metrics.
 
     python -m rnnseq.summarize experiments/asr/multiruns/<time>
+    rnnseq-summarize sweep=experiments/asr/multiruns/<time>      # the same
 
 Reads every job folder below the sweep folder (``<job>/results.json`` and
 ``<job>/.hydra/overrides.yaml``), prints a Markdown table and writes it to ``summary.md`` and
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from rnnseq.arguments import strip_key
 
 
 def job_folders(sweep: Path) -> list[Path]:
@@ -96,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.summarize``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m rnnseq.summarize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep", type=Path, help="a multirun folder (experiments/<study>/multiruns/<time>)")
+    parser.add_argument("sweep", help="a multirun folder (experiments/<study>/multiruns/<time>), "
+                                      "as PATH or sweep=PATH")
     args = parser.parse_args(argv)
+    args.sweep = Path(strip_key(args.sweep, key="sweep"))
     try:
         print(summarize(args.sweep), end="")
     except FileNotFoundError as err:

@@ -2,6 +2,7 @@
 
     python -m rnnseq.synthesize run=experiments/tts/runs/<time> "good night sweet prince" --out DIR
     python -m rnnseq.synthesize run=<run> --manifest sentences.jsonl --out DIR
+    rnnseq-synthesize <run> "good night" --out DIR                 # the run first, without run=
     python -m rnnseq.synthesize run=<run> "to be or not to be" --out DIR synthesis.window=[1,3]
 
 Writes one 16-bit wav per text into ``--out`` (``001.wav``, ``002.wav``, ... for texts on the
@@ -29,24 +30,29 @@ SYNTHESIS_PREFIX = "synthesis."
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line as a namespace (``run``, ``texts``, ``synthesis``, ...)."""
+    from rnnseq.arguments import take_run
     from rnnseq.evaluate import parse_assignments
 
     parser = argparse.ArgumentParser(prog="python -m rnnseq.synthesize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="*",
-                        help="run=<run folder or .ckpt>, texts, synthesis.KEY=VALUE")
+                        help="run=<run folder or .ckpt> (or that path first), texts, "
+                             "synthesis.KEY=VALUE")
     parser.add_argument("--manifest", type=Path, help="JSONL lines with a text each")
     parser.add_argument("--out", type=Path, required=True, help="folder for the wav files")
     parser.add_argument("--speaker", help="speaker name (multi-speaker runs)")
     parser.add_argument("--batch-size", type=int, default=8, help="texts synthesised together")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_intermixed_args(argv)
-    runs = [i.partition("=")[2] for i in args.items if i.startswith("run=")]
-    settings = [i for i in args.items if i.startswith(SYNTHESIS_PREFIX)]
-    args.texts = [i for i in args.items if not i.startswith(("run=", SYNTHESIS_PREFIX))]
-    if len(runs) != 1 or bool(args.texts) == bool(args.manifest):
-        parser.error("give one run=<run folder or checkpoint> and either texts or --manifest")
-    args.run = runs[0]
+    try:
+        args.run, items = take_run(args.items)
+    except ValueError as err:
+        parser.error(str(err))
+    settings = [i for i in items if i.startswith(SYNTHESIS_PREFIX)]
+    args.texts = [i for i in items if not i.startswith(SYNTHESIS_PREFIX)]
+    if args.run is None or bool(args.texts) == bool(args.manifest):
+        parser.error("give the run (run=<run folder or checkpoint>, or that path first) and "
+                     "either texts or --manifest")
     try:
         args.synthesis = parse_assignments(settings, SYNTHESIS_PREFIX)
     except ValueError as err:

@@ -1,6 +1,7 @@
 """Transcribe audio files with a trained speech model.
 
     python -m rnnseq.transcribe run=experiments/asr/runs/<time> a.wav b.flac ...
+    rnnseq-transcribe experiments/asr/runs/<time> a.wav b.flac ...  # the same (run first)
     python -m rnnseq.transcribe run=model.ckpt --greedy *.wav       # decoding.mode=greedy
     python -m rnnseq.transcribe run=<run> decoding.mode=ctc_greedy *.wav   # the CTC head alone
     python -m rnnseq.transcribe run=<run> decoding.beam_size=8 decoding.lm=<asr_lm run> \\
@@ -18,6 +19,7 @@ import sys
 
 import torch
 
+from rnnseq.arguments import take_run
 from rnnseq.checkpoints import load_task_or_report
 from rnnseq.evaluate import parse_decoding
 
@@ -27,18 +29,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m rnnseq.transcribe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="+",
-                        help="run=<run folder or .ckpt>, audio files, decoding.KEY=VALUE")
+                        help="run=<run folder or .ckpt> (or that path first), audio files, "
+                             "decoding.KEY=VALUE")
     parser.add_argument("--greedy", action="store_true",
                         help="greedy attention decoding instead of beam search (decoding.mode=greedy)")
     parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_intermixed_args(argv)
-    runs = [i.partition("=")[2] for i in args.items if i.startswith("run=")]
-    args.decoding = [i for i in args.items if i.startswith("decoding.")]
-    args.files = [i for i in args.items if not i.startswith(("run=", "decoding."))]
-    if len(runs) != 1 or not args.files:
-        parser.error("give one run=<run folder or checkpoint> and at least one audio file")
-    args.run = runs[0]
+    try:
+        args.run, items = take_run(args.items)
+    except ValueError as err:
+        parser.error(str(err))
+    args.decoding = [i for i in items if i.startswith("decoding.")]
+    args.files = [i for i in items if not i.startswith("decoding.")]
+    if args.run is None or not args.files:
+        parser.error("give the run (run=<run folder or checkpoint>, or that path first) and at "
+                     "least one audio file")
     try:
         args.decoding = parse_decoding(args.decoding)
     except ValueError as err:

@@ -44,7 +44,7 @@ def load_example(monkeypatch, marker: str, module_name: str) -> types.ModuleType
 
 def test_encoder_example_builds_into_a_seq2seq_model(monkeypatch):
     load_example(monkeypatch, "**An encoder.**", "mypackage.encoders")
-    encoder_config = yaml.safe_load(block_after("conf/model/encoder/conv_gru.yaml", "yaml"))
+    encoder_config = yaml.safe_load(block_after("rnnseq/conf/model/encoder/conv_gru.yaml", "yaml"))
     model = {
         "cell": {"name": "lstm"},  # what the decoder's ${model.cell} reads
         "encoder": {**encoder_config, "hidden_size": 8},

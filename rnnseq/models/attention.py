@@ -108,7 +108,7 @@ class DotAttention(Attention):
     projection (that would be ``general``).
     """
 
-    option = "dot"  # the name of its config in conf/model/attention, for error messages
+    option = "dot"  # the name of its config in rnnseq/conf/model/attention, for error messages
 
     def __init__(self, query_dim: int, memory_dim: int):
         super().__init__(query_dim, memory_dim)

@@ -44,7 +44,7 @@ RecurrentState = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class Cell:
-    """A recurrent cell setting (see ``conf/model/cell/``).
+    """A recurrent cell setting (see ``rnnseq/conf/model/cell/``).
 
     Attributes:
         name: one of :data:`CELLS`.

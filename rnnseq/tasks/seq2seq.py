@@ -146,7 +146,7 @@ class Seq2SeqTask(Task):
     encoder step, ``eos_threshold``, ``pre_beam``, ``nbest``) and the scorer weights
     (``ctc_weight`` for joint CTC/attention scoring, ``lm`` with ``lm_weight`` for shallow
     fusion, ``length_bonus``, ``coverage_weight`` with ``coverage_kind`` and
-    ``coverage_threshold``); ``conf/task/speech_to_text.yaml`` explains each.
+    ``coverage_threshold``); ``rnnseq/conf/task/speech_to_text.yaml`` explains each.
     :meth:`set_decoding` changes them, refusing settings that could not apply.
     """
 
