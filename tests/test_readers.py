@@ -8,7 +8,8 @@ import numpy as np
 import soundfile
 
 from rnnseq.data.manifest import DataReport, read_manifest
-from rnnseq.data.readers import folder_manifest, main
+from rnnseq.data.readers import folder_manifest
+from rnnseq.data.readers.__main__ import main
 
 
 def tone(path, seconds, rate=16000):

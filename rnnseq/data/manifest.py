@@ -93,6 +93,12 @@ class DataReport:
         """Writes the report as JSON to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
+    @classmethod
+    def read(cls, path: str | Path) -> DataReport:
+        """A report written by :meth:`write`."""
+        issues = json.loads(Path(path).read_text())["issues"]
+        return cls([DataIssue(**issue) for issue in issues])
+
 
 def read_manifest(path: str | Path, report: DataReport) -> list[Utterance]:
     """Reads a JSONL manifest, skipping (and reporting) lines that cannot be used.

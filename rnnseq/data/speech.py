@@ -208,8 +208,10 @@ class SpeechDataModule(SplitDataModule):
 
     Args:
         manifests: ``{"train": path, "valid": path, "test": path}``.
-        corpus: an object with ``build() -> manifests`` (e.g. the embedded espeak corpus); when
-            given, its manifests replace ``manifests``. It is built in :meth:`prepare_data`.
+        corpus: an object with ``build() -> manifests`` (the embedded espeak corpus, or a
+            reader of a corpus on disk, :mod:`rnnseq.data.readers`); when given, its manifests
+            replace ``manifests``. It is built in :meth:`prepare_data`; what its ``report`` lists
+            (items a reader left out) joins the run's data report.
         max_frames: padded feature frames per batch (the bucketing budget).
         length_jitter: relative jitter of the length sort key in training, so that batches differ
             between epochs (see :class:`~rnnseq.data.batching.BucketBatchSampler`).
@@ -331,6 +333,9 @@ class SpeechDataModule(SplitDataModule):
             return
         if self.corpus is not None and not self.manifests:
             self.prepare_data()
+        corpus_report = getattr(self.corpus, "report", None)  # what a reader left out on disk
+        if corpus_report is not None:
+            self.report.merge(corpus_report.issues)
         missing = [s for s in SPLITS if s not in self.manifests]
         if missing:
             raise ValueError(f"data.manifests lacks split(s) {missing}; give paths for {SPLITS}")

@@ -1,7 +1,4 @@
-"""Readers that turn speech corpora as they lie on disk into rnnseq's JSONL manifests.
-
-    python -m rnnseq.data.readers folder DIR [--transcripts FILE] [--out DIR/manifest.jsonl]
-    python -m rnnseq.data.readers ljspeech DIR [--speaker NAME] [--out DIR/manifest.jsonl]
+"""A folder of audio files with transcripts, and the LJSpeech layout, as one JSONL manifest.
 
 ``folder``: every audio file under ``DIR`` (any format soundfile reads: wav, flac, ogg, ...) with
 its transcript, taken from
@@ -23,14 +20,13 @@ the console). The manifest then goes to ``rnnseq.evaluate --manifest`` or into `
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from pathlib import Path
 
 import soundfile
 
 from rnnseq.data.manifest import DataReport, write_manifest
+from rnnseq.data.readers.corpus import audio_entry
 
 SIDECARS = (".txt", ".lab")
 _ID_AND_TEXT = re.compile(r"^(\S+?)(?:\t|\||\s+)(.*)$")
@@ -66,20 +62,15 @@ def read_transcripts(path: Path, report: DataReport, normalised: bool = False) -
     return out
 
 
-def folder_manifest(folder: str | Path, transcripts: str | Path | None = None,
-                    out: str | Path | None = None, normalised: bool = False,
-                    speaker: str | None = None) -> tuple[Path, DataReport, int]:
-    """Writes the manifest of an audio folder (see the module docstring); returns ``(manifest
-    path, report of what was left out, utterances written)``. ``normalised`` reads the last
-    column of ``ID|TEXT|NORMALISED`` transcripts; ``speaker`` is written on every line."""
-    folder = Path(folder)
+def folder_entries(folder: Path, transcripts: Path | None, report: DataReport,
+                   normalised: bool = False, speaker: str | None = None) -> list[dict]:
+    """Manifest entries of an audio folder (see the module docstring); what is left out goes to
+    ``report``. ``normalised`` reads the last column of ``ID|TEXT|NORMALISED`` transcripts;
+    ``speaker`` is written on every line."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of audio files")
-    out = Path(out) if out else folder / "manifest.jsonl"
-    report = DataReport()
     table = None
     if transcripts is not None:
-        transcripts = Path(transcripts)
         if not transcripts.is_file():
             raise FileNotFoundError(f"transcript file {transcripts} does not exist")
         table = read_transcripts(transcripts, report, normalised)
@@ -97,75 +88,58 @@ def folder_manifest(folder: str | Path, transcripts: str | Path | None = None,
         else:
             sidecar = next((audio.with_suffix(s) for s in SIDECARS if audio.with_suffix(s).is_file()),
                            None)
-            text = sidecar.read_text(encoding="utf-8").strip() if sidecar else None
+            text = sidecar.read_text(encoding="utf-8") if sidecar else None
         if text is None:
             where = f" in {transcripts}" if table is not None else " (.txt or .lab beside it)"
             report.add(str(audio), None, f"no transcript{where}", quiet=True)
             continue
-        if not text:
-            report.add(str(audio), None, "empty transcript", quiet=True)
-            continue
-        try:
-            duration = soundfile.info(str(audio)).duration
-        except Exception as err:  # soundfile raises several kinds for broken files
-            report.add(str(audio), None, f"unreadable audio: {err}", quiet=True)
-            continue
-        entries.append({"id": relative, "audio_filepath": str(audio.resolve()),
-                        "duration": round(duration, 3), "text": text,
-                        **({"speaker": speaker} if speaker else {})})
+        entry = audio_entry(audio, relative, text, report, speaker=speaker)
+        if entry:
+            entries.append(entry)
     for key in sorted(set(table or {}) - used):
         report.add(str(transcripts), None, f"transcript {key} has no audio file under {folder}",
                    quiet=True)
+    return entries
+
+
+def folder_manifest(folder: str | Path, transcripts: str | Path | None = None,
+                    out: str | Path | None = None, normalised: bool = False,
+                    speaker: str | None = None) -> tuple[Path, DataReport, int]:
+    """Writes the manifest of an audio folder (:func:`folder_entries`) to ``out`` (default:
+    ``folder/manifest.jsonl``) and what was left out to ``<out>.report.json``; returns
+    ``(manifest path, report, utterances written)``."""
+    folder = Path(folder)
+    out = Path(out) if out else folder / "manifest.jsonl"
+    report = DataReport()
+    entries = folder_entries(folder, Path(transcripts) if transcripts else None, report,
+                             normalised, speaker)
+    return write_with_report(out, entries, report, f"no audio file under {folder} has a transcript")
+
+
+def write_with_report(out: Path, entries: list[dict], report: DataReport, empty: str):
+    """Writes ``entries`` to ``out`` and ``report`` beside it (``<out>.report.json``); returns
+    ``(out, report, len(entries))``. No entries: ``ValueError`` saying ``empty``."""
     if not entries:
-        raise ValueError(f"no audio file under {folder} has a transcript; see the problems above "
-                         f"({report.counts()})")
+        raise ValueError(f"{empty}; see the problems above ({report.counts()})")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_manifest(out, entries)
     report.write(out.with_suffix(".report.json"))
     return out, report, len(entries)
 
 
-def ljspeech_manifest(folder: str | Path, out: str | Path | None = None,
-                      speaker: str | None = None) -> tuple[Path, DataReport, int]:
-    """The manifest of a corpus in the LJSpeech layout (see the module docstring)."""
-    folder = Path(folder)
+def ljspeech_entries(folder: Path, report: DataReport, speaker: str | None = None) -> list[dict]:
+    """Manifest entries of a corpus in the LJSpeech layout (see the module docstring)."""
     if not (folder / "metadata.csv").is_file() or not (folder / "wavs").is_dir():
         raise FileNotFoundError(f"{folder} is not in the LJSpeech layout: it needs metadata.csv "
                                 f"and a wavs/ folder")
-    return folder_manifest(folder / "wavs", folder / "metadata.csv",
-                           out or folder / "manifest.jsonl", normalised=True, speaker=speaker)
+    return folder_entries(folder / "wavs", folder / "metadata.csv", report, normalised=True,
+                          speaker=speaker)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rnnseq.data.readers folder DIR ...``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m rnnseq.data.readers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    readers = parser.add_subparsers(dest="reader", required=True)
-    folder = readers.add_parser("folder", help="a folder of audio files plus transcripts")
-    folder.add_argument("dir", type=Path)
-    folder.add_argument("--transcripts", type=Path,
-                        help="ID TEXT lines (default: a .txt or .lab file beside each audio file)")
-    folder.add_argument("--out", type=Path, help="manifest path (default: DIR/manifest.jsonl)")
-    lj = readers.add_parser("ljspeech", help="LJSpeech layout: metadata.csv and wavs/")
-    lj.add_argument("dir", type=Path)
-    lj.add_argument("--speaker", help="a speaker name written on every line")
-    lj.add_argument("--out", type=Path, help="manifest path (default: DIR/manifest.jsonl)")
-    args = parser.parse_args(argv)
-    try:
-        if args.reader == "ljspeech":
-            path, report, count = ljspeech_manifest(args.dir, args.out, args.speaker)
-        else:
-            path, report, count = folder_manifest(args.dir, args.transcripts, args.out)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {count} utterances to {path}")
-    if report.issues:
-        print(f"left out {len(report.issues)} (see {path.with_suffix('.report.json')}):")
-        for issue in report.issues[:10]:
-            print(f"  {issue.source}: {issue.reason}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def ljspeech_manifest(folder: str | Path, out: str | Path | None = None,
+                      speaker: str | None = None) -> tuple[Path, DataReport, int]:
+    """Writes the manifest of an LJSpeech-layout corpus (default: ``folder/manifest.jsonl``)."""
+    folder, report = Path(folder), DataReport()
+    entries = ljspeech_entries(folder, report, speaker)
+    return write_with_report(Path(out) if out else folder / "manifest.jsonl", entries, report,
+                             f"no audio file under {folder / 'wavs'} has a transcript")
