@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: figures go to TensorBoard, never to a screen
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import TQDMProgressBar  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
 from rnnseq import metrics as M  # noqa: E402
@@ -45,6 +45,17 @@ class ProgressBar(TQDMProgressBar):
         shown = {name.split("/")[-1]: f"{value:.3f}" for name, value in self._shown.items()}
         return {**super().get_metrics(trainer, pl_module), **shown}
 SAMPLES_TAG = "val/samples"
+
+
+class RecentCheckpoints(ModelCheckpoint):
+    """Keeps the checkpoints of the latest ``keep`` validations (``recent-step<N>.ckpt``), for
+    ``python -m rnnseq.average RUN --last N``; ``keep=0`` keeps none. (Lightning's way to keep the
+    last N: rank the checkpoints by ``step``, highest first.)"""
+
+    def __init__(self, dirpath: str, keep: int = 0):
+        super().__init__(dirpath=dirpath, filename="recent-step{step}", auto_insert_metric_name=False,
+                         monitor="step", mode="max", save_top_k=keep, save_last=False,
+                         enable_version_counter=False)
 
 
 class ValidationSamples(L.Callback):

@@ -100,21 +100,55 @@ def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tenso
     raise ValueError("\n".join(lines))
 
 
+BEST_PREFIX = "best"  # callbacks.model_checkpoint.filename starts with it
+
+
 def find_checkpoint(path: str | Path) -> Path:
-    """``path`` itself if it is a file, else the newest ``best*.ckpt`` (or ``last.ckpt``) of a run
-    folder's ``checkpoints/``."""
+    """``path`` itself if it is a file, else the best ``best*.ckpt`` of a run folder's
+    ``checkpoints/`` (:func:`ranked_best`), or its ``last.ckpt``."""
     path = Path(path)
     if path.is_file():
         return path
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if not folder.is_dir():
         raise FileNotFoundError(f"{path} is neither a checkpoint file nor a run folder")
-    best = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
+    best = ranked_best(folder)
     if best:
-        return best[-1]
+        return best[0]
     if (folder / "last.ckpt").is_file():
         return folder / "last.ckpt"
     raise FileNotFoundError(f"no best*.ckpt or last.ckpt under {folder}")
+
+
+def _best_state(checkpoint: dict) -> dict | None:
+    """The state of the ModelCheckpoint that keeps ``best-*.ckpt`` in a checkpoint's callbacks."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if key.startswith("ModelCheckpoint") and any(
+                Path(p).name.startswith(BEST_PREFIX) for p in state.get("best_k_models") or {}):
+            return state
+    return None
+
+
+def ranked_best(folder: Path) -> list[Path]:
+    """``best-*.ckpt`` of a checkpoint folder, best first, ranked by the validation scores that
+    training recorded (in the newest checkpoint's ModelCheckpoint state); files the state does
+    not know (or no state at all) rank after, newest first."""
+    files = {p.name: p for p in folder.glob(f"{BEST_PREFIX}*.ckpt")}
+    if not files:
+        return []
+    newest = max([*files.values(), *folder.glob("last.ckpt")], key=lambda p: p.stat().st_mtime)
+    state = _best_state(torch.load(newest, map_location="cpu", weights_only=True, mmap=True))
+    scores = {Path(p).name: float(s) for p, s in ((state or {}).get("best_k_models") or {}).items()
+              if Path(p).name in files}
+    ranked = []
+    if scores:
+        best_name = Path(state.get("best_model_path") or "").name
+        # the mode is whichever order puts the recorded best first
+        descending = best_name in scores and scores[best_name] == max(scores.values()) \
+            and scores[best_name] != min(scores.values())
+        ranked = sorted(scores, key=lambda n: scores[n], reverse=descending)
+    rest = sorted((n for n in files if n not in scores), key=lambda n: -files[n].stat().st_mtime)
+    return [files[n] for n in [*ranked, *rest]]
 
 
 def load_task(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> TaskT:

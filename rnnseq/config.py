@@ -65,6 +65,22 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
+AVERAGE_KEY = "average_checkpoints"  # task.average_checkpoints: read by rnnseq.train, not the task
+
+
+def task_config(cfg):
+    """``cfg.task`` as the task class takes it: without the keys that ``rnnseq.train`` reads
+    itself (``average_checkpoints``)."""
+    import copy
+
+    from omegaconf import open_dict
+
+    task = copy.deepcopy(cfg.task)  # keeps its parent, so ${task...} interpolations still resolve
+    with open_dict(task):
+        task.pop(AVERAGE_KEY, None)
+    return task
+
+
 def compose_train_config(overrides: list[str], run_dir: str | Path):
     """The config ``python -m rnnseq.train <overrides>`` would run with, outside a Hydra run (tests,
     benchmarks, notebooks): its output folder is ``run_dir``, so that ``${hydra:...}`` resolves."""

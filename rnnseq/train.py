@@ -21,8 +21,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnseq.checkpoints import legacy_hparams, load_checkpoint, require_matching_shapes
-from rnnseq.config import CONFIG_DIR
+from rnnseq.callbacks import RecentCheckpoints
+from rnnseq.checkpoints import legacy_hparams, load_checkpoint, ranked_best, require_matching_shapes
+from rnnseq.config import AVERAGE_KEY, CONFIG_DIR, task_config
 from rnnseq.console import quiet_third_party
 from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
@@ -65,9 +66,29 @@ def build_data_and_task(cfg: DictConfig):
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    task = instantiate(cfg.task, model=cfg.model, **datamodule.task_arguments())
+    task = instantiate(task_config(cfg), model=cfg.model, **datamodule.task_arguments())
     datamodule.prepare_task(task)
     return datamodule, task
+
+
+def checkpoints_to_average(cfg: DictConfig, callbacks: list) -> int:
+    """``task.average_checkpoints`` (0: test the single best), checked against what the best
+    checkpoint callback keeps."""
+    count = int(cfg.task.get(AVERAGE_KEY) or 0)
+    if count <= 0:
+        return 0
+    best = best_checkpoint_callback(callbacks)
+    if best is None or best.save_top_k < count:
+        kept = best.save_top_k if best is not None else "no checkpoints (callbacks.model_checkpoint=null)"
+        raise ValueError(f"task.{AVERAGE_KEY}={count} averages the {count} best checkpoints, but "
+                         f"callbacks.model_checkpoint.save_top_k keeps {kept}; set it to {count} or more")
+    return count
+
+
+def best_checkpoint_callback(callbacks: list) -> ModelCheckpoint | None:
+    """The ModelCheckpoint that keeps the best validations (not :class:`RecentCheckpoints`)."""
+    return next((c for c in callbacks if isinstance(c, ModelCheckpoint)
+                 and not isinstance(c, RecentCheckpoints)), None)
 
 
 def build_callbacks(cfg: DictConfig, task) -> list:
@@ -78,7 +99,7 @@ def build_callbacks(cfg: DictConfig, task) -> list:
         if not conf:  # an entry set to null (`callbacks.attention_samples=null`) is switched off
             continue
         callback = instantiate(conf)
-        if getattr(callback, "monitor", None):
+        if getattr(callback, "monitor", None) not in (None, "step", "epoch"):  # those two always are
             task.require_logged(callback.monitor, f"callbacks.{name}.monitor")
         callbacks.append(callback)
     return callbacks
@@ -117,6 +138,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule, task = build_data_and_task(cfg)
 
     callbacks = build_callbacks(cfg, task)
+    average = checkpoints_to_average(cfg, callbacks)
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
     trainer = instantiate(quick_run_overrides(cfg.trainer), callbacks=callbacks, logger=loggers)
     share_cores(cfg.get("threads"), trainer)
@@ -144,7 +166,7 @@ def train(cfg: DictConfig) -> dict:
     publish_data_report(trainer, datamodule, task, run_dir, tb)
     train_seconds = time.time() - started
 
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = best_checkpoint_callback(callbacks)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     results: dict = {
         "run_dir": str(run_dir),
@@ -154,6 +176,8 @@ def train(cfg: DictConfig) -> dict:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
     }
+    if average and best_path:  # the test scores the average of the best instead
+        best_path, results["averaged_checkpoints"] = average_best(trainer, run_dir, average)
     if cfg.get("test", True):
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path,
                                     weights_only=True)[0]
@@ -184,6 +208,24 @@ def train(cfg: DictConfig) -> dict:
                              if k in results})
     log.info("run folder: %s", run_dir)
     return results
+
+
+def average_best(trainer, run_dir: Path, count: int) -> tuple[str, list[str]]:
+    """Writes the average of the ``count`` best checkpoints (fewer, with a warning, when fewer
+    validations ran) on rank 0; returns ``(its path, the names averaged)`` on every rank."""
+    from rnnseq.average import checkpoint_folder, write_average
+
+    folder = checkpoint_folder(run_dir)
+    kept = len(ranked_best(folder))
+    if kept < count:
+        log.warning("task.%s=%d, but only %d validation checkpoint(s) were kept: averaging those",
+                    AVERAGE_KEY, count, kept)
+    path = folder / f"average-best{min(count, kept)}.ckpt"
+    if trainer.is_global_zero:
+        _, chosen = write_average(run_dir, best=min(count, kept), out=path)
+        log.info("testing the average of %s", ", ".join(p.name for p in chosen))
+    trainer.strategy.barrier()
+    return str(path), [p.name for p in ranked_best(folder)[:min(count, kept)]]
 
 
 def test_extra_split(trainer, task, datamodule, split: str, best_path, run_dir: Path) -> dict:

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from rnnseq.config import CONFIG_DIR
+from rnnseq.config import CONFIG_DIR, task_config
 from rnnseq.data.tokenizer import CharTokenizer, LabelTokenizer
 from rnnseq.models.recurrent import CELLS, CUSTOM_CELLS
 from rnnseq.train import build_callbacks
@@ -46,7 +46,7 @@ def _task_arguments(cfg, datamodule) -> dict:
 
 def _build(cfg):
     datamodule = instantiate(cfg.data)
-    task = instantiate(cfg.task, model=cfg.model, **_task_arguments(cfg, datamodule))
+    task = instantiate(task_config(cfg), model=cfg.model, **_task_arguments(cfg, datamodule))
     callbacks = build_callbacks(cfg, task)  # as rnnseq.train does: monitors are checked
     loggers = [instantiate(c) for c in cfg.logger.values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from rnnseq.config import task_config
 from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import SPECIALS
 from rnnseq.models.guided_attention import guided_attention_loss, guided_attention_penalty
@@ -73,7 +74,7 @@ def test_annealed_weight_and_checks():
 def test_task_adds_the_loss_in_training_only(tmp_path):
     cfg = compose_config(["experiment=asr", *TINY_MODEL, "task.guided_attention.weight=2.0"],
                          tmp_path)
-    task = instantiate(cfg.task, model=cfg.model, vocabulary=[*SPECIALS, " ", "a", "b"],
+    task = instantiate(task_config(cfg), model=cfg.model, vocabulary=[*SPECIALS, " ", "a", "b"],
                        features=cfg.data.features)
     generator = torch.Generator().manual_seed(0)
     batch = Batch(features=torch.randn(2, 40, cfg.data.features.n_mels, generator=generator),

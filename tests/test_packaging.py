@@ -67,7 +67,7 @@ def test_the_wheel_ships_the_configs_and_the_installed_copy_is_the_one_imported(
 
 def test_console_scripts_run_outside_the_checkout_with_a_users_config_folder(installed, tmp_path,
                                                                               data_dir, tiny_corpus):
-    for script in ("train", "evaluate", "transcribe", "generate", "synthesize", "summarize"):
+    for script in ("train", "evaluate", "transcribe", "generate", "synthesize", "summarize", "average"):
         assert (installed / f"rnnseq-{script}").is_file(), script
     # the user's own experiment, in a folder of their own, found through Hydra's search path
     mine = tmp_path / "my_configs" / "experiment"
