@@ -184,7 +184,7 @@ def test_reverse_within_lengths_keeps_padding_and_is_an_involution():
 
 
 @pytest.mark.parametrize("subsampling,cell", [("conv", "lstm"), ("pyramid", "gru"),
-                                              ("none", "rnn"), ("conv", "gru")])
+                                              ("none", "rnn"), ("conv", "gru"), ("vgg", "lstm")])
 def test_encoder_padded_batch_equals_each_sequence_alone(subsampling, cell):
     torch.manual_seed(0)
     enc = RecurrentEncoder(input_dim=6, hidden_size=5, num_layers=3, cell=cell,
@@ -199,6 +199,17 @@ def test_encoder_padded_batch_equals_each_sequence_alone(subsampling, cell):
         assert alone_len.item() == out_lengths[i].item()
         torch.testing.assert_close(out[i, : out_lengths[i]], alone[0], atol=1e-5, rtol=1e-4)
         assert out[i, out_lengths[i] :].abs().sum() == 0
+
+
+def test_vgg_front_end_has_espnets_vgg2l_sizes():
+    from rnnseq.models.encoder import VGGSubsampling
+
+    front = VGGSubsampling(80, 256, factor=4, channels=64)
+    convs = (1 * 64 + 64 * 64 + 64 * 128 + 128 * 128) * 9 + 64 + 64 + 128 + 128  # 3x3 kernels + biases
+    projection = 128 * 20 * 256 + 256  # 80 mel bins pooled twice: 20
+    assert sum(p.numel() for p in front.parameters()) == convs + projection == 259_008 + 655_616
+    out, lengths = front(torch.randn(2, 13, 80), torch.tensor([13, 6]))
+    assert out.shape == (2, 4, 256) and lengths.tolist() == [4, 2]  # ceil(13/4), ceil(6/4)
 
 
 def test_encoder_rejects_bad_settings_naming_the_key():

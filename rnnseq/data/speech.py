@@ -391,7 +391,9 @@ class SpeechDataModule(SplitDataModule):
             augment = WaveAugment(self.augment_settings, self.feature_config.sample_rate, talkers)
         clean_epochs = self.augment_settings.clean_epochs
         same = dict(symbols=self.symbols, speakers=self._speakers())
-        if not self.feature_cache:
+        if not self.feature_cache or (augment is not None and self.augment_settings.variants == 0):
+            # augmented on the fly: every epoch reads the audio, so a clean cache would go unread
+            # (at LibriSpeech's 960 h it would take 110 GB); the other splits are still cached
             return SpeechDataset(utts, self.tokenizer, self.feature_config, augment,
                                  clean_epochs=clean_epochs, **same)
         cache = build_feature_cache(utts, self.feature_config, self.feature_cache,
@@ -400,9 +402,6 @@ class SpeechDataModule(SplitDataModule):
         utts, cache = self._drop_unusable(utts, cache, split)
         if augment is None:
             return SpeechDataset(utts, self.tokenizer, self.feature_config, cache=cache, **same)
-        if self.augment_settings.variants == 0:  # on the fly, from the audio
-            return SpeechDataset(utts, self.tokenizer, self.feature_config, augment,
-                                 clean_epochs=clean_epochs, **same)
         variants = [build_feature_cache(utts, self.feature_config, self.feature_cache,
                                         num_workers=available_cores(), augment=augment, variant=k,
                                         description=f"augmented copy {k + 1} of {split}")

@@ -10,7 +10,7 @@ from torch import nn
 from rnnseq.data.batching import make_pad_mask
 from rnnseq.models.recurrent import Cell, RecurrentLayer, parse_cell, require_positive
 
-SUBSAMPLING = ("conv", "pyramid", "none")
+SUBSAMPLING = ("conv", "vgg", "pyramid", "none")
 
 
 class ConvSubsampling(nn.Module):
@@ -42,6 +42,40 @@ class ConvSubsampling(nn.Module):
         return x * make_pad_mask(lengths, s).unsqueeze(-1), lengths
 
 
+class VGGSubsampling(nn.Module):
+    """VGG blocks (Simonyan & Zisserman 2015; ESPnet's ``VGG2L``): per block two 3x3 convolutions
+    with ReLU, then 2x2 max pooling, which halves time and frequency; ``log2(factor)`` blocks with
+    ``channels``, ``2 * channels``, ... channels, then a linear projection.
+
+    ``(B, S, F) -> (B, S', output_dim)`` with ``S' = ceil(S / factor)``. Frames beyond each length
+    are zeroed after every convolution and pooling, so padding never leaks into real frames.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, factor: int = 4, channels: int = 64):
+        super().__init__()
+        blocks, freq, width = [], input_dim, 1
+        for i in range(_log2(factor)):
+            out = channels * 2**i
+            blocks.append(nn.ModuleList([nn.Conv2d(width, out, 3, padding=1),
+                                         nn.Conv2d(out, out, 3, padding=1)]))
+            width, freq = out, (freq + 1) // 2
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+        self.proj = nn.Linear(width * freq, output_dim)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.unsqueeze(1)  # (B, 1, S, F)
+        for convs in self.blocks:
+            mask = make_pad_mask(lengths, x.shape[2])[:, None, :, None]
+            for conv in convs:
+                x = torch.relu(conv(x)) * mask  # (B, C, S, F): 3x3 reads neighbours, so re-zero
+            x = self.pool(x)  # (B, C, ceil(S/2), ceil(F/2)); padding is zero and ReLU output >= 0
+            lengths = (lengths + 1) // 2
+        b, c, s, f = x.shape
+        x = self.proj(x.transpose(1, 2).reshape(b, s, c * f))  # (B, S', output_dim)
+        return x * make_pad_mask(lengths, s).unsqueeze(-1), lengths
+
+
 def stack_frames(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenates pairs of adjacent frames: ``(B, S, D) -> (B, ceil(S/2), 2D)``.
 
@@ -63,9 +97,12 @@ class RecurrentEncoder(nn.Module):
         cell: a name of :data:`rnnseq.models.recurrent.CELLS` or a cell setting (``model.cell``).
         bidirectional: read the sequence both ways; the output has twice the cell's output size
             (``2 * hidden_size``, or ``2 * proj_size`` for ``lstmp``).
-        subsampling: ``conv`` (strided convolutions before the first layer), ``pyramid`` (pairs of
-            frames stacked after each of the first ``log2(factor)`` layers, as in Listen, Attend and
+        subsampling: ``conv`` (strided convolutions before the first layer), ``vgg`` (VGG blocks
+            with max pooling before it, ESPnet's ``vgg`` front end), ``pyramid`` (pairs of frames
+            stacked after each of the first ``log2(factor)`` layers, as in Listen, Attend and
             Spell) or ``none``.
+        conv_channels: channels of the ``conv`` front end; of the first ``vgg`` block (doubled in
+            each next one).
         subsampling_factor: a power of two.
         dropout: between layers and on the front end's output.
 
@@ -95,10 +132,11 @@ class RecurrentEncoder(nn.Module):
         self.output_dim = cell.output_size(hidden_size) * directions
         self.subsampling_factor = subsampling_factor if subsampling != "none" else 1
         self.dropout = nn.Dropout(dropout)
-        self.front: ConvSubsampling | None = None
+        self.front: ConvSubsampling | VGGSubsampling | None = None
         self.stack_after = 0  # frames are stacked in pairs after this many first layers
-        if subsampling == "conv":
-            self.front = ConvSubsampling(input_dim, hidden_size, subsampling_factor, conv_channels)
+        if subsampling in ("conv", "vgg"):
+            front = ConvSubsampling if subsampling == "conv" else VGGSubsampling
+            self.front = front(input_dim, hidden_size, subsampling_factor, conv_channels)
             size = hidden_size
         else:
             size = input_dim
