@@ -12,9 +12,9 @@ best checkpoint, but not resumed. ``task.average_checkpoints=N`` in training tes
 the N best instead of the single best.
 
 The ranking is the one training kept: ``best-*.ckpt`` are the ``save_top_k`` best validations by
-the task's monitored metric (``callbacks.model_checkpoint.save_top_k``), their scores read from
-the run's checkpoint state; ``recent-*.ckpt`` are the latest validations
-(``callbacks.recent_checkpoints.save_top_k``). Asking for more than the run kept is an error
+the task's monitored metric (``callbacks.model_checkpoint.save_top_k``), their scores and the
+direction (min or max) read from the run's checkpoint state; ``recent-*.ckpt`` are the latest
+validations (``callbacks.recent_checkpoints.keep``). Asking for more than the run kept is an error
 that says which setting to raise.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from rnnseq.arguments import strip_key
-from rnnseq.checkpoints import BEST_PREFIX, load_checkpoint, ranked_best
+from rnnseq.checkpoints import load_checkpoint, ranked_best
 
 RECENT_PREFIX = "recent"
 
@@ -42,17 +42,15 @@ def checkpoint_folder(run: str | Path) -> Path:
 
 
 def latest(folder: Path) -> list[Path]:
-    """Validation checkpoints (``best-*`` and ``recent-*``) of a folder, newest step first."""
-    steps = {}
-    for path in [*folder.glob(f"{BEST_PREFIX}*.ckpt"), *folder.glob(f"{RECENT_PREFIX}*.ckpt")]:
-        step = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
-        steps.setdefault(step, path)  # the same validation saved by both callbacks counts once
+    """``recent-*.ckpt`` of a folder (the latest validations), newest step first."""
+    steps = {torch.load(p, map_location="cpu", weights_only=True, mmap=True)["global_step"]: p
+             for p in folder.glob(f"{RECENT_PREFIX}*.ckpt")}
     return [steps[s] for s in sorted(steps, reverse=True)]
 
 
 def choose(run: str | Path, best: int | None = None, last: int | None = None) -> list[Path]:
     """The checkpoints ``--best N`` or ``--last N`` names (exactly one of them)."""
-    if (best is None) == (last is None) or (best or last) < 1:
+    if (best is None) == (last is None) or (best if best is not None else last) < 1:
         raise ValueError("give one of --best N or --last N, with N >= 1")
     folder = checkpoint_folder(run)
     if best is not None:
@@ -63,33 +61,35 @@ def choose(run: str | Path, best: int | None = None, last: int | None = None) ->
         return chosen
     chosen = latest(folder)[:last]
     if len(chosen) < last:
-        raise ValueError(f"{folder} keeps {len(chosen)} validation checkpoint(s), fewer than --last "
-                         f"{last}: train with callbacks.recent_checkpoints.save_top_k={last} or more")
+        raise ValueError(f"{folder} keeps {len(chosen)} recent checkpoint(s), fewer than --last "
+                         f"{last}: train with callbacks.recent_checkpoints.keep={last} or more")
     return chosen
 
 
 def average_checkpoints(paths: list[Path]) -> dict:
     """The newest of ``paths`` (by step) with its floating-point weights replaced by the mean of
-    all of them (accumulated in float64), integer buffers kept, optimiser state dropped."""
-    checkpoints = [load_checkpoint(p) for p in paths]
-    newest = max(range(len(paths)), key=lambda i: checkpoints[i]["global_step"])
-    out = checkpoints[newest]
-    names = set(out["state_dict"])
-    for path, checkpoint in zip(paths, checkpoints):
-        if set(checkpoint["state_dict"]) != names:
+    all of them (summed in float64, one checkpoint in memory at a time besides the newest),
+    integer buffers kept, optimiser state dropped."""
+    steps = [torch.load(p, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+             for p in paths]
+    newest = max(range(len(paths)), key=lambda i: steps[i])
+    out = load_checkpoint(paths[newest])
+    out["optimizer_states"], out["lr_schedulers"] = [], []
+    totals = {name: value.to(torch.float64) for name, value in out["state_dict"].items()
+              if value.is_floating_point()}
+    for i, path in enumerate(paths):
+        if i == newest:
+            continue
+        state = load_checkpoint(path)["state_dict"]
+        if set(state) != set(out["state_dict"]):
             raise ValueError(f"{path} holds other weights than {paths[newest]}; average checkpoints "
                              f"of one run")
-    averaged = {}
-    for name, value in out["state_dict"].items():
-        if value.is_floating_point():
-            total = sum(c["state_dict"][name].to(torch.float64) for c in checkpoints)
-            averaged[name] = (total / len(checkpoints)).to(value.dtype)
-        else:
-            averaged[name] = value
-    out["state_dict"] = averaged
-    out["optimizer_states"], out["lr_schedulers"] = [], []
-    out.setdefault("rnnseq", {})["averaged"] = {"checkpoints": [p.name for p in paths],
-                                                "steps": [c["global_step"] for c in checkpoints]}
+        for name in totals:
+            totals[name] += state[name].to(torch.float64)
+        del state
+    for name, total in totals.items():
+        out["state_dict"][name] = (total / len(paths)).to(out["state_dict"][name].dtype)
+    out.setdefault("rnnseq", {})["averaged"] = {"checkpoints": [p.name for p in paths], "steps": steps}
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -120,33 +121,29 @@ def find_checkpoint(path: str | Path) -> Path:
     raise FileNotFoundError(f"no best*.ckpt or last.ckpt under {folder}")
 
 
-def _best_state(checkpoint: dict) -> dict | None:
-    """The state of the ModelCheckpoint that keeps ``best-*.ckpt`` in a checkpoint's callbacks."""
+def _best_state(checkpoint: dict) -> tuple[dict | None, str | None]:
+    """The state of the ModelCheckpoint that keeps ``best-*.ckpt`` in a checkpoint's callbacks,
+    and its mode (``min``/``max``, from the state's key), or ``(None, None)``."""
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if key.startswith("ModelCheckpoint") and any(
                 Path(p).name.startswith(BEST_PREFIX) for p in state.get("best_k_models") or {}):
-            return state
-    return None
+            mode = re.search(r"'mode': '(min|max)'", key)
+            return state, mode.group(1) if mode else None
+    return None, None
 
 
 def ranked_best(folder: Path) -> list[Path]:
     """``best-*.ckpt`` of a checkpoint folder, best first, ranked by the validation scores that
-    training recorded (in the newest checkpoint's ModelCheckpoint state); files the state does
-    not know (or no state at all) rank after, newest first."""
+    training recorded (in the newest checkpoint's ModelCheckpoint state, whose key holds the
+    mode); files the state does not know (or no state at all) rank after, newest first."""
     files = {p.name: p for p in folder.glob(f"{BEST_PREFIX}*.ckpt")}
     if not files:
         return []
     newest = max([*files.values(), *folder.glob("last.ckpt")], key=lambda p: p.stat().st_mtime)
-    state = _best_state(torch.load(newest, map_location="cpu", weights_only=True, mmap=True))
+    state, mode = _best_state(torch.load(newest, map_location="cpu", weights_only=True, mmap=True))
     scores = {Path(p).name: float(s) for p, s in ((state or {}).get("best_k_models") or {}).items()
               if Path(p).name in files}
-    ranked = []
-    if scores:
-        best_name = Path(state.get("best_model_path") or "").name
-        # the mode is whichever order puts the recorded best first
-        descending = best_name in scores and scores[best_name] == max(scores.values()) \
-            and scores[best_name] != min(scores.values())
-        ranked = sorted(scores, key=lambda n: scores[n], reverse=descending)
+    ranked = sorted(scores, key=lambda n: scores[n], reverse=mode == "max")
     rest = sorted((n for n in files if n not in scores), key=lambda n: -files[n].stat().st_mtime)
     return [files[n] for n in [*ranked, *rest]]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+
+log = logging.getLogger(__name__)
 
 
 def warmup_cosine(
@@ -19,6 +22,10 @@ def warmup_cosine(
     if warmup_steps < 0 or not 0 <= min_lr_ratio <= 1:
         raise ValueError(f"need warmup_steps >= 0 and 0 <= min_lr_ratio <= 1, got "
                          f"{warmup_steps} and {min_lr_ratio}")
+    if total_steps > 0 and warmup_steps >= total_steps:  # a warning: short test runs do this
+        log.warning("task.scheduler.warmup_steps=%d is not below the run's %d optimizer steps: the "
+                    "learning rate never reaches its peak nor decays; lower it for a real run",
+                    warmup_steps, total_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:

@@ -78,7 +78,7 @@ def checkpoints_to_average(cfg: DictConfig, callbacks: list) -> int:
     if count <= 0:
         return 0
     best = best_checkpoint_callback(callbacks)
-    if best is None or best.save_top_k < count:
+    if best is None or 0 <= best.save_top_k < count:  # -1 keeps every checkpoint
         kept = best.save_top_k if best is not None else "no checkpoints (callbacks.model_checkpoint=null)"
         raise ValueError(f"task.{AVERAGE_KEY}={count} averages the {count} best checkpoints, but "
                          f"callbacks.model_checkpoint.save_top_k keeps {kept}; set it to {count} or more")
@@ -177,7 +177,9 @@ def train(cfg: DictConfig) -> dict:
         "steps": trainer.global_step,
     }
     if average and best_path:  # the test scores the average of the best instead
-        best_path, results["averaged_checkpoints"] = average_best(trainer, run_dir, average)
+        best_path, results["averaged_checkpoints"] = average_best(trainer, Path(checkpoint.dirpath),
+                                                                  average)
+    results["tested_checkpoint"] = best_path  # `rnnseq.evaluate RUN --checkpoint` it to repeat the test
     if cfg.get("test", True):
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path,
                                     weights_only=True)[0]
@@ -210,22 +212,22 @@ def train(cfg: DictConfig) -> dict:
     return results
 
 
-def average_best(trainer, run_dir: Path, count: int) -> tuple[str, list[str]]:
-    """Writes the average of the ``count`` best checkpoints (fewer, with a warning, when fewer
-    validations ran) on rank 0; returns ``(its path, the names averaged)`` on every rank."""
-    from rnnseq.average import checkpoint_folder, write_average
+def average_best(trainer, folder: Path, count: int) -> tuple[str, list[str]]:
+    """Rank 0 writes the average of the ``count`` best checkpoints in ``folder`` (fewer, with a
+    warning, when fewer validations ran); every rank gets ``(its path, the names averaged)``."""
+    from rnnseq.average import write_average
 
-    folder = checkpoint_folder(run_dir)
-    kept = len(ranked_best(folder))
-    if kept < count:
-        log.warning("task.%s=%d, but only %d validation checkpoint(s) were kept: averaging those",
-                    AVERAGE_KEY, count, kept)
-    path = folder / f"average-best{min(count, kept)}.ckpt"
+    result = None
     if trainer.is_global_zero:
-        _, chosen = write_average(run_dir, best=min(count, kept), out=path)
+        kept = len(ranked_best(folder))
+        if kept < count:
+            log.warning("task.%s=%d, but only %d validation checkpoint(s) were kept: averaging those",
+                        AVERAGE_KEY, count, kept)
+        path, chosen = write_average(folder, best=min(count, kept),
+                                     out=folder / f"average-best{min(count, kept)}.ckpt")
         log.info("testing the average of %s", ", ".join(p.name for p in chosen))
-    trainer.strategy.barrier()
-    return str(path), [p.name for p in ranked_best(folder)[:min(count, kept)]]
+        result = (str(path), [p.name for p in chosen])
+    return trainer.strategy.broadcast(result, src=0)  # the folder may be rank 0's own disk
 
 
 def test_extra_split(trainer, task, datamodule, split: str, best_path, run_dir: Path) -> dict:

@@ -142,7 +142,7 @@ def kaldi_fixture(root: Path) -> dict:
 def test_kaldi_folder_without_segments_refuses_commands_with_file_and_line(tmp_path):
     root = tmp_path / "s5"
     data = kaldi_fixture(root)["data"]
-    (data / "text").write_text("rec1 first recording\nrec2 second one\nrec3 piped audio\n")
+    (data / "text").write_text("rec1 first recording\nrec2\tsecond one\nrec3 piped audio\n")  # a tab too
     (data / "utt2spk").write_text("rec1 alice\nrec2 bob\nrec3 carol\n")
     corpus = KaldiData(str(root), {"train": "data/train"}, str(tmp_path / "m"))
     entries = rows(corpus.build()["train"])
@@ -183,6 +183,13 @@ def test_kaldi_segments_are_cut_from_their_recordings(tmp_path):
     assert found[("segments", 6)] == "expected 4 fields, got 3"
     assert found[("text", 6)] == "u6 has no line in segments"
     assert found[("text", 7)] == "u7 has no line in segments"
+    # changed times make a new cut (a rebuild reads the folders again)
+    (data / "segments").write_text("u1 rec1 0.50 1.00\n")
+    (data / "text").write_text("u1 one\n")
+    corpus.rebuild = True
+    moved = rows(corpus.build()["train"])[0]
+    cut = soundfile.read(moved["audio_filepath"], dtype="float32")[0]
+    assert moved["audio_filepath"] != entries["u1"]["audio_filepath"] and len(cut) == 8000
 
 
 def test_ljspeech_holds_out_a_stable_hash_split_of_the_normalised_text(tmp_path):

@@ -37,6 +37,9 @@ def test_fast_dev_run_on_a_librispeech_layout(tmp_path, data_dir):
               tiny=tiny)
     results = json.loads((run / "results.json").read_text())
     assert "test/wer" in results["test"] and "test_other/wer" in results["test_other"]
+    # upper-case LibriSpeech transcripts are scored as the normaliser made them
+    references = {i["reference"] for i in json.loads((run / "test_outputs.json").read_text())["items"]}
+    assert references == {"go do you hear", "but in less than five minutes the staircase groaned"}
     report = json.loads((run / "data_report.json").read_text())
     reasons = [i["reason"] for i in report["issues"]]
     assert any(r.startswith("no line for 84-121123-0003") for r in reasons), reasons

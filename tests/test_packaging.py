@@ -85,6 +85,10 @@ def test_console_scripts_run_outside_the_checkout_with_a_users_config_folder(ins
           f"hydra.run.dir={run}"], cwd=work, **env)
     config = (run / ".hydra" / "config.yaml").read_text()
     assert "study: mine" in config and "hidden_size: 24" in config
+    # the same folder through hydra.searchpath, as the README shows
+    job = _run([installed / "rnnseq-train", f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]",
+                "experiment=tiny_asr", "--cfg", "job"], cwd=work, **env).stdout
+    assert "study: mine" in job
     # every entry point takes the run the same way: run=PATH or the path first
     _run([installed / "rnnseq-evaluate", run, "decoding.beam_size=1"], cwd=work, **env)
     assert len(list((run / "evaluations").glob("test-*.json"))) == 1

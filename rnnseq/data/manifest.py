@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -192,7 +193,7 @@ def normalize_utterances(utterances: list[Utterance], normalizer: str, report: D
 def write_manifest(path: str | Path, entries: list[dict]) -> None:
     """Writes JSONL entries atomically (a temporary file renamed into place)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: parallel writers
     with tmp.open("w", encoding="utf-8") as f:
         for entry in entries:
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")

@@ -10,6 +10,8 @@ file, line and reason) to the run's ``data_report.json``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -20,6 +22,9 @@ import soundfile
 from rnnseq.data.manifest import DataReport, write_manifest
 
 log = logging.getLogger(__name__)
+
+# Bumped when what a reader writes changes, so manifests built by an older reader are rebuilt.
+READER_FORMAT = 1
 
 
 def audio_entry(audio: Path, utt_id: str, text: str, report: DataReport, source: str | Path | None = None,
@@ -103,15 +108,29 @@ class SplitCorpus:
     @property
     def folder(self) -> Path:
         """``<out_dir>/<name>-<hash of root, splits and settings>``."""
-        key = json.dumps([str(self.root.resolve()), self.splits, self.settings()], sort_keys=True)
+        key = json.dumps([READER_FORMAT, str(self.root.resolve()), self.splits, self.settings()],
+                         sort_keys=True)
         return self.out_dir / f"{self.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def build(self) -> dict[str, str]:
-        """Writes (once) and returns ``{split: manifest path}``; fills :attr:`report`."""
+        """Writes (once) and returns ``{split: manifest path}``; fills :attr:`report`. Processes
+        that build the same corpus at once (DDP ranks, parallel sweep jobs) take turns: the
+        first writes, the others read what it wrote."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._build()
+            finally:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _build(self) -> dict[str, str]:
         folder = self.folder
         paths = {split: folder / f"{split}.jsonl" for split in self.split_names()}
         report_path = folder / "report.json"
         if not self.rebuild and report_path.is_file() and all(p.is_file() for p in paths.values()):
+            # a rebuild is read once per object: the next process of the same run reuses it
             self.report = DataReport.read(report_path)
             log.info("%s manifests from %s", self.name, folder)
             return {split: str(p) for split, p in paths.items()}

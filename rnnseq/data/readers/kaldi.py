@@ -14,6 +14,8 @@ manifest folder. Every line left out is reported with file, line and reason.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -32,8 +34,8 @@ def read_table(path: Path, report: DataReport, fields: int | None = None) -> dic
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        key, _, rest = line.strip().partition(" ")
-        rest = rest.strip()
+        key, *rest = line.split(maxsplit=1)  # spaces or tabs, as Kaldi's own readers
+        rest = rest[0].strip() if rest else ""
         if fields is not None and len(line.split()) != fields:
             report.add(str(path), number, f"expected {fields} fields, got {len(line.split())}",
                        id=key, quiet=True)
@@ -64,19 +66,29 @@ def recording_paths(wav_scp: Path, root: Path, report: DataReport) -> dict[str, 
     return out
 
 
+def segment_file(work_dir: Path, utt: str, recording: Path, start: float, end: float) -> Path:
+    """Where a segment's FLAC lives: named by the utterance and a hash of its recording and
+    times, so changed segments get a new file and folders that share utterance names do not
+    collide."""
+    key = hashlib.sha1(f"{recording.resolve()}|{start}|{end}".encode()).hexdigest()[:10]
+    return work_dir / "segments" / f"{utt}-{key}.flac"
+
+
 def cut_segment(recording: Path, start: float, end: float, out: Path) -> None:
     """Writes seconds ``start``..``end`` of ``recording`` (``end`` < 0: to its end) as FLAC."""
     rate = soundfile.info(str(recording)).samplerate
     stop = None if end < 0 else int(round(end * rate))
     samples, _ = soundfile.read(str(recording), start=int(round(start * rate)), stop=stop,
                                 dtype="int16", always_2d=True)
-    tmp = out.with_suffix(".tmp.flac")
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.flac")  # one per process: parallel builds
     soundfile.write(str(tmp), samples, rate, subtype="PCM_16")
     tmp.replace(out)
 
 
-def read_kaldi(folder: Path, root: Path, report: DataReport, work_dir: Path) -> list[dict]:
-    """Manifest entries of one Kaldi data folder, in ``text`` order."""
+def read_kaldi(folder: Path, root: Path, report: DataReport, work_dir: Path,
+               recut: bool = False) -> list[dict]:
+    """Manifest entries of one Kaldi data folder, in ``text`` order; segments already cut into
+    ``work_dir`` are reused unless ``recut``."""
     for needed in ("wav.scp", "text"):
         if not (folder / needed).is_file():
             raise FileNotFoundError(f"{folder / needed} does not exist: a Kaldi data folder has "
@@ -114,8 +126,8 @@ def read_kaldi(folder: Path, root: Path, report: DataReport, work_dir: Path) -> 
             except ValueError as err:
                 report.add(str(source), line, f"bad segment times: {err}", id=utt, quiet=True)
                 continue
-            audio = work_dir / "segments" / folder.name / f"{utt}.flac"
-            if not audio.is_file():
+            audio = segment_file(work_dir, utt, recordings[rec], start, end)
+            if recut or not audio.is_file():
                 audio.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     cut_segment(recordings[rec], start, end, audio)
@@ -139,4 +151,4 @@ class KaldiData(SplitCorpus):
     name = "kaldi"
 
     def read(self, source: Path, report: DataReport, work_dir: Path) -> list[dict]:
-        return read_kaldi(source, self.root, report, work_dir)
+        return read_kaldi(source, self.root, report, work_dir, recut=self.rebuild)
