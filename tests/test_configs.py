@@ -286,6 +286,7 @@ DEBUG_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))
 def test_debug_configs_compose_and_build_for_every_experiment(debug, tmp_path):
     assert {"fdr", "overfit", "limit", "profiler"} <= set(DEBUG_CONFIGS)
     for experiment in EXPERIMENTS:
-        cfg = compose_config([f"experiment={experiment}", f"debug={debug}"], tmp_path)
+        cfg = compose_config([f"experiment={experiment}", f"debug={debug}",
+                              *on_this_machine(experiment, tmp_path)], tmp_path)
         _, _, trainer = _build(cfg)
         assert cfg.study == "debug" and isinstance(trainer, L.Trainer)
