@@ -65,8 +65,7 @@ def test_training_steps_convert_tensors_only_on_logging_steps(tmp_path, monkeypa
     cfg = compose_config(["experiment=asr", *TINY_MODEL, *corpus_overrides(), "threads=1",
                           "data.num_workers=0", "data.max_batch_size=2", "trainer.max_epochs=1",
                           f"trainer.log_every_n_steps={LOG_EVERY}", "trainer.limit_val_batches=1",
-                          "trainer.num_sanity_val_steps=0", "trainer.val_check_interval=1.0",
-                          "test=false"], tmp_path)
+                          "trainer.num_sanity_val_steps=0", "test=false"], tmp_path)
     results = train(cfg)
 
     steps = results["steps"]
