@@ -27,18 +27,9 @@ from pathlib import Path
 import torch
 
 from rnnseq.arguments import strip_key
-from rnnseq.checkpoints import load_checkpoint, ranked_best
+from rnnseq.checkpoints import checkpoint_folder, load_checkpoint, ranked_best
 
 RECENT_PREFIX = "recent"
-
-
-def checkpoint_folder(run: str | Path) -> Path:
-    """``run/checkpoints`` (or ``run`` itself when it is a checkpoint folder)."""
-    run = Path(run)
-    folder = run / "checkpoints" if (run / "checkpoints").is_dir() else run
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{run} is not a run folder (no checkpoints/ in it)")
-    return folder
 
 
 def latest(folder: Path) -> list[Path]:

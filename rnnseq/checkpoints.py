@@ -104,15 +104,22 @@ def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tenso
 BEST_PREFIX = "best"  # callbacks.model_checkpoint.filename starts with it
 
 
+def checkpoint_folder(run: str | Path) -> Path:
+    """``run/checkpoints`` (or ``run`` itself when it is a checkpoint folder)."""
+    run = Path(run)
+    folder = run / "checkpoints" if (run / "checkpoints").is_dir() else run
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{run} is neither a checkpoint file nor a run folder")
+    return folder
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """``path`` itself if it is a file, else the best ``best*.ckpt`` of a run folder's
     ``checkpoints/`` (:func:`ranked_best`), or its ``last.ckpt``."""
     path = Path(path)
     if path.is_file():
         return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{path} is neither a checkpoint file nor a run folder")
+    folder = checkpoint_folder(path)
     best = ranked_best(folder)
     if best:
         return best[0]

@@ -219,12 +219,11 @@ def average_best(trainer, folder: Path, count: int) -> tuple[str, list[str]]:
 
     result = None
     if trainer.is_global_zero:
-        kept = len(ranked_best(folder))
+        kept = min(count, len(ranked_best(folder)))
         if kept < count:
             log.warning("task.%s=%d, but only %d validation checkpoint(s) were kept: averaging those",
                         AVERAGE_KEY, count, kept)
-        path, chosen = write_average(folder, best=min(count, kept),
-                                     out=folder / f"average-best{min(count, kept)}.ckpt")
+        path, chosen = write_average(folder, best=kept, out=folder / f"average-best{kept}.ckpt")
         log.info("testing the average of %s", ", ".join(p.name for p in chosen))
         result = (str(path), [p.name for p in chosen])
     return trainer.strategy.broadcast(result, src=0)  # the folder may be rank 0's own disk
