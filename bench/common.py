@@ -145,21 +145,33 @@ def plain_training(task, loader, cfg, steps: int, warmup: int) -> tuple[float, l
     """A minimal hand-written loop over ``loader`` with the optimiser, schedule and gradient
     clipping of ``cfg``, on the GPU when there is one: mean seconds per step after ``warmup``
     steps, and every step's loss."""
-    from hydra.utils import instantiate
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task.to(device).train()
-    optimizer = instantiate(cfg.task.optimizer, params=task.parameters())
+
+    def loss_of(batch):
+        return task.compute_losses(task.transfer_batch_to_device(batch, device, 0))["loss"]
+
+    return timed_training(loss_of, task.parameters(), loader, cfg, steps, warmup)
+
+
+def timed_training(loss_of: Callable[[object], torch.Tensor], parameters, batches, cfg, steps: int,
+                   warmup: int) -> tuple[float, list[torch.Tensor]]:
+    """``loss_of(batch)``, zero_grad, backward, gradient clipping, optimiser and schedule step
+    for each of ``steps`` batches, with the optimiser, schedule and clipping of ``cfg``: mean
+    seconds per step after ``warmup`` steps, and every step's loss (still on the device)."""
+    from hydra.utils import instantiate
+
+    parameters = list(parameters)
+    optimizer = instantiate(cfg.task.optimizer, params=parameters)
     schedule = {k: v for k, v in cfg.task.scheduler.items() if k not in ("interval", "monitor")}
     scheduler = instantiate(schedule)(optimizer, total_steps=steps)
     clip = cfg.trainer.gradient_clip_val
     timer, losses = StepTimer(steps, warmup), []
-    for batch in loader:
-        batch = task.transfer_batch_to_device(batch, device, 0)
-        loss = task.compute_losses(batch)["loss"]
+    for batch in batches:
+        loss = loss_of(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(task.parameters(), clip)
+        torch.nn.utils.clip_grad_norm_(parameters, clip)
         optimizer.step()
         scheduler.step()
         losses.append(loss.detach())
