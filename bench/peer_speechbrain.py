@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -e '.[bench]'     # SpeechBrain: a benchmark extra, never a dependency
     .venv/bin/python bench/peer_speechbrain.py [--steps 12] [--warmup 2] [--repeats 5]
-        [--parts params,train,decode,memory] [--decode-steps 40] [--threads 2]
+        [--parts params,train,decode,memory] [--decode-steps 30] [--threads 2]
         [--device cuda] [--precision bf16]
 
 The peer is the model a SpeechBrain recipe builds for joint CTC/attention speech recognition,
@@ -121,6 +121,16 @@ class SpeechBrainASR(torch.nn.Module):
             dropout=dropout)
         self.output = Linear(n_neurons=vocab_size + 1, input_size=dec.hidden_size)
 
+    @torch.no_grad()
+    def set_statistics(self, batches: list[Batch]) -> None:
+        """Global feature statistics from training batches, as the first steps of training
+        gather them (an untrained model decodes with them)."""
+        training = self.normalize.training
+        self.normalize.train()
+        for batch in batches:
+            self.normalize(batch.features, batch.feature_lengths.float() / batch.features.shape[1])
+        self.normalize.train(training)
+
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S', 512)`` encoder states and ``(B,)`` relative lengths, as SpeechBrain passes
         them."""
@@ -169,7 +179,9 @@ class SpeechBrainASR(torch.nn.Module):
 
 def build_sides(args) -> tuple[object, dict, object]:
     """The datamodule, ``{side name: model}`` and the config of the shipped recipe."""
-    base = ["experiment=asr", SHUFFLED, "data.num_workers=0"]
+    # no warm-up: the schedule's shape does not change the step time, and a warm-up longer than
+    # the timed steps is warned about
+    base = ["experiment=asr", SHUFFLED, "data.num_workers=0", "task.scheduler.warmup_steps=0"]
     if args.threads:
         base.append(f"threads={args.threads}")
     cfg = compose(base)
@@ -184,8 +196,10 @@ def build_sides(args) -> tuple[object, dict, object]:
         sides[name] = side
     tokenizer = task.tokenizer
     torch.manual_seed(cfg.seed)
-    sides[PEER] = SpeechBrainASR(int(task.hparams.features["n_mels"]), len(tokenizer),
-                                 tokenizer.blank_id, tokenizer.eos_id, cfg.model)
+    peer = SpeechBrainASR(int(task.hparams.features["n_mels"]), len(tokenizer),
+                          tokenizer.blank_id, tokenizer.eos_id, cfg.model)
+    peer.set_statistics(training_batches(datamodule, 4))
+    sides[PEER] = peer
     return datamodule, sides, cfg
 
 
@@ -377,6 +391,20 @@ def search_case(model, inputs, beam_size: int, steps: int, ctc_weight: float, de
     return run
 
 
+def decoding_items(datamodule, steps: int, count: int = 32) -> list:
+    """The first ``count`` test utterances long enough for any ``steps`` tokens to have a CTC
+    path: ``2 * steps`` encoder frames (a blank between repeated tokens), ``8 * steps`` feature
+    frames after the x4 front end. With fewer, joint CTC scoring rules out every hypothesis of an
+    untrained model that repeats tokens."""
+    dataset = datamodule.datasets["test"]
+    items = [item for item in (dataset[i] for i in range(len(dataset)))
+             if item.features.shape[0] >= 8 * steps]
+    if len(items) < count:
+        raise SystemExit(f"only {len(items)} test utterances have {8 * steps} frames for "
+                         f"--decode-steps {steps}; lower it")
+    return items[:count]
+
+
 def report_decoding(sides: dict, test_items, args, device) -> None:
     n = args.decode_steps
     batch_sets = {32: [collate_examples(test_items[:32])],
@@ -478,7 +506,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="training steps left out of the timing")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"any of {', '.join(PARTS)}")
-    parser.add_argument("--decode-steps", type=int, default=40)
+    parser.add_argument("--decode-steps", type=int, default=30)
     parser.add_argument("--single", type=int, default=8, help="utterances decoded at batch 1")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -507,9 +535,7 @@ def main() -> None:
     if "train" in parts:
         report_training(sides, training_batches(datamodule, args.steps), cfg, args, device)
     if "decode" in parts:
-        dataset = datamodule.datasets["test"]
-        items = [dataset[i] for i in range(max(32, args.single))]
-        report_decoding(sides, items, args, device)
+        report_decoding(sides, decoding_items(datamodule, args.decode_steps), args, device)
     if "memory" in parts:
         report_memory(args)
 

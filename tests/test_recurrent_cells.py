@@ -147,6 +147,50 @@ def test_zoneout_at_evaluation_is_the_expectation_and_without_randomness(name):
     assert torch.equal(run_recurrent(stack, x)[0], got)  # no random draw at evaluation
 
 
+FUSED_MODULES = {
+    "lstm": lambda **kw: nn.LSTM(5, 7, 2, batch_first=True, **kw),
+    "gru": lambda **kw: nn.GRU(5, 7, 2, batch_first=True, **kw),
+    "rnn_tanh": lambda **kw: nn.RNN(5, 7, 2, nonlinearity="tanh", batch_first=True, **kw),
+    "rnn_relu": lambda **kw: nn.RNN(5, 7, 2, nonlinearity="relu", batch_first=True, **kw),
+}
+
+
+def _step_and_sequence_of_one(kind: str, **kw):
+    """``step_recurrent`` and the fused module over a sequence of one step, from the same state,
+    and whether the step called the fused module."""
+    torch.manual_seed(0)
+    rnn = FUSED_MODULES[kind](**kw)
+    x = torch.randn(3, 5)
+    cells = 7 if kind == "lstm" else 0
+    state = (torch.randn(2, 3, 7), torch.randn(2, 3, cells))
+    calls = []
+    hook = rnn.register_forward_pre_hook(lambda *_: calls.append(1))
+    stepped = step_recurrent(rnn, x, state)
+    called = bool(calls)
+    hook.remove()
+    out, (h, c) = run_recurrent(rnn, x.unsqueeze(1), state)
+    return stepped, (out[:, 0], (h, c)), called
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kind", list(FUSED_MODULES))
+def test_a_step_of_a_fused_module_runs_its_cell_functions_and_equals_the_module(kind, bias):
+    (out, (h, c)), (want_out, (want_h, want_c)), called = _step_and_sequence_of_one(kind, bias=bias)
+    assert not called  # the per-layer cell functions, not the fused kernel (bench: 1.6x faster)
+    torch.testing.assert_close(out, want_out)
+    torch.testing.assert_close(h, want_h)  # every layer's state, in order
+    torch.testing.assert_close(c, want_c)
+
+
+def test_a_step_drops_out_between_layers_in_training_as_the_fused_module_does():
+    # dropout 1 zeroes the second layer's input in both, so their outputs must still agree;
+    # a step that skipped the dropout would feed the first layer's output instead
+    (out, _), (want_out, _), _ = _step_and_sequence_of_one("lstm", dropout=1.0)
+    torch.testing.assert_close(out, want_out)
+    (eval_out, _), _, _ = _step_and_sequence_of_one("lstm", dropout=0.0)
+    assert not torch.allclose(out, eval_out)
+
+
 def test_zoneout_of_zero_is_the_layer_itself():
     stack = _zoneout_stack("lstm", 0.25)
     lstm = stack.layers[0]
@@ -160,7 +204,7 @@ def test_zoneout_in_training_keeps_each_unit_old_or_new_at_its_rate():
     lstm = stack.layers[0]
     x = torch.randn(400, 1, 4)
     previous = (torch.randn(1, 400, 6), torch.randn(1, 400, 6))
-    _, new = lstm(x, previous)
+    _, new = step_recurrent(lstm, x[:, 0], previous)  # the layer's own step, as the stack runs it
     _, zoned = run_recurrent(stack, x, previous)
     for old_part, new_part, got in zip(previous, new, zoned):
         kept = got == old_part

@@ -108,13 +108,21 @@ def test_between_zero_and_one_each_row_reads_the_reference_or_its_own_prediction
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "ln_lstm"])
-def test_forecaster_reads_true_values_below_probability_one_and_its_own_at_one(cell):
+def test_forecaster_reads_true_values_below_probability_one_and_its_own_at_one(cell, monkeypatch):
+    from rnnseq.models import forecaster
+
     torch.manual_seed(0)
     decoder = RegressionDecoder(memory_dim=6, hidden_size=8, cell=cell, attention=ATTENTION).eval()
     memory, last, features = torch.randn(3, 5, 6), torch.randn(3), torch.zeros(3, 4, 0)
     targets = torch.randn(3, 4)
     fed = []
-    decoder.rnn.register_forward_pre_hook(lambda module, args: fed.append(args[0][:, 0, 0]))
+    step = forecaster.step_recurrent
+
+    def recording_step(rnn, x, state):  # x (B, I): the value read first
+        fed.append(x[:, 0])
+        return step(rnn, x, state)
+
+    monkeypatch.setattr(forecaster, "step_recurrent", recording_step)
     free, _ = decoder(memory, last, features)
     own = torch.stack(fed, 1)
     torch.testing.assert_close(own[:, 1:], free[:, :-1])  # its own predictions, fed back

@@ -218,9 +218,46 @@ def run_recurrent(rnn: nn.Module, x: torch.Tensor, state: RecurrentState | None 
 
 def step_recurrent(rnn: nn.Module, x: torch.Tensor, state: RecurrentState
                    ) -> tuple[torch.Tensor, RecurrentState]:
-    """One step: ``(B, I)`` input -> ``(B, P)`` output and the new state."""
+    """One step: ``(B, I)`` input -> ``(B, P)`` output and the new state.
+
+    A fused unidirectional module steps through the cell function of each of its layers
+    (``torch.lstm_cell``, ``gru_cell``, ``rnn_*_cell``) with its own weights: a fused kernel
+    called on one step pays a sequence set-up that the step does not amortise (for a 320-unit
+    LSTM at batch 32 on 2 CPU cores, 1.6x the time of the cell function forward and backward,
+    and up to 4.7x forward alone at batch 1). An LSTM with a projection (``lstmp``) has no cell
+    function and takes the fused kernel.
+    """
+    if (isinstance(rnn, nn.RNNBase) and rnn.mode in _CELL_STEPS and not rnn.bidirectional
+            and not rnn.proj_size):
+        return _cell_step(rnn, x, state)
     out, state = run_recurrent(rnn, x.unsqueeze(1), state)
     return out[:, 0], state
+
+
+_CELL_STEPS = {"LSTM": torch.lstm_cell, "GRU": torch.gru_cell, "RNN_TANH": torch.rnn_tanh_cell,
+               "RNN_RELU": torch.rnn_relu_cell}
+
+
+def _cell_step(rnn: nn.RNNBase, x: torch.Tensor, state: RecurrentState
+               ) -> tuple[torch.Tensor, RecurrentState]:
+    """:func:`step_recurrent` of a fused module without projection, layer by layer: the same
+    weights, the same dropout between layers in training."""
+    cell = _CELL_STEPS[rnn.mode]
+    h0, c0 = state  # (L, B, H), (L, B, H or 0)
+    hs, cs = [], []
+    for k in range(rnn.num_layers):
+        if k > 0:
+            x = nn.functional.dropout(x, rnn.dropout, rnn.training)
+        weights = [getattr(rnn, f"{name}_l{k}", None)  # no biases: None, as the cells accept
+                   for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        if rnn.mode == "LSTM":
+            h, c = cell(x, (h0[k], c0[k]), *weights)  # (B, H) each
+            cs.append(c)
+        else:
+            h = cell(x, h0[k], *weights)
+        hs.append(h)
+        x = h
+    return x, (torch.stack(hs), torch.stack(cs) if cs else c0)
 
 
 class CellStack(nn.Module):
