@@ -49,7 +49,8 @@ class AttentionDecoder(nn.Module):
     RNN does not depend on attention, so teacher forcing runs it over all steps at once (one fused
     call for PyTorch's cells, the custom cells' own loop, a loop over steps with zoneout) and, for
     attentions that allow it, scores all steps at once. Input feeding and scheduled sampling
-    need the previous step's output, so they run :meth:`step` once per target step.
+    need the previous step's output, so they go step by step: scheduled sampling through
+    :meth:`step`, input feeding with the embeddings and the output layer over all steps at once.
 
     Args:
         vocab_size: output symbols V (derived from the tokenizer).
@@ -143,11 +144,13 @@ class AttentionDecoder(nn.Module):
         previous step instead of the reference (the argmax, as ESPnet does).
         """
         state = self.init_state(memory, memory_mask)
-        if self.input_feeding or sampling_probability > 0:
+        if self.input_feeding and sampling_probability == 0:
+            return self._input_fed(memory, memory_mask, tokens, state)
+        if sampling_probability > 0:
             logits, weights = [], []
             for t in range(tokens.shape[1]):
                 inputs = tokens[:, t]
-                if t > 0 and sampling_probability > 0:
+                if t > 0:
                     own = torch.rand(inputs.shape, device=inputs.device) < sampling_probability
                     inputs = torch.where(own, logits[-1].argmax(-1), inputs)
                 step_logits, state, w = self.step(inputs, state, memory, memory_mask)
@@ -158,3 +161,22 @@ class AttentionDecoder(nn.Module):
         out, _ = run_recurrent(self.rnn, x)  # (B, T, P): causal, so trailing padding cannot reach real steps
         contexts, weights = self.attention.forward_all(out, memory, memory_mask, state.attention)
         return self.output(self._attentional(out, contexts)), weights
+
+    def _input_fed(self, memory: torch.Tensor, memory_mask: torch.Tensor, tokens: torch.Tensor,
+                   state: DecoderState) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing with input feeding: :meth:`step`'s computation, with the embeddings
+        and the output layer applied to all ``T`` steps at once and the recurrent state kept in
+        the layers' own ``(L, B, *)`` layout between steps; only the recurrence, the attention and
+        the attentional vector go step by step."""
+        embedded = self.dropout(self.embed(tokens))  # (B, T, E)
+        hidden = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
+        attentional, attention = state.attentional, state.attention
+        outputs, weights = [], []
+        for t in range(tokens.shape[1]):
+            x = torch.cat([embedded[:, t], attentional], dim=-1)  # (B, E + H)
+            out, hidden = step_recurrent(self.rnn, x, hidden)  # (B, P)
+            context, w, attention = self.attention(out, memory, memory_mask, attention)
+            attentional = self._attentional(out, context)  # (B, H)
+            outputs.append(attentional)
+            weights.append(w)
+        return self.output(torch.stack(outputs, 1)), torch.stack(weights, 1)
