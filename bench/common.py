@@ -155,10 +155,11 @@ def plain_training(task, loader, cfg, steps: int, warmup: int) -> tuple[float, l
 
 
 def timed_training(loss_of: Callable[[object], torch.Tensor], parameters, batches, cfg, steps: int,
-                   warmup: int) -> tuple[float, list[torch.Tensor]]:
+                   warmup: int, seconds: float | None = None) -> tuple[float, list[torch.Tensor]]:
     """``loss_of(batch)``, zero_grad, backward, gradient clipping, optimiser and schedule step
-    for each of ``steps`` batches, with the optimiser, schedule and clipping of ``cfg``: mean
-    seconds per step after ``warmup`` steps, and every step's loss (still on the device)."""
+    for each of ``steps`` batches (or until ``seconds`` have passed), with the optimiser, schedule
+    and clipping of ``cfg``: mean seconds per step after ``warmup`` steps, and every step's loss
+    (still on the device)."""
     from hydra.utils import instantiate
 
     parameters = list(parameters)
@@ -167,6 +168,7 @@ def timed_training(loss_of: Callable[[object], torch.Tensor], parameters, batche
     scheduler = instantiate(schedule)(optimizer, total_steps=steps)
     clip = cfg.trainer.gradient_clip_val
     timer, losses = StepTimer(steps, warmup), []
+    start = time.perf_counter()
     for batch in batches:
         loss = loss_of(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -176,6 +178,6 @@ def timed_training(loss_of: Callable[[object], torch.Tensor], parameters, batche
         scheduler.step()
         losses.append(loss.detach())
         timer.lap()
-        if len(losses) == steps:
+        if len(losses) == steps or (seconds is not None and time.perf_counter() - start >= seconds):
             break
     return timer.mean(), losses
