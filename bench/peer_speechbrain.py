@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -e '.[bench]'     # SpeechBrain: a benchmark extra, never a dependency
     .venv/bin/python bench/peer_speechbrain.py [--steps 12] [--warmup 2] [--repeats 5]
-        [--parts params,train,decode,memory] [--decode-steps 30] [--threads 2]
+        [--parts params,train,decode,memory,wer] [--decode-steps 30] [--threads 2]
         [--device cuda] [--precision bf16]
 
 The peer is the model a SpeechBrain recipe builds for joint CTC/attention speech recognition,
@@ -37,6 +37,12 @@ Lightning loop adds 0-3 %, see ``framework_overhead.py``). Parts:
 * ``memory``: peak resident memory of one training step (two, so that the optimiser's state
   exists) on the batch with the most frames, each side in its own child process. The peak is reset
   (``/proc/self/clear_refs``) after the model and data are built, so the figure is the step's.
+* ``wer`` (only when asked for, it trains for minutes): validation WER of ``--wer-sides`` after
+  ``--minutes`` of training each, one side after the other, on the training batches epoch after
+  epoch, then each side's own beam search (beam 4, its own end rules).
+
+Before anything is timed the glibc allocator is settled (:func:`settle_allocator`), so that every
+case sees the large blocks served the way a training or evaluation process does.
 
 The models are untrained: step times do not depend on the weights, and the fixed step count keeps
 decoding from depending on them.
