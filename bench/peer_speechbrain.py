@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import subprocess
 import sys
@@ -60,12 +61,13 @@ from pathlib import Path
 
 import torch
 from common import SHUFFLED, build_experiment, compose, interleaved, machine, median, timed_training
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
-from rnnseq.config import task_config
 from rnnseq.data.batching import Batch, collate_examples
 from rnnseq.decoding.scorers import build_scorers, scorer_sources
 from rnnseq.decoding.search import beam
 from rnnseq.tasks.seq2seq import default_pre_beam
+from rnnseq.train import build_task
 
 PARTS = ("params", "train", "decode", "memory", "wer")
 DEFAULT_PARTS = PARTS[:4]  # wer trains each side for minutes: asked for by name
@@ -199,9 +201,8 @@ def build_sides(args) -> tuple[object, dict, object]:
         if not overrides:
             sides[name] = task
             continue
-        side_cfg = compose(base + overrides)
-        side = instantiate_task(side_cfg, datamodule)
-        sides[name] = side
+        torch.manual_seed(cfg.seed)
+        sides[name] = build_task(compose(base + overrides), datamodule)
     tokenizer = task.tokenizer
     torch.manual_seed(cfg.seed)
     peer = SpeechBrainASR(int(task.hparams.features["n_mels"]), len(tokenizer),
@@ -210,15 +211,6 @@ def build_sides(args) -> tuple[object, dict, object]:
     peer.tokenizer = tokenizer  # ids to text for the wer part
     sides[PEER] = peer
     return datamodule, sides, cfg
-
-
-def instantiate_task(cfg, datamodule):
-    from hydra.utils import instantiate
-
-    torch.manual_seed(cfg.seed)
-    task = instantiate(task_config(cfg), model=cfg.model, **datamodule.task_arguments())
-    datamodule.prepare_task(task)
-    return task
 
 
 def is_peer(model) -> bool:
@@ -257,7 +249,7 @@ def loss_function(model, cfg, device, precision: str):
 
     if is_peer(model):
         def loss_of(batch):
-            batch = move(batch, device)
+            batch = move_data_to_device(batch, device)
             with autocast():
                 return model.losses(batch, task_cfg.ctc_weight, task_cfg.label_smoothing)
     else:
@@ -268,19 +260,9 @@ def loss_function(model, cfg, device, precision: str):
     return loss_of
 
 
-def move(batch: Batch, device) -> Batch:
-    return batch._replace(**{k: v.to(device) for k, v in batch._asdict().items()
-                             if isinstance(v, torch.Tensor)})
-
-
 def training_batches(datamodule, count: int) -> list[Batch]:
     """The first ``count`` training batches (shuffled order from the config's seed)."""
-    batches = []
-    for batch in datamodule.train_dataloader():
-        batches.append(batch)
-        if len(batches) == count:
-            break
-    return batches
+    return list(itertools.islice(datamodule.train_dataloader(), count))
 
 
 # -- the parts ------------------------------------------------------------------------------------
@@ -305,8 +287,6 @@ def fresh(model, seed: int):
 
 
 def report_training(sides: dict, batches: list[Batch], cfg, args, device) -> None:
-    seconds: dict[str, list[float]] = {}
-
     def case(name):
         def run():
             model = fresh(sides[name], cfg.seed).to(device).train()
@@ -319,7 +299,6 @@ def report_training(sides: dict, batches: list[Batch], cfg, args, device) -> Non
         return run
 
     times = interleaved({name: case(name) for name in sides}, args.repeats)
-    seconds.update(times)
     print(f"\ntraining step ({len(batches)} shuffled batches, the first {args.warmup} untimed; "
           f"{args.repeats} interleaved rounds):")
     peer = times[PEER]
@@ -370,7 +349,7 @@ def encoded(model, batches: list[Batch], device):
     """Each side's encoder output for each batch, computed once (decoding alone is timed)."""
     with torch.no_grad():
         if is_peer(model):
-            return [model.encode(move(b, device)) for b in batches]
+            return [model.encode(move_data_to_device(b, device)) for b in batches]
         return [model.encode(model.transfer_batch_to_device(b, device, 0)) for b in batches]
 
 
@@ -524,7 +503,7 @@ def side_transcripts(model, batches: list[Batch], device) -> list[str]:
             searcher = model.searcher(4, 0, 0.0, fixed=False)
             tokenizer = model.tokenizer
             for batch in batches:
-                ids, *_ = searcher(*model.encode(move(batch, device)))
+                ids, *_ = searcher(*model.encode(move_data_to_device(batch, device)))
                 hypotheses += [tokenizer.decode([int(i) for i in h]) for h in ids]
         else:
             for batch in batches:

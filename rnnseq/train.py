@@ -66,9 +66,15 @@ def build_data_and_task(cfg: DictConfig):
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    return datamodule, build_task(cfg, datamodule)
+
+
+def build_task(cfg: DictConfig, datamodule):
+    """The task of ``cfg`` with the sizes and statistics of a set-up ``datamodule`` (another model
+    config may share one datamodule)."""
     task = instantiate(task_config(cfg), model=cfg.model, **datamodule.task_arguments())
     datamodule.prepare_task(task)
-    return datamodule, task
+    return task
 
 
 def checkpoints_to_average(cfg: DictConfig, callbacks: list) -> int:

@@ -123,14 +123,23 @@ class AttentionDecoder(nn.Module):
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
         """One step: ``(B,)`` previous tokens -> ``(B, V)`` logits, new state, ``(B, S)`` weights."""
         x = self.dropout(self.embed(tokens))  # (B, E)
-        if self.input_feeding:
-            x = torch.cat([x, state.attentional], dim=-1)
         hidden = (state.h.transpose(0, 1).contiguous(), state.c.transpose(0, 1).contiguous())
-        out, (h, c) = step_recurrent(self.rnn, x, hidden)  # out (B, P); h, c (L, B, *)
-        context, weights, att_state = self.attention(out, memory, memory_mask, state.attention)
-        attentional = self._attentional(out, context)  # (B, H)
+        attentional, (h, c), att_state, weights = self._advance(
+            x, state.attentional, hidden, state.attention, memory, memory_mask)
         new_state = DecoderState(h.transpose(0, 1), c.transpose(0, 1), attentional, att_state)
         return self.output(attentional), new_state, weights
+
+    def _advance(self, x: torch.Tensor, attentional: torch.Tensor, hidden, attention, memory,
+                 memory_mask):
+        """The recurrence, the attention and the attentional vector of one step, from ``(B, E)``
+        embedded tokens, the last ``(B, H)`` attentional vector (read with input feeding) and the
+        ``(L, B, *)`` recurrent state: the new attentional vector, recurrent state, attention state
+        and ``(B, S)`` weights."""
+        if self.input_feeding:
+            x = torch.cat([x, attentional], dim=-1)  # (B, E + H)
+        out, hidden = step_recurrent(self.rnn, x, hidden)  # out (B, P); h, c (L, B, *)
+        context, weights, attention = self.attention(out, memory, memory_mask, attention)
+        return self._attentional(out, context), hidden, attention, weights  # (B, H), ...
 
     def forward(
         self, memory: torch.Tensor, memory_mask: torch.Tensor, tokens: torch.Tensor,
@@ -173,10 +182,8 @@ class AttentionDecoder(nn.Module):
         attentional, attention = state.attentional, state.attention
         outputs, weights = [], []
         for t in range(tokens.shape[1]):
-            x = torch.cat([embedded[:, t], attentional], dim=-1)  # (B, E + H)
-            out, hidden = step_recurrent(self.rnn, x, hidden)  # (B, P)
-            context, w, attention = self.attention(out, memory, memory_mask, attention)
-            attentional = self._attentional(out, context)  # (B, H)
+            attentional, hidden, attention, w = self._advance(
+                embedded[:, t], attentional, hidden, attention, memory, memory_mask)
             outputs.append(attentional)
             weights.append(w)
         return self.output(torch.stack(outputs, 1)), torch.stack(weights, 1)
