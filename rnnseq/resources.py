@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Collection
+from pathlib import Path
 
 import torch
+
+# CPU flags (``/proc/cpuinfo``) of bfloat16 arithmetic in hardware: AMX tiles or AVX-512 BF16.
+# Without them torch emulates bfloat16, which is slower than float32.
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def available_cores() -> int:
@@ -78,3 +84,30 @@ def worker_init(nice: int = 0):
     if nice < 0:
         raise ValueError(f"worker_nice must be >= 0 (a lower priority), got {nice}")
     return functools.partial(_init_worker, nice=nice)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as ``/proc/cpuinfo`` lists them (empty where it does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16(flags: Collection[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 in hardware (:data:`NATIVE_BF16_FLAGS`); ``flags``
+    defaults to this machine's (:func:`cpu_flags`)."""
+    return any(flag in (cpu_flags() if flags is None else flags) for flag in NATIVE_BF16_FLAGS)
+
+
+def auto_precision(accelerator: str = "auto", flags: Collection[str] | None = None) -> str:
+    """What ``trainer.precision=auto`` trains in: ``bf16-mixed`` on a GPU that supports it and on
+    a CPU with native bfloat16 (:func:`native_bf16`), ``32-true`` elsewhere."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if native_bf16(flags) else "32-true"

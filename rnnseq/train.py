@@ -17,7 +17,7 @@ import lightning as L
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -27,7 +27,7 @@ from rnnseq.config import AVERAGE_KEY, CONFIG_DIR, task_config
 from rnnseq.console import quiet_third_party
 from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
-from rnnseq.resources import set_threads, share_cores
+from rnnseq.resources import auto_precision, set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
 from rnnseq.tasks.base import gather_rows
 
@@ -56,6 +56,30 @@ def quick_run_overrides(trainer_cfg: DictConfig) -> DictConfig:
         trainer_cfg.check_val_every_n_epoch = 1
         trainer_cfg.log_every_n_steps = 1
     return trainer_cfg
+
+
+def resolve_precision(trainer_cfg: DictConfig) -> DictConfig:
+    """``trainer.precision=auto`` made concrete (:func:`rnnseq.resources.auto_precision`: bf16
+    where the hardware computes it natively, float32 elsewhere); other values pass unchanged."""
+    if str(trainer_cfg.get("precision")) != "auto":
+        return trainer_cfg
+    trainer_cfg = trainer_cfg.copy()
+    with open_dict(trainer_cfg):
+        trainer_cfg.precision = auto_precision(str(trainer_cfg.get("accelerator") or "auto"))
+    log.info("trainer.precision=auto: training in %s on this machine", trainer_cfg.precision)
+    return trainer_cfg
+
+
+def time_capped(trainer) -> bool:
+    """Whether the wall-clock cap (``trainer.max_time``) stopped training before its step or
+    epoch budget was spent."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    remaining = timer.time_remaining() if timer is not None else None
+    if remaining is None or remaining > 0:
+        return False
+    steps_done = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
+    epochs_done = trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs
+    return not (steps_done or epochs_done)
 
 
 def build_data_and_task(cfg: DictConfig):
@@ -146,7 +170,8 @@ def train(cfg: DictConfig) -> dict:
     callbacks = build_callbacks(cfg, task)
     average = checkpoints_to_average(cfg, callbacks)
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
-    trainer = instantiate(quick_run_overrides(cfg.trainer), callbacks=callbacks, logger=loggers)
+    trainer = instantiate(resolve_precision(quick_run_overrides(cfg.trainer)), callbacks=callbacks,
+                          logger=loggers)
     share_cores(cfg.get("threads"), trainer)
     tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
     publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
@@ -171,6 +196,12 @@ def train(cfg: DictConfig) -> dict:
         raise
     publish_data_report(trainer, datamodule, task, run_dir, tb)
     train_seconds = time.time() - started
+    capped = time_capped(trainer)
+    if capped:
+        log.warning("CAPPED: trainer.max_time=%s stopped training after %d steps, before its "
+                    "budget (trainer.max_steps=%s, trainer.max_epochs=%s): this run is not the "
+                    "recipe's model, and results.json says capped: true", cfg.trainer.max_time,
+                    trainer.global_step, trainer.max_steps, trainer.max_epochs)
 
     checkpoint = best_checkpoint_callback(callbacks)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
@@ -181,6 +212,8 @@ def train(cfg: DictConfig) -> dict:
         "train_seconds": round(train_seconds, 1),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
+        "capped": capped,  # stopped by trainer.max_time before its step or epoch budget
+        "precision": str(trainer.precision),
     }
     if average and best_path:  # the test scores the average of the best instead
         best_path, results["averaged_checkpoints"] = average_best(trainer, Path(checkpoint.dirpath),

@@ -135,7 +135,11 @@ def tiny_sweep(tmp_path_factory, data_dir, tiny_corpus) -> Path:
 # 2 steps (which change no number).
 RESUMABLE = ["data.max_batch_size=4", "trainer.log_every_n_steps=1",
              "callbacks.attention_samples=null", "data.sorted_epochs=0", "trainer.deterministic=true",
-             "task.scheduler=null"]
+             "task.scheduler=null", "trainer.max_steps=-1"]
+# The same 12 steps as a step budget (the recipe's way): validations after steps 6 and 12, where
+# the epochs of the tiny corpus end.
+STEP_BUDGET = ["trainer.max_epochs=null", "trainer.max_steps=12", "trainer.val_check_interval=6",
+               "trainer.check_val_every_n_epoch=null"]
 EVERY_2 = "callbacks.periodic_checkpoint.every_n_steps=2"
 
 

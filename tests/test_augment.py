@@ -173,8 +173,12 @@ def test_cached_variants_differ_from_the_clean_features_and_are_reused(tiny_corp
     again = module().datasets["train"]
     assert sorted(p.name for p in (tmp_path / "features").iterdir()) == folders
     assert torch.equal(again.variants[1][0], train.variants[1][0])
-    # Items are drawn from the copies.
-    seen = {tuple(train[0].features.shape) for _ in range(40)}
+    # Items are drawn from the copies, the same one for an item within an epoch.
+    seen = set()
+    for epoch in range(40):
+        train.set_epoch(epoch)
+        assert torch.equal(train[0].features, train[0].features)
+        seen.add(tuple(train[0].features.shape))
     assert seen <= {tuple(c.shape) for c in copies} and len(seen) == len({c.shape for c in copies})
 
 
@@ -184,8 +188,40 @@ def test_without_variants_training_audio_is_augmented_on_the_fly(tiny_corpus, tm
     dm.setup("fit")
     train = dm.datasets["train"]
     assert train.cache is None and train.augment is not None
-    assert not torch.equal(train[0].features, train[0].features)  # a new draw every time
+    first = train[0].features
+    assert not torch.equal(first, train.without_augmentation()[0].features)
+    assert torch.equal(first, train[0].features)  # an item's draw is fixed within an epoch ...
+    train.set_epoch(1)
+    assert not torch.equal(first, train[0].features)  # ... and new in the next
     assert dm.datasets["valid"].augment is None
+
+
+@pytest.mark.parametrize("variants", [0, 2], ids=["on the fly", "cached copies"])
+def test_the_same_seed_draws_the_same_augmentation_with_any_number_of_workers(
+        tiny_corpus, tmp_path, monkeypatch, variants):
+    monkeypatch.setattr(speech, "available_cores", lambda: 1)
+
+    def served(workers: int) -> dict:
+        dm = SpeechDataModule(manifests=tiny_corpus, num_workers=workers, seed=7,
+                              feature_cache=str(tmp_path / "features"),
+                              augment={**EVERY_AUGMENTATION, "variants": variants})
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        items = {}
+        for epoch in (0, 1):
+            loader.batch_sampler.set_epoch(epoch)
+            items.update({(epoch, i): f[:n] for batch in loader
+                          for i, f, n in zip(batch.ids, batch.features, batch.feature_lengths)})
+        return items
+
+    alone, with_workers = served(0), served(2)
+    assert alone.keys() == with_workers.keys()
+    assert all(torch.equal(alone[key], with_workers[key]) for key in alone)
+    # and they are draws: the same items differ between the two epochs
+    ids = {i for _, i in alone}
+    changed = [i for i in ids if alone[(0, i)].shape != alone[(1, i)].shape
+               or not torch.equal(alone[(0, i)], alone[(1, i)])]
+    assert len(changed) >= len(ids) // 4
 
 
 def test_the_older_noise_key_becomes_white_noise_and_cannot_be_doubled(tiny_corpus):

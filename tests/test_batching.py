@@ -100,6 +100,22 @@ def test_resume_at_serves_the_rest_of_an_epoch_then_moves_on():
     assert sampler.epoch == 3 and list(sampler) == epoch3
 
 
+def test_a_restored_position_is_served_first_and_later_epochs_count_from_it():
+    sampler = BucketBatchSampler(_lengths(), max_frames=4000, seed=1)
+    epochs = {}
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        epochs[epoch] = list(sampler)
+    # Saved after the last batch of epoch 0; Lightning (training by steps) then announces epoch 1
+    # and, after an empty epoch, epoch 2: the data goes on with epoch 1 all the same ...
+    sampler.resume_at(0, 10**6)
+    sampler.set_epoch(1)
+    sampler.set_epoch(2)
+    assert list(sampler) == epochs[1]
+    sampler.set_epoch(3)  # ... and Lightning's next epoch is the data's epoch 2
+    assert list(sampler) == epochs[2]
+
+
 def test_stream_windows_resume_in_order_too():
     from rnnseq.data.batching import InOrderBatches
 

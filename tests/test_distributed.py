@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rnnseq import metrics as M
 from rnnseq.checkpoints import load_checkpoint
+from rnnseq.train import resolve_precision
 from tests.conftest import compose_config, corpus_overrides
 from tests.test_train_smoke import run_train
 
@@ -79,7 +80,7 @@ def test_cpu_ddp_config_builds_a_two_process_gloo_trainer(tmp_path):
     from hydra.utils import instantiate
 
     cfg = compose_config(["experiment=asr", "trainer=ddp_cpu"], tmp_path)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer = instantiate(resolve_precision(cfg.trainer), logger=False, callbacks=[])
     assert trainer.num_devices == 2
     assert type(trainer.strategy).__name__ == "DDPStrategy"
     assert type(trainer.accelerator).__name__ == "CPUAccelerator"  # hence gloo, not NCCL

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from rnnseq.checkpoints import AtomicCheckpointIO, load_checkpoint, require_matching_shapes
 from rnnseq.safeguards import NonFiniteGuard, NonFiniteLossError, PeriodicCheckpoint
 from rnnseq.tasks.base import Task
-from tests.conftest import EVERY_2, REPO, RESUMABLE, corpus_overrides
+from tests.conftest import EVERY_2, REPO, RESUMABLE, STEP_BUDGET, corpus_overrides
 from tests.test_train_smoke import TINY_MODEL, run_module
 
 # A few steps per epoch on the tiny corpus, every random draw reproducible (tests/conftest.py).
@@ -217,13 +217,15 @@ def test_sigterm_then_sigint_stop_with_a_checkpoint_and_resume_finishes_the_same
 
 def test_three_sigkills_at_random_steps_then_resume_equal_an_uninterrupted_run(
         tmp_path, data_dir, uninterrupted):
-    """Checkpoints every 2 steps, so a kill loses up to 2 steps, which the resumed run redoes."""
+    """Checkpoints every 2 steps, so a kill loses up to 2 steps, which the resumed run redoes. The
+    run has a step budget (as the speech recipe does) and equals the same steps run by epochs."""
     parts = tmp_path / "parts"
     total = json.loads((uninterrupted / "results.json").read_text())["steps"]
     kills = sorted(random.Random(7).sample(range(3, total), 3))
     killer = _signal_at(kills, signal.SIGKILL, tmp_path / "markers")
 
-    first = _train_process(parts, data_dir, *corpus_overrides(), *SHORT, EVERY_2, *killer)
+    first = _train_process(parts, data_dir, *corpus_overrides(), *RESUMABLE, *STEP_BUDGET, EVERY_2,
+                           *killer)
     assert first.returncode == -signal.SIGKILL
     for _ in range(len(kills)):
         resumed = _resume_process(parts, data_dir)

@@ -6,8 +6,9 @@ strength from a range, all from one :class:`torch.Generator`, so that a given se
 the same augmented waveform. That is what lets the feature cache hold augmented copies: variant
 ``k`` of an utterance is drawn from a seed made of the augmentation seed, ``k`` and the
 utterance's audio path (:meth:`WaveAugment.seed_for`), and a cache key that names all of them.
-Without a feature cache the same chain runs on the fly, seeded from Python's global random state
-(which travels in checkpoints).
+Without a feature cache the same chain runs on the fly, seeded by the data seed, the epoch and the
+utterance (:func:`draw_seed`), so that the draws are the same with any number of DataLoader
+workers, on any machine, and after a resume.
 
 The chain runs in the order a recording would: the talker's speaking rate (speed), the room
 (reverberation), sounds in the room (noise), then the channel (band limiting). Shapes: every
@@ -32,6 +33,13 @@ from rnnseq.data.audio import AudioError
 NOISE_KINDS = ("white", "pink", "brown", "babble")
 # Spectral slope of each coloured noise: power falls as 1 / f ** exponent.
 _NOISE_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+
+
+def draw_seed(*parts: object) -> int:
+    """A 64-bit seed made of ``parts`` (e.g. the data seed, an epoch and an utterance id) by
+    hashing, so that nearby parts give unrelated seeds."""
+    text = "/".join(str(part) for part in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
 # -- the operations, each on a (N,) waveform ----------------------------------------------------
@@ -258,8 +266,7 @@ class WaveAugment:
 
     def seed_for(self, key: str, variant: int) -> int:
         """The seed of one cached variant of one utterance (``key``: its audio path)."""
-        text = f"{self.settings.seed}/{variant}/{key}"
-        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        return draw_seed(self.settings.seed, variant, key)
 
     def __call__(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One draw of the chain: ``(N,) -> (N',)`` (N' differs from N only by speed)."""

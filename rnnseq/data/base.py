@@ -49,8 +49,6 @@ class ResumableLoader(DataLoader):
 
     def __iter__(self):
         self.generator.manual_seed(self.seed * 100_003 + self.batch_sampler.epoch)
-        if hasattr(self.dataset, "set_epoch"):  # e.g. augmentation that starts after an epoch
-            self.dataset.set_epoch(self.batch_sampler.epoch)
         return super().__iter__()
 
     def state_dict(self) -> dict[str, int]:
@@ -108,10 +106,14 @@ class SplitDataModule(L.LightningDataModule):
     def bucket_loader(self, dataset: Dataset, lengths: Sequence[int], shuffle: bool,
                       seed: int, sampler_args: dict[str, Any], **loader_args: Any) -> DataLoader:
         """A length-bucketed loader: resumable and with shuffled batches for training, in order
-        for evaluation; with this rank's share of the batches under distributed training."""
+        for evaluation; with this rank's share of the batches under distributed training. A
+        training dataset whose items depend on the epoch (``dataset.random_items``) is indexed
+        with :class:`~rnnseq.data.batching.EpochItem` pairs."""
         replicas, rank = self.distributed()
         sampler = BucketBatchSampler(lengths, shuffle=shuffle, seed=seed, num_replicas=replicas,
-                                     rank=rank, drop_uneven=shuffle, **sampler_args)
+                                     rank=rank, drop_uneven=shuffle,
+                                     tag_epoch=shuffle and getattr(dataset, "random_items", False),
+                                     **sampler_args)
         if not shuffle:
             return DataLoader(dataset, batch_sampler=sampler, generator=own_generator(seed),
                               **loader_args)

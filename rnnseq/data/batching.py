@@ -102,19 +102,43 @@ def collate_examples(items: Sequence[Example | Failure], pad_id: int = 0) -> Bat
     )
 
 
+class EpochItem(NamedTuple):
+    """An item's index with the training epoch that serves it, for datasets whose items depend on
+    the epoch (random augmentation drawn per epoch): the epoch travels with the index, into
+    DataLoader worker processes too, and is the sampler's own, also in a resumed run."""
+
+    epoch: int
+    index: int
+
+
 class ResumableBatches(Sampler[list[int]]):
     """What a batch sampler needs for exact resumption: an epoch that Lightning moves on (through
     :attr:`sampler`, where Lightning looks for ``set_epoch``), and :meth:`resume_at` to start an
-    epoch part-way. Subclasses implement ``_epoch_batches()`` (the batches of ``self.epoch``)."""
+    epoch part-way. Subclasses implement ``_epoch_batches()`` (the batches of ``self.epoch``).
+
+    After :meth:`resume_at`, the restored position is served first, and Lightning's epoch numbers
+    count from it: training by steps that resumes from a checkpoint of an epoch's last batch runs
+    an empty epoch in Lightning 2.6 (its epoch number then stays one ahead), and the batches must
+    follow the data's own position, not that count.
+    """
 
     epoch: int = 0
     _skip: int = 0  # batches of the current epoch already served before a resume
+    tag_epoch: bool = False  # serve EpochItem(epoch, index) instead of bare indices
+    _resumed: bool = False  # a restored position waits to be served
+    _asked: int | None = None  # the epoch Lightning last asked for since the restore
+    _offset: int = 0  # the data's epoch minus Lightning's, fixed when a restored position is served
 
     def _epoch_batches(self) -> list[list[int]]:
         raise NotImplementedError
 
     def set_epoch(self, epoch: int) -> None:
-        """Moves to ``epoch`` (Lightning calls this); a new epoch starts from its first batch."""
+        """Moves to ``epoch`` (Lightning calls this at every epoch start); a new epoch starts from
+        its first batch. A restored position not yet served stays."""
+        if self._resumed:
+            self._asked = epoch
+            return
+        epoch += self._offset
         if epoch != self.epoch:
             self._skip = 0
         self.epoch = epoch
@@ -132,10 +156,15 @@ class ResumableBatches(Sampler[list[int]]):
         self.epoch, self._skip = epoch, batches_done
         if batches_done >= len(self):
             self.epoch, self._skip = epoch + 1, 0
+        self._resumed, self._asked = True, None
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[int]] | Iterator[list[EpochItem]]:
         skip, self._skip = self._skip, 0
-        yield from self._epoch_batches()[skip:]
+        if self._resumed:  # Lightning's later epoch numbers count from the position it restored
+            self._offset = self.epoch - self._asked if self._asked is not None else self._offset
+            self._resumed = False
+        for batch in self._epoch_batches()[skip:]:
+            yield [EpochItem(self.epoch, i) for i in batch] if self.tag_epoch else batch
 
     def __len__(self) -> int:
         return len(self._epoch_batches())
@@ -173,6 +202,8 @@ class BucketBatchSampler(ResumableBatches):
         sorted_epochs: serve the first this many epochs from the shortest batch to the longest,
             without jitter ("SortaGrad", Amodei et al., 2016: attention learns to align on short
             utterances first); later epochs are shuffled. 0 shuffles from the start.
+        tag_epoch: serve :class:`EpochItem` ``(epoch, index)`` pairs instead of indices, for a
+            dataset whose items depend on the epoch.
     """
 
     def __init__(
@@ -187,6 +218,7 @@ class BucketBatchSampler(ResumableBatches):
         num_replicas: int = 1,
         rank: int = 0,
         drop_uneven: bool = True,
+        tag_epoch: bool = False,
     ):
         if max_frames <= 0 or max_batch_size <= 0:
             raise ValueError(
@@ -206,6 +238,7 @@ class BucketBatchSampler(ResumableBatches):
         self.num_replicas = num_replicas
         self.rank = rank
         self.drop_uneven = drop_uneven
+        self.tag_epoch = tag_epoch
         self.epoch = 0
 
     def _all_batches(self) -> list[list[int]]:

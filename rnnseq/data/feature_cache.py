@@ -1,4 +1,4 @@
-"""Log-mel features computed once per corpus split and read back from one memory-mapped file.
+"""Log-mel features computed once per corpus split and read back from one file.
 
 Reading a WAV file and computing its log-mel spectrogram costs about 1/900 of the audio's
 duration on one core (``bench/data_pipeline.py``). Done again every epoch, in the training process
@@ -29,6 +29,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -77,15 +78,19 @@ def cache_key(utterances: Sequence[Utterance], config: FeatureConfig,
 
 class FeatureCache:
     """Read access to one built cache: ``cache[i]`` is utterance ``i``'s ``(S, F)`` features, or
-    ``None`` if its audio could not be read when the cache was built."""
+    ``None`` if its audio could not be read when the cache was built.
+
+    Each item is read with one positioned read (``os.pread``) rather than through a memory map:
+    the operating system still caches the file, but its pages do not count in the process's
+    resident memory, which a memory map over a whole training split (gigabytes, read through
+    once per epoch) would fill.
+    """
 
     def __init__(self, folder: str | Path, num_features: int):
         self.folder = Path(folder)
         self.index = np.load(self.folder / INDEX_FILE)
-        total = int(self.index[:, 1].clip(min=0).sum())
         self.num_features = num_features
-        self._features: np.memmap | None = None
-        self._shape = (total, num_features)
+        self._file: io.RawIOBase | None = None  # opened lazily: DataLoader workers open their own
 
     def __len__(self) -> int:
         return len(self.index)
@@ -103,24 +108,26 @@ class FeatureCache:
         view.index = self.index[np.asarray(rows, dtype=np.int64)].reshape(-1, 2)
         return view
 
-    @property
-    def features(self) -> np.memmap:
-        """The cached ``(S, F)`` log-mel frames of one utterance."""
-        # Opened lazily, so that DataLoader workers each map the file after they start.
-        if self._features is None:
-            self._features = np.memmap(self.folder / FEATURES_FILE, dtype=np.float32, mode="r",
-                                       shape=self._shape)
-        return self._features
+    def _descriptor(self) -> int:
+        if self._file is None:  # closed when the last view sharing it is gone
+            self._file = open(self.folder / FEATURES_FILE, "rb", buffering=0)  # noqa: SIM115
+        return self._file.fileno()
 
     def __getitem__(self, i: int) -> torch.Tensor | None:
         offset, frames = (int(v) for v in self.index[i])
         if frames < 0:
             return None
-        return torch.from_numpy(np.array(self.features[offset:offset + frames]))
+        item_bytes = frames * self.num_features * 4  # float32
+        data = os.pread(self._descriptor(), item_bytes, offset * self.num_features * 4)
+        if len(data) != item_bytes:
+            raise OSError(f"{self.folder / FEATURES_FILE} is shorter than its index says "
+                          f"(item {i}); delete the folder to rebuild the cache")
+        # bytearray: a writable buffer, so the tensor owns memory it may change
+        return torch.frombuffer(bytearray(data), dtype=torch.float32).view(frames,
+                                                                            self.num_features)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_features": None}
-
+        return {**self.__dict__, "_file": None}
 
 def build_feature_cache(
     utterances: Sequence[Utterance],

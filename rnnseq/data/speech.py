@@ -23,9 +23,9 @@ from rnnseq.data.audio import (
     load_audio,
     require_sound,
 )
-from rnnseq.data.augment import WaveAugment, augment_settings
+from rnnseq.data.augment import WaveAugment, augment_settings, draw_seed
 from rnnseq.data.base import PairedItems, SplitDataModule
-from rnnseq.data.batching import Example, Failure, collate_examples
+from rnnseq.data.batching import EpochItem, Example, Failure, collate_examples
 from rnnseq.data.feature_cache import FeatureCache, build_feature_cache
 from rnnseq.data.manifest import DataReport, Utterance, normalize_utterances, read_manifest
 from rnnseq.data.normalize import normalize_text
@@ -51,15 +51,17 @@ class SpeechDataset(PairedItems, Dataset):
     to the run's data report, so one bad file never stops an epoch and none goes unreported.
 
     Args:
-        augment: waveform augmentation applied to every item read from audio, drawn from Python's
-            random state (use it for training data only); ``None`` for none.
+        augment: waveform augmentation applied to every item read from audio (use it for training
+            data only); ``None`` for none.
         cache: precomputed features of the same utterances (:mod:`rnnseq.data.feature_cache`),
             read instead of the audio; not with ``augment``, which needs the waveform.
         variants: caches of augmented copies of the same utterances; each item is read from
             one of them drawn at random (training with cached augmentation). ``cache`` still
             gives the clean features (statistics, exact lengths).
-        clean_epochs: epochs (counted by :meth:`set_epoch`) that read clean audio or features
-            before the augmentation starts.
+        seed: with the epoch and the utterance id, it seeds every random draw of an item (which
+            cached copy, the on-the-fly augmentation): the same draws with any number of
+            DataLoader workers, on any machine, and after a resume.
+        clean_epochs: epochs that read clean audio or features before the augmentation starts.
         symbols: the utterance field the tokenizer encodes: ``text`` (recognition) or
             ``phonemes`` (synthesis from phonemes); ``Example.text`` is always the text.
         speakers: ``{speaker name: id}``; when given, every item carries its speaker's id.
@@ -76,6 +78,7 @@ class SpeechDataset(PairedItems, Dataset):
         clean_epochs: int = 0,
         symbols: str = "text",
         speakers: Mapping[str, int] | None = None,
+        seed: int = 0,
     ):
         if symbols not in ("text", "phonemes"):
             raise ValueError(f"symbols must be 'text' or 'phonemes', got {symbols!r}")
@@ -95,16 +98,27 @@ class SpeechDataset(PairedItems, Dataset):
         self.clean_epochs = clean_epochs
         self.symbols = symbols
         self.speakers = speakers
+        self.seed = seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Tells the dataset which training epoch it serves (the loader calls it)."""
+        """The epoch that items indexed by a bare index are drawn for (a training loader indexes
+        with :class:`~rnnseq.data.batching.EpochItem` pairs, which carry their own)."""
         self.epoch = epoch
 
+    def augmenting(self, epoch: int) -> bool:
+        """Whether items are augmented in ``epoch`` (not in the first ``clean_epochs``)."""
+        return epoch >= self.clean_epochs and self.random_items
+
     @property
-    def augmenting(self) -> bool:
-        """Whether items are augmented now (not in the first ``clean_epochs``)."""
-        return self.epoch >= self.clean_epochs and (bool(self.variants) or self.augment is not None)
+    def random_items(self) -> bool:
+        """Whether items depend on the epoch (augmented, now or after ``clean_epochs``)."""
+        return bool(self.variants) or self.augment is not None
+
+    def item_generator(self, epoch: int, index: int) -> torch.Generator:
+        """The random generator of item ``index`` in ``epoch``: seeded by the data seed, the epoch
+        and the utterance id, and nothing else (not the process that reads it)."""
+        return torch.Generator().manual_seed(draw_seed(self.seed, epoch, self.utterances[index].id))
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -139,21 +153,23 @@ class SpeechDataset(PairedItems, Dataset):
                              self.feature_config, self.augment,
                              self.cache.select(rows) if self.cache is not None else None,
                              [v.select(rows) for v in self.variants], self.clean_epochs,
-                             self.symbols, self.speakers)
+                             self.symbols, self.speakers, self.seed)
 
     def without_augmentation(self) -> SpeechDataset:
         """The same utterances, clean (for feature statistics)."""
         return SpeechDataset(self.utterances, self.tokenizer, self.feature_config, None,
                              self.cache, symbols=self.symbols, speakers=self.speakers)
 
-    def __getitem__(self, index: int) -> Example | Failure:
+    def __getitem__(self, item: int | EpochItem) -> Example | Failure:
+        epoch, index = item if isinstance(item, EpochItem) else (self.epoch, item)
         utt = self.utterances[index]
-        if self.variants and self.augmenting:
-            features = self._cached(self.variants[random.randrange(len(self.variants))], index)
+        if self.variants and self.augmenting(epoch):
+            which = torch.randint(len(self.variants), (), generator=self.item_generator(epoch, index))
+            features = self._cached(self.variants[int(which)], index)
         elif self.cache is not None:
             features = self._cached(self.cache, index)
         else:
-            features = self._extract(utt)
+            features = self._extract(utt, epoch, index)
         if isinstance(features, Failure):
             return features
         tokens = torch.tensor(self.tokenizer.encode(getattr(utt, self.symbols)), dtype=torch.long)
@@ -168,16 +184,15 @@ class SpeechDataset(PairedItems, Dataset):
                                                    "features were cached")
         return features
 
-    def _extract(self, utt: Utterance) -> torch.Tensor | Failure:
+    def _extract(self, utt: Utterance, epoch: int, index: int) -> torch.Tensor | Failure:
         try:
             wave = require_sound(load_audio(utt.audio_path, self.feature_config.sample_rate),
                                  utt.audio_path)
         except AudioError as err:
             log.warning("skipping utterance %s: %s", utt.id, err)
             return Failure(utt.id, utt.audio_path, str(err))
-        if self.augment is not None and self.augmenting:
-            # Drawn from Python's random state, which checkpoints carry (exact resume).
-            wave = self.augment(wave, torch.Generator().manual_seed(random.getrandbits(63)))
+        if self.augment is not None and self.augmenting(epoch):
+            wave = self.augment(wave, self.item_generator(epoch, index))
         return self.logmel(wave)
 
 
@@ -390,7 +405,7 @@ class SpeechDataModule(SplitDataModule):
             talkers = AudioFiles([u.audio_path for u in utts], self.feature_config.sample_rate)
             augment = WaveAugment(self.augment_settings, self.feature_config.sample_rate, talkers)
         clean_epochs = self.augment_settings.clean_epochs
-        same = dict(symbols=self.symbols, speakers=self._speakers())
+        same = dict(symbols=self.symbols, speakers=self._speakers(), seed=self.seed)
         if not self.feature_cache or (augment is not None and self.augment_settings.variants == 0):
             # augmented on the fly: every epoch reads the audio, so a clean cache would go unread
             # (at LibriSpeech's 960 h it would take 110 GB); the other splits are still cached
@@ -516,8 +531,6 @@ class SpeechDataModule(SplitDataModule):
                  sorted_epochs=self.sorted_epochs if shuffle else 0),
             collate_fn=collate_examples,
             num_workers=self.num_workers,
-            # Workers kept across epochs would keep the dataset's first epoch number.
-            persistent_workers=self.num_workers > 0 and not (
-                shuffle and self.augment_settings.clean_epochs > 0),
+            persistent_workers=self.num_workers > 0,
             worker_init_fn=worker_init(self.worker_nice),
         )

@@ -45,6 +45,8 @@ def planned_steps(trainer: L.Trainer) -> int:
     its first epoch from that batch instead of where it stopped.
     """
     datamodule = trainer.datamodule
+    if trainer.max_steps != -1 and trainer.max_epochs in (None, -1):
+        return trainer.max_steps  # a step budget: the schedule ends with it
     if datamodule is None or trainer.max_epochs in (None, -1):
         return int(trainer.estimated_stepping_batches)
     batches = len(datamodule.train_dataloader())
@@ -258,6 +260,23 @@ class Task(L.LightningModule):
             raise ValueError(f"{key}={metric} is not logged by {type(self).__name__}, which logs "
                              f"{', '.join(logged)} in validation; leave {key} at its default "
                              f"({self.MONITOR}) or pick one of those")
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        # Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimiser,
+        # which unscales 16-bit gradients inside its step. Without a gradient scaler (bf16, or
+        # float32) the gradients are already true, so they are clipped here as in float32.
+        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        if not gradient_clip_val or scaled or not getattr(optimizer, "_step_supports_amp_scaling",
+                                                          False):
+            super().configure_gradient_clipping(optimizer, gradient_clip_val,
+                                                gradient_clip_algorithm)
+            return
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
 
     def configure_optimizers(self):
         optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
