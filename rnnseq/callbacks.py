@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from rnnseq import metrics as M  # noqa: E402
 from rnnseq.data.batching import collate_examples  # noqa: E402
 from rnnseq.plots import attention_heatmap, mel_pair_image  # noqa: E402
+from rnnseq.resources import anonymous_memory_mb, release_free_memory  # noqa: E402
 
 ATTENTION_TAG = "val/attention"
 
@@ -45,6 +46,37 @@ class ProgressBar(TQDMProgressBar):
         shown = {name.split("/")[-1]: f"{value:.3f}" for name, value in self._shown.items()}
         return {**super().get_metrics(trainer, pl_module), **shown}
 SAMPLES_TAG = "val/samples"
+
+
+class ReleaseFreeMemory(L.Callback):
+    """After training steps, hands the memory the C allocator keeps free back to the system.
+
+    Batches of changing lengths free blocks of every size each step, and glibc keeps them in its
+    heaps: over 400 steps of ``experiment=asr`` the training process's anonymous memory grew from
+    1.0 to 3.3 GB while what it used stayed near 1.1 GB (``experiments/asr/README.md``). Releasing
+    after every step held the peak near the step's own working set, for about 27 ms a step.
+
+    Args:
+        every_n_steps: release after every this many optimiser steps (0: never).
+        above_mb: only when the process holds more anonymous memory than this (MiB).
+    """
+
+    def __init__(self, every_n_steps: int = 1, above_mb: float = 0.0):
+        if every_n_steps < 0 or above_mb < 0:
+            raise ValueError(f"callbacks.release_free_memory needs every_n_steps >= 0 and "
+                             f"above_mb >= 0, got {every_n_steps} and {above_mb}")
+        self.every_n_steps = every_n_steps
+        self.above_mb = above_mb
+        self._available = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not (self._available and self.every_n_steps):
+            return
+        if trainer.global_step % self.every_n_steps:
+            return
+        if self.above_mb and (anonymous_memory_mb() or 0.0) <= self.above_mb:
+            return
+        self._available = release_free_memory()
 
 
 class RecentCheckpoints(ModelCheckpoint):

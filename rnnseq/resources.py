@@ -8,6 +8,8 @@ the same cores. Workers run single-threaded and, optionally, at a lower scheduli
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import os
 from collections.abc import Collection
@@ -111,3 +113,36 @@ def auto_precision(accelerator: str = "auto", flags: Collection[str] | None = No
     if on_gpu:
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     return "bf16-mixed" if native_bf16(flags) else "32-true"
+
+
+def anonymous_memory_mb() -> float | None:
+    """This process's resident anonymous memory (``RssAnon``) in MiB; None where the system does
+    not say (not Linux)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+@functools.cache
+def _libc_trim():
+    """glibc's ``malloc_trim``, or None under another C library."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> bool:
+    """Hands the memory that the C allocator holds free back to the system (glibc's
+    ``malloc_trim(0)``); False where that is not available."""
+    trim = _libc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True

@@ -47,3 +47,45 @@ def test_workers_run_single_threaded_at_a_lower_priority():
 def test_negative_worker_nice_is_refused():
     with pytest.raises(ValueError, match="worker_nice must be >= 0"):
         worker_init(-1)
+
+
+def test_freed_memory_the_allocator_keeps_goes_back_to_the_system():
+    from rnnseq.resources import anonymous_memory_mb, release_free_memory
+
+    # 100 kB blocks come from glibc's heap: 60 MB of them, then blocks that stay above them, so
+    # that the first ones leave a hole below the heap's top when freed, which glibc keeps
+    freed = [bytearray(100_000) for _ in range(600)]
+    kept = [bytearray(100_000) for _ in range(10)]
+    before = anonymous_memory_mb()
+    del freed
+    held = anonymous_memory_mb()
+    assert held > before - 10  # the allocator still holds the freed hole ...
+    assert release_free_memory()
+    assert anonymous_memory_mb() < held - 40  # ... until it is released
+    assert len(kept) == 10
+
+
+def test_release_after_steps_as_asked_and_only_above_the_threshold(monkeypatch):
+    from types import SimpleNamespace
+
+    from rnnseq import callbacks
+
+    calls = []
+    monkeypatch.setattr(callbacks, "release_free_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(callbacks, "anonymous_memory_mb", lambda: 900.0)
+    trainer = SimpleNamespace(global_step=0)
+
+    def steps(callback, count):
+        calls.clear()
+        for step in range(1, count + 1):
+            trainer.global_step = step
+            callback.on_train_batch_end(trainer, None, None, None, step)
+        return len(calls)
+
+    assert steps(callbacks.ReleaseFreeMemory(), 6) == 6
+    assert steps(callbacks.ReleaseFreeMemory(every_n_steps=3), 6) == 2
+    assert steps(callbacks.ReleaseFreeMemory(every_n_steps=0), 6) == 0
+    assert steps(callbacks.ReleaseFreeMemory(above_mb=1000), 6) == 0
+    assert steps(callbacks.ReleaseFreeMemory(above_mb=800), 6) == 6
+    with pytest.raises(ValueError, match="callbacks.release_free_memory"):
+        callbacks.ReleaseFreeMemory(every_n_steps=-1)
