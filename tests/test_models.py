@@ -70,6 +70,22 @@ def test_attention_all_steps_at_once_equals_step_by_step(name):
         torch.testing.assert_close(weights[:, t], w)
 
 
+@pytest.mark.parametrize("chunk_elements", [1, 40, 1 << 22])  # one step, several, all at once
+def test_chunked_additive_energies_match_autograd_of_the_plain_formula(monkeypatch, chunk_elements):
+    monkeypatch.setattr(A._AdditiveEnergies, "CHUNK_ELEMENTS", chunk_elements)
+    g = torch.Generator().manual_seed(0)
+    keys, queries, v = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+                        for shape in [(2, 5, 3), (2, 4, 3), (3,)])
+    plain = (keys.unsqueeze(1) + queries.unsqueeze(2)).tanh() @ v  # (B, T, S)
+    chunked = A._AdditiveEnergies.apply(keys, queries, v)
+    torch.testing.assert_close(chunked, plain)
+    grad_out = torch.randn(plain.shape, generator=g, dtype=torch.float64)
+    expected = torch.autograd.grad(plain, (keys, queries, v), grad_out)
+    got = torch.autograd.grad(chunked, (keys, queries, v), grad_out)
+    for name, a, b in zip(("keys", "queries", "v"), got, expected):
+        torch.testing.assert_close(a, b, msg=f"gradient of {name}")
+
+
 def test_dot_energies_are_the_plain_dot_product_of_query_and_memory():
     memory, _, mask = _memory()
     query = torch.randn(3, 6)

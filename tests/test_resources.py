@@ -87,5 +87,16 @@ def test_release_after_steps_as_asked_and_only_above_the_threshold(monkeypatch):
     assert steps(callbacks.ReleaseFreeMemory(every_n_steps=0), 6) == 0
     assert steps(callbacks.ReleaseFreeMemory(above_mb=1000), 6) == 0
     assert steps(callbacks.ReleaseFreeMemory(above_mb=800), 6) == 6
+
+    def test_batches(callback, count):  # and after every test batch, whatever the step count
+        calls.clear()
+        callback.on_test_start(trainer, None)
+        for index in range(count):
+            callback.on_test_batch_end(trainer, None, None, None, index)
+        return len(calls)
+
+    assert test_batches(callbacks.ReleaseFreeMemory(every_n_steps=3), 4) == 5
+    assert test_batches(callbacks.ReleaseFreeMemory(every_n_steps=0), 4) == 0
+    assert test_batches(callbacks.ReleaseFreeMemory(above_mb=1000), 4) == 0
     with pytest.raises(ValueError, match="callbacks.release_free_memory"):
         callbacks.ReleaseFreeMemory(every_n_steps=-1)

@@ -161,6 +161,50 @@ def in_float32(tensor: torch.Tensor):
     return torch.autocast(tensor.device.type, enabled=False)
 
 
+class _AdditiveEnergies(torch.autograd.Function):
+    """``v . tanh(keys_s + query_t)`` for every decoder step ``t`` and memory frame ``s``:
+    ``keys (B, S, A)``, ``queries (B, T, A)``, ``v (A,)`` -> ``(B, T, S)``.
+
+    Autograd would keep the ``(B, T, S, A)`` tanh from the forward pass to the backward one and
+    then build two gradients of that size: on the longest training batches of the speech recipe
+    these were the largest tensors of the step (hundreds of MB each). Here the forward and backward
+    passes walk the decoder steps in chunks of about ``CHUNK_ELEMENTS`` values, save only the
+    inputs and recompute each chunk's tanh in backward, so no tensor of that size outlives a
+    chunk."""
+
+    CHUNK_ELEMENTS = 1 << 22  # 16 MB per float32 chunk tensor
+
+    @staticmethod
+    def chunks(keys: torch.Tensor, steps: int):
+        batch, frames, dim = keys.shape
+        size = max(1, _AdditiveEnergies.CHUNK_ELEMENTS // max(1, batch * frames * dim))
+        return [slice(start, start + size) for start in range(0, steps, size)]
+
+    @staticmethod
+    def forward(ctx, keys, queries, v):
+        energies = keys.new_empty(keys.shape[0], queries.shape[1], keys.shape[1])
+        for part in _AdditiveEnergies.chunks(keys, queries.shape[1]):
+            hidden = (keys.unsqueeze(1) + queries[:, part].unsqueeze(2)).tanh_()  # (B, t, S, A)
+            energies[:, part] = hidden @ v
+        ctx.save_for_backward(keys, queries, v)
+        return energies
+
+    @staticmethod
+    def backward(ctx, grad_energies):
+        keys, queries, v = ctx.saved_tensors
+        grad_keys, grad_queries = torch.zeros_like(keys), torch.empty_like(queries)
+        grad_v = torch.zeros_like(v)
+        for part in _AdditiveEnergies.chunks(keys, queries.shape[1]):
+            hidden = (keys.unsqueeze(1) + queries[:, part].unsqueeze(2)).tanh_()  # (B, t, S, A)
+            grad = grad_energies[:, part].unsqueeze(-1)  # (B, t, S, 1)
+            grad_v += (grad * hidden).flatten(0, 2).sum(0)
+            # d tanh(x) / dx = 1 - tanh(x)^2, computed in the chunk's own storage
+            grad_sum = hidden.square_().neg_().add_(1).mul_(v).mul_(grad)  # (B, t, S, A)
+            grad_queries[:, part] = grad_sum.sum(2)
+            grad_keys += grad_sum.sum(1)
+        return grad_keys, grad_queries, grad_v
+
+
 class AdditiveAttention(Attention):
     """``v . tanh(W m + U q)`` (Bahdanau et al., 2015). Keys and energies are computed in float32
     under mixed precision (:func:`in_float32`)."""
@@ -184,8 +228,7 @@ class AdditiveAttention(Attention):
         # decoder step, and a second one costs an allocation and a pass over memory
         if q.dim() == 2:
             return self.v((state.keys + q.unsqueeze(1)).tanh_()).squeeze(-1)  # (B, S)
-        # (B, T, 1, A) + (B, 1, S, A) -> (B, T, S)
-        return self.v((state.keys.unsqueeze(1) + q.unsqueeze(2)).tanh_()).squeeze(-1)
+        return _AdditiveEnergies.apply(state.keys, q, self.v.weight[0])  # (B, T, S)
 
 
 class LocationAttention(AdditiveAttention):
