@@ -14,7 +14,8 @@
 
 The checkpoint (the run's best unless ``--checkpoint`` names one) rebuilds the task;
 ``decoding.KEY=VALUE`` replaces its decoding settings (``decoding.mode=greedy``, ``ctc_greedy``
-or ``ctc_beam``; scorer weights; see ``rnnseq/conf/task/speech_to_text.yaml``); ``--nbest N`` keeps the
+or ``ctc_beam``, which switch off the run's beam-only settings unless given again; scorer
+weights; see ``rnnseq/conf/task/speech_to_text.yaml``); ``--nbest N`` keeps the
 N best hypotheses of every item with their scores and reports the oracle WER. A synthesis run
 takes ``synthesis.KEY=VALUE`` (stop and attention settings) and
 ``evaluation.asr=<speech-to-text run>`` (the round trip) instead, and is scored on a split of its
@@ -23,6 +24,8 @@ data. A split is rebuilt from the run's
 training; or set ``RNNSEQ_DATA_DIR``). A ``--manifest`` is read with the run's batching settings
 (``data.max_frames``, ``data.max_batch_size``, overridable as ``data.KEY=VALUE``) and its
 references pass through the checkpoint's transcript normaliser, as the training transcripts did.
+It decodes in the precision the run trained in (``trainer.precision``; ``auto`` resolves for
+this machine), so a split scores as in the run's own results.
 The report, written to ``<run>/evaluations/<split or manifest>-<time>.json``, holds the settings,
 metrics, decoding time, real-time factor (decoding seconds per second of audio), every item with
 its reference (raw and normalised), hypothesis and word errors, and every item that could not be
@@ -32,6 +35,7 @@ scored with the reason; a summary is printed.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -173,6 +177,28 @@ def run_data_config(run: Path, data_overrides: list[str]):
     return cfg
 
 
+def run_precision(run: Path) -> str:
+    """The precision to decode a run in: the one it was trained (and tested) in, so a score here
+    matches the run's own; ``auto`` and a bare checkpoint without its run folder resolve for
+    this machine (:func:`rnnseq.resources.auto_precision`)."""
+    from omegaconf import OmegaConf
+
+    from rnnseq.resources import auto_precision
+
+    config_path = run / ".hydra" / "config.yaml"
+    precision = OmegaConf.select(OmegaConf.load(config_path), "trainer.precision",
+                                 default=None) if config_path.is_file() else None
+    if precision in (None, "auto") or (str(precision).startswith("16") and not _cuda()):
+        return auto_precision()  # float16 autocast is for GPUs
+    return str(precision)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def manifest_batching(cfg) -> dict:
     """``max_frames`` and ``max_batch_size`` of the run's data config (or the datamodule's
     defaults without one)."""
@@ -258,8 +284,9 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
         loader, utterances, report = run_data_loader(run, split, data_overrides or [])
         report = report.of_split(split)  # not the other splits' problems
         label = split
+    precision = run_precision(run)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, precision=precision)
     started = time.time()
     metrics = trainer.test(task, dataloaders=loader, verbose=False)[0]
     seconds = time.time() - started
@@ -274,6 +301,7 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     audio_seconds = sum(u.duration for u in utterances) if utterances else None
     record = {
         "run": str(run), "checkpoint": str(checkpoint), "data": str(manifest or split),
+        "precision": precision,
         "decoding": dict(task.hparams.get("decoding", {})),
         **{group: dict(task.hparams[group]) for group in ("synthesis", "evaluation")
            if group in task.hparams},
@@ -329,9 +357,13 @@ def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = Non
     task.set_decoding(decoding or {})
     base = dict(task.hparams.decoding)
     loader = run_data_loader(run, split, data_overrides or [])[0]
+    precision = run_precision(run)
+    # as Lightning's bf16-mixed on the CPU: autocast around the encoder and every search
+    autocast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16,
+                                 enabled=precision == "bf16-mixed")
     encoded, references = [], []
     started = time.time()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         for batch in loader:
             encoded.append(task.encode(batch))
             references.extend(batch.texts)
@@ -345,13 +377,15 @@ def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = Non
         if task.hparams.decoding.get("mode", "beam") not in ("beam", "ctc_beam"):
             raise ValueError("--sweep decodes with beam search (decoding.mode=beam or ctc_beam)")
         started = time.time()
-        hypotheses = [text for enc in encoded
-                      for text in task.best_texts(task.beam_hypotheses(None, enc=enc))]
+        with torch.no_grad(), autocast():
+            hypotheses = [text for enc in encoded
+                          for text in task.best_texts(task.beam_hypotheses(None, enc=enc))]
         seconds = time.time() - started
         metrics = {k.replace("test/", f"{split}/", 1): float(v)
                    for k, v in task.score(references, hypotheses, "test").items()}
         rows.append({"settings": settings, "metrics": metrics, "seconds": round(seconds, 2)})
     record = {"run": str(run), "checkpoint": str(checkpoint), "data": split, "decoding": base,
+              "precision": precision,
               "grid": grid, "encoding_seconds": round(encoding_seconds, 2),
               "items": len(references), "results": rows}
     out = run / "evaluations" / f"sweep-{split}-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"

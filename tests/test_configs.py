@@ -118,11 +118,12 @@ def test_asr_recipe_on_your_own_manifests_has_no_embedded_corpus(tmp_path, tiny_
 @pytest.mark.parametrize("override", [
     "model/attention=none", "model/attention=general",
     "model/attention=additive", "model/attention=location", "model/encoder=pyramid",
-    "model.encoder.cell=gru", "model.decoder.input_feeding=true", "task.ctc_weight=0",
+    "model.encoder.cell=gru", "model.decoder.input_feeding=true",
+    "task.ctc_weight=0 task.decoding.ctc_weight=0",
     "task/optimizer=adam", "task/scheduler=plateau", "task/scheduler=none", "trainer=cpu",
 ])
 def test_model_and_training_options_compose_and_build(override, tmp_path):
-    cfg = compose_config(["experiment=asr", override, "model.encoder.hidden_size=8",
+    cfg = compose_config(["experiment=asr", *override.split(), "model.encoder.hidden_size=8",
                           "model.decoder.hidden_size=8"], tmp_path)
     _, task, _ = _build(cfg)
     assert task.model.encoder.output_dim == 16
@@ -238,8 +239,17 @@ def test_settings_that_cannot_apply_are_errors_naming_the_key(tmp_path):
     _, task, _ = _build(compose_config(["experiment=asr"], tmp_path))
     with pytest.raises(ValueError, match=r"unknown decoding settings \['beam'\]"):
         task.set_decoding({"beam": 3})
+    # the recipe decodes with a CTC weight; another mode drops it unless it is asked for again
+    assert task.hparams.decoding["ctc_weight"] > 0
+    with pytest.raises(ValueError, match=r"decoding.ctc_weight is used by beam search only"):
+        task.set_decoding({"mode": "greedy", "ctc_weight": 0.3})
+    assert task.hparams.decoding["mode"] == "beam"  # a refused change leaves nothing behind
     task.set_decoding({"mode": "ctc_greedy"})
     assert task.hparams.decoding["mode"] == "ctc_greedy"
+    assert task.hparams.decoding["ctc_weight"] == 0.0
+    task.set_decoding({"mode": "beam", "ctc_weight": 0.3})
+    task.set_decoding({"mode": "ctc_beam"})  # CTC weighs 1 there: its weight gives way
+    assert task.hparams.decoding["ctc_weight"] == 0.0
 
 
 def test_checkpoints_from_before_strict_dot_load_as_scaled_dot(tmp_path):

@@ -32,7 +32,8 @@ def test_ctc_needs_a_frame_per_token_and_a_blank_between_repeats(tmp_path):
         in problems[2]
     assert task.unalignable([12], [[5, 6, 7, 8]])  # 12 input steps -> 3 frames for 4 tokens
     # no CTC loss, no constraint
-    assert _asr_task(tmp_path, "task.ctc_weight=0").unalignable([1] * 4, targets) == {}
+    assert _asr_task(tmp_path, "task.ctc_weight=0",
+                     "task.decoding.ctc_weight=0").unalignable([1] * 4, targets) == {}
 
 
 class _Picky:

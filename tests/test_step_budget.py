@@ -83,3 +83,23 @@ def test_results_record_the_precision_and_whether_the_time_cap_stopped_the_run(s
                                                    "precision": config.trainer.precision}))
     assert results["precision"] == expected.precision
     assert results["capped"] is False
+
+
+@pytest.mark.parametrize("trained_in, cuda, decoded_in", [
+    ("32-true", False, "32-true"),        # a float32 run is scored in float32 on any CPU
+    ("bf16-mixed", False, "bf16-mixed"),  # as its own test split was
+    ("auto", False, "this machine's"),    # resolved here, as training resolved it
+    (None, False, "this machine's"),      # a bare checkpoint: no run folder, no config
+    ("16-mixed", False, "this machine's"),  # float16 autocast needs a GPU
+    ("16-mixed", True, "16-mixed"),
+])
+def test_evaluate_decodes_in_the_precision_the_run_was_trained_in(
+        monkeypatch, tmp_path, trained_in, cuda, decoded_in):
+    from rnnseq import evaluate
+
+    monkeypatch.setattr(resources, "auto_precision", lambda: "this machine's")
+    monkeypatch.setattr(evaluate, "_cuda", lambda: cuda)
+    if trained_in is not None:
+        (tmp_path / ".hydra").mkdir()
+        (tmp_path / ".hydra" / "config.yaml").write_text(f"trainer:\n  precision: {trained_in}\n")
+    assert evaluate.run_precision(tmp_path) == decoded_in

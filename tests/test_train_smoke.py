@@ -9,6 +9,7 @@ from pathlib import Path
 import jiwer
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnseq import metrics as M
@@ -63,7 +64,10 @@ def test_run_folder_has_config_checkpoints_results_and_report(smoke_run):
     references, hypotheses = [i["reference"] for i in items], [i["hypothesis"] for i in items]
     assert results["test"][M.TEST_CER] == pytest.approx(jiwer.cer(references, hypotheses), abs=1e-6)
     assert results["test"][M.TEST_WER] == pytest.approx(jiwer.wer(references, hypotheses), abs=1e-6)
-    assert results["decoding"]["beam_size"] == 4
+    recipe = OmegaConf.load(smoke_run / ".hydra" / "config.yaml").task.decoding
+    assert {k: results["decoding"][k] for k in ("beam_size", "ctc_weight")} == \
+        {"beam_size": recipe.beam_size, "ctc_weight": recipe.ctc_weight} != \
+        {"beam_size": 4, "ctc_weight": 0.0}  # the recipe's own, not the task's defaults
     assert results["wall_seconds"] > 0 and results["best_checkpoint"]
     assert M.VAL_WER in results["best_val"]
     # the extra test splits of the embedded corpus are scored too, each under its own name
@@ -274,7 +278,7 @@ def test_evaluate_writes_nbest_lists_with_an_oracle_and_runs_ctc_prefix_beam_sea
         evaluate(smoke_run, {"mode": "ctc_beam", "coverage_weight": 0.5})
     with pytest.raises(ValueError, match="decoding.pre_beam=4 limits CTC prefix scoring, which "
                                          "is off"):
-        evaluate(smoke_run, {"pre_beam": 4})
+        evaluate(smoke_run, {"pre_beam": 4, "ctc_weight": 0.0})
     with pytest.raises(ValueError, match="decoding.length_bonus is used by beam search only"):
         evaluate(smoke_run, {"mode": "greedy", "length_bonus": 1.0, "length_penalty": 0.0})
     with pytest.raises(ValueError, match="decoding.length_bonus=1.0 changes nothing with "

@@ -75,6 +75,22 @@ def default_pre_beam(beam_size: int) -> int:
     return max(32, 3 * beam_size)
 
 
+# what each setting is when it is off: beam search alone reads these
+BEAM_ONLY_OFF = {**{key: 0.0 for key in SCORERS}, "lm": None, "pre_beam": None,
+                 "eos_threshold": None, "nbest": 1}
+
+
+def not_applicable_in(mode: str, decoding: dict, keep: dict) -> dict:
+    """The settings of ``decoding`` that ``mode`` cannot use, switched off, except those in
+    ``keep`` (the ones asked for now, which :func:`check_decoding` still judges): a recipe that
+    decodes with a CTC weight can still be scored with ``decoding.mode=greedy``."""
+    if mode == "beam":
+        return {}
+    off = {"ctc_weight": 0.0, "coverage_weight": 0.0} if mode == "ctc_beam" else BEAM_ONLY_OFF
+    return {key: value for key, value in off.items()
+            if key not in keep and key in decoding and decoding[key] not in (value, None)}
+
+
 def check_decoding(decoding: dict, has_ctc: bool) -> None:
     """Raises a ``ValueError`` naming the key when a decoding setting cannot apply: CTC scores
     without a CTC head, scorer weights outside beam search, a language model without a weight or
@@ -266,6 +282,8 @@ class Seq2SeqTask(Task):
         unknown = sorted(set(changes) - set(DECODING_KEYS))
         if unknown:
             raise ValueError(f"unknown decoding settings {unknown}; known: {sorted(DECODING_KEYS)}")
+        if "mode" in changes:  # the run's own beam settings give way to a new mode
+            changes = {**not_applicable_in(changes["mode"], decoding, keep=changes), **changes}
         merged = {**decoding, **changes}
         check_decoding(merged, has_ctc=self.model.ctc_head is not None)
         decoding.update(changes)
