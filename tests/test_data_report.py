@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from rnnseq.data.speech import SpeechDataModule
@@ -95,3 +96,21 @@ def test_items_that_failed_during_a_run_survive_a_checkpoint(tmp_path):
     resumed.on_load_checkpoint(load_checkpoint(tmp_path / "state.ckpt"))
     assert resumed.runtime_issues() == task.runtime_issues()
     assert "was not found (during training)" in resumed.runtime_issues()[0].reason
+
+
+def test_a_wide_beam_searches_a_batch_in_slices_with_the_same_results(tmp_path, monkeypatch):
+    from rnnseq.models.seq2seq import Encoded
+    from rnnseq.tasks import seq2seq
+
+    task = _asr_task(tmp_path, "task.decoding.beam_size=4", "task.decoding.ctc_weight=0.3").eval()
+    torch.manual_seed(0)
+    lengths = torch.tensor([9, 4, 7, 2, 6])
+    mask = torch.arange(9)[None, :] < lengths[:, None]
+    enc = Encoded(torch.randn(5, 9, task.model.encoder.output_dim), lengths, mask)
+    whole = task.beam_hypotheses(None, enc)
+    monkeypatch.setattr(seq2seq, "BEAM_ROWS", 8)  # 2 utterances per search: 3 searches
+    sliced = task.beam_hypotheses(None, enc)
+    assert [[h.tokens for h in item] for item in sliced] == [[h.tokens for h in item] for item in whole]
+    assert [h.score for item in sliced for h in item] == \
+        pytest.approx([h.score for item in whole for h in item], abs=1e-5)
+    assert enc.rows(1, 4).memory.shape[:2] == (3, 7)  # padding cut to the longest of the slice

@@ -18,6 +18,12 @@ class Encoded(NamedTuple):
     lengths: torch.Tensor  # (B,)
     mask: torch.Tensor  # (B, S') True on real frames
 
+    def rows(self, start: int, stop: int) -> Encoded:
+        """Utterances ``start:stop`` alone, their padding cut to the longest of them."""
+        lengths = self.lengths[start:stop]
+        frames = int(lengths.max()) if len(lengths) else 0
+        return Encoded(self.memory[start:stop, :frames], lengths, self.mask[start:stop, :frames])
+
 
 class Seq2SeqOutput(NamedTuple):
     logits: torch.Tensor  # (B, T, V) attention decoder, teacher forced

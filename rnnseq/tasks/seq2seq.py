@@ -21,6 +21,9 @@ from rnnseq.models.seq2seq import Encoded, Seq2Seq
 from rnnseq.tasks.base import Task, gather_rows
 from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling, sampling_probability
 
+# Hypotheses one beam search holds: a batch of utterances x beam_size above it is searched in
+# slices of utterances, so a wide beam does not raise the peak memory of a test batch.
+BEAM_ROWS = 128
 DECODING_MODES = ("beam", "greedy", "ctc_greedy", "ctc_beam")
 BEAM_MODES = ("beam", "ctc_beam")
 SEARCH_KEYS = ("mode", "max_length_ratio", "min_length_ratio", "beam_size", "length_penalty",
@@ -357,6 +360,10 @@ class Seq2SeqTask(Task):
         enc = self.encode(batch) if enc is None else enc
         decoding = self.hparams.decoding
         k = decoding.get("beam_size", 4)
+        per_search = max(1, BEAM_ROWS // k)
+        if enc.memory.shape[0] > per_search:  # each utterance's search is its own
+            return [item for start in range(0, enc.memory.shape[0], per_search)
+                    for item in self.beam_hypotheses(None, enc.rows(start, start + per_search))]
         ctc_only = decoding.get("mode", "beam") == "ctc_beam"
         uses_ctc = ctc_only or (decoding.get("ctc_weight") or 0.0) > 0
         sources = scorer_sources(
