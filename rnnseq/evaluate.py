@@ -413,8 +413,10 @@ def print_sweep(record: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.evaluate``; returns the exit status."""
     from rnnseq.console import quiet_third_party
+    from rnnseq.resources import limit_kernel_cache
 
     quiet_third_party()
+    limit_kernel_cache()
     args = parse_args(argv)
     if args.threads:
         import torch

@@ -42,8 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.generate``; returns the exit status."""
     from rnnseq.console import quiet_third_party
+    from rnnseq.resources import limit_kernel_cache
 
     quiet_third_party()
+    limit_kernel_cache()
     args = parse_args(argv)
     from rnnseq.tasks.language_model import LanguageModel
 

@@ -115,6 +115,21 @@ def auto_precision(accelerator: str = "auto", flags: Collection[str] | None = No
     return "bf16-mixed" if native_bf16(flags) else "32-true"
 
 
+# oneDNN, which runs torch's CPU convolutions, bf16 LSTMs and some matrix products, keeps a
+# compiled kernel for each input shape it has met, up to 1,024 by default. Speech batches come in
+# a new length almost every time, so that cache grew by hundreds of MB within a few dozen training
+# steps; a small one costs a few percent of step time instead (bench/kernel_cache.py measures
+# both).
+KERNEL_CACHE = 64
+
+
+def limit_kernel_cache(capacity: int = KERNEL_CACHE) -> None:
+    """Caps oneDNN's cache of compiled kernels (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) unless the
+    environment sets it already. oneDNN reads the variable when it compiles its first kernel, so
+    the entry points call this before their first model runs; after that it changes nothing."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
 def anonymous_memory_mb() -> float | None:
     """This process's resident anonymous memory (``RssAnon``) in MiB; None where the system does
     not say (not Linux)."""

@@ -122,8 +122,10 @@ def synthesize_requests(task, requests: list[dict], batch_size: int = 8):
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.synthesize``; returns the exit status."""
     from rnnseq.console import quiet_third_party
+    from rnnseq.resources import limit_kernel_cache
 
     quiet_third_party()
+    limit_kernel_cache()
     args = parse_args(argv)
     import soundfile
 

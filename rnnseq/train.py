@@ -27,7 +27,7 @@ from rnnseq.config import AVERAGE_KEY, CONFIG_DIR, task_config
 from rnnseq.console import quiet_third_party
 from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
-from rnnseq.resources import auto_precision, set_threads, share_cores
+from rnnseq.resources import auto_precision, limit_kernel_cache, set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
 from rnnseq.tasks.base import gather_rows
 
@@ -332,6 +332,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> float | None:
     """``python -m rnnseq.train [overrides]``; ``resume=<run folder>`` continues a run."""
     quiet_third_party()
+    limit_kernel_cache()
     sys.argv = [sys.argv[0], *resume_arguments(sys.argv[1:])]
     return _hydra_main()
 

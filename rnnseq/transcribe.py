@@ -74,8 +74,10 @@ def transcribe(task, paths: list[str], *, batch_size: int = 8):
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.transcribe``; returns the exit status."""
     from rnnseq.console import quiet_third_party
+    from rnnseq.resources import limit_kernel_cache
 
     quiet_third_party()
+    limit_kernel_cache()
     args = parse_args(argv)
     from rnnseq.tasks.speech_to_text import SpeechToText
 

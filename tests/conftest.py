@@ -24,8 +24,11 @@ TINY_CORPUS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _single_thread():
+    # before every test, not once: code under test may set the count (``threads=auto``), and bf16
+    # results depend on it, so a score compared with a run's own (trained with threads=1) would
+    # differ with the order the tests ran in
     torch.set_num_threads(1)
 
 

@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnnseq.data.corpus import speech_corpus
+from rnnseq.data.corpus.espeak import EspeakSynthesizer, Voice
 from rnnseq.data.corpus.sentences import extract_sentences, normalize
 from rnnseq.data.corpus.speech_corpus import EspeakSpeechCorpus
 from rnnseq.data.manifest import DataReport, read_manifest
@@ -88,13 +90,13 @@ def documents(tmp_path_factory):
     return folder
 
 
-def _corpus(cache, documents, **kw):
+def _corpus(cache, documents, num_workers=2, **kw):
     settings = dict(text_source=str(documents), valid_documents=["three"],
                     test_documents=["four"], num_utterances={"train": 6, "valid": 2, "test": 2},
                     voices=["en-us", "en+f2"], variants=[], extra_source=None, extra_share=0.0,
                     test_text_documents=[], neural_share=0.0, seed=3)
     settings.update(kw)
-    return EspeakSpeechCorpus(cache_dir=str(cache), num_workers=2, **settings)
+    return EspeakSpeechCorpus(cache_dir=str(cache), num_workers=num_workers, **settings)
 
 
 def test_corpus_build_is_deterministic_cached_and_holds_out_documents(tmp_path, documents):
@@ -120,6 +122,21 @@ def test_corpus_build_is_deterministic_cached_and_holds_out_documents(tmp_path, 
     first.build()
     assert Path(manifests["train"]).stat().st_mtime_ns == mtime
     assert not list(tmp_path.glob("a/*.tmp-*"))
+
+
+def test_the_audio_is_the_same_with_any_number_of_synthesis_processes(tmp_path, documents,
+                                                                      monkeypatch):
+    """espeak-ng carries state from one utterance to the next in a process; fixed blocks, each
+    spoken by a new process, keep that from depending on how many processes share the work."""
+    synth = EspeakSynthesizer.shared()
+    spoken = [synth.synthesize("alpha bravo charlie delta", Voice("en-us")) for _ in range(2)]
+    assert not np.array_equal(*spoken)  # what the blocks are for: the same text, other samples
+    monkeypatch.setattr(speech_corpus, "SYNTHESIS_BLOCK", 5)  # 10 utterances: two blocks
+    audio = []
+    for workers in (1, 2):
+        root = _corpus(tmp_path / str(workers), documents, num_workers=workers).build()["train"]
+        audio.append({p.name: p.read_bytes() for p in Path(root).parent.glob("wav/*/*.wav")})
+    assert len(audio[0]) == 10 and audio[0] == audio[1]
 
 
 def test_bad_corpus_settings_name_the_problem(tmp_path, documents):

@@ -100,3 +100,14 @@ def test_release_after_steps_as_asked_and_only_above_the_threshold(monkeypatch):
     assert test_batches(callbacks.ReleaseFreeMemory(above_mb=1000), 4) == 0
     with pytest.raises(ValueError, match="callbacks.release_free_memory"):
         callbacks.ReleaseFreeMemory(every_n_steps=-1)
+
+
+def test_the_kernel_cache_is_capped_unless_the_environment_says_otherwise(monkeypatch):
+    from rnnseq.resources import KERNEL_CACHE, limit_kernel_cache
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    limit_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(KERNEL_CACHE) != "1024"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")  # the user's choice stays
+    limit_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"

@@ -31,7 +31,7 @@ TRAIN_VOICES = ("en-us", "en", "en+m3", "en-us+f2", "en-gb-scotland", "en-gb-x-r
                 "en-us+m1", "en-us+f4", "en+m4", "en-us+f1", "en+f2")
 VALID_VOICES = ("en-us+f3", "en+m6")
 TEST_VOICES = ("en-us+m7", "en-us+f5", "en-gb-x-gbclan")
-COMMANDS_FORMAT = 2  # bump when the same settings would build a different corpus
+COMMANDS_FORMAT = 3  # bump when the same settings would build another corpus (3: blocks of synthesis)
 
 
 @dataclass

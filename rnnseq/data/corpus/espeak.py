@@ -66,6 +66,7 @@ class EspeakSynthesizer:
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
+        self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self._lib.espeak_TextToPhonemes.argtypes = [
             ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int,
@@ -96,9 +97,13 @@ class EspeakSynthesizer:
                              (_WORDGAP, voice.word_gap)):
             self._lib.espeak_SetParameter(param, int(value), 0)
 
-    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
-        """``text`` spoken by ``voice``: ``(N,)`` float32 samples in [-1, 1]."""
+    def synthesize(self, text: str, voice: Voice, seed: int = 0) -> np.ndarray:
+        """``text`` spoken by ``voice``: ``(N,)`` float32 samples in [-1, 1]. ``seed`` draws the
+        noise that breathy and Klatt voices mix in (espeak-ng would seed it from the clock).
+        Pitch flutter carries over from the utterances this process spoke before, so only a
+        process that speaks the same utterances in the same order repeats its samples."""
         self.set_voice(voice)
+        self._lib.espeak_ng_SetRandSeed(seed)
         self._chunks = []
         encoded = text.encode("utf-8")
         status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, 0, None, None)

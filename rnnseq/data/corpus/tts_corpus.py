@@ -24,7 +24,7 @@ from rnnseq.data.corpus.speech_corpus import (
     settings_digest,
 )
 
-TTS_FORMAT = 1  # bump when the same settings would build a different corpus
+TTS_FORMAT = 2  # bump when the same settings would build a different corpus (2: blocks of synthesis)
 
 
 @dataclass
