@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import ctypes.util
+import functools
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -43,6 +45,24 @@ class Voice:
     pitch: int = 50
     pitch_range: int = 50
     word_gap: int = 0
+
+
+@functools.cache
+def _c_srand():
+    """The C library's ``srand``, or None where it cannot be found."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).srand if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def _seed_c_library(seed: int) -> None:
+    """Seeds the C library's process-wide ``rand()``, which other libraries in the process may
+    draw from too: set right before the synthesis that reads it."""
+    srand = _c_srand()
+    if srand is not None:
+        srand(ctypes.c_uint(seed & 0xFFFFFFFF))
 
 
 class EspeakError(RuntimeError):
@@ -136,11 +156,13 @@ class EspeakSynthesizer:
 
     def synthesize(self, text: str, voice: Voice, seed: int = 0) -> np.ndarray:
         """``text`` spoken by ``voice``: ``(N,)`` float32 samples in [-1, 1]. ``seed`` draws the
-        noise that breathy and Klatt voices mix in (espeak-ng would seed it from the clock).
+        noise that breathy and Klatt voices mix in (espeak-ng would seed it from the clock, and
+        its Klatt voice 6 reads the C library's ``rand()``, whose state the whole process shares).
         Pitch flutter carries over from the utterances this process spoke before, so only a
         process that speaks the same utterances in the same order repeats its samples."""
         self.set_voice(voice)
         self._lib.espeak_ng_SetRandSeed(seed)
+        _seed_c_library(seed)  # Klatt voice 6 (espeak-ng's speechPlayer) draws from rand()
         self._chunks = []
         encoded = text.encode("utf-8")
         status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, 0, None, None)
