@@ -16,7 +16,6 @@ only a temporary folder behind, never a half-built corpus that looks finished.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import multiprocessing
@@ -175,18 +174,19 @@ class EspeakCorpus:
         entries: dict[str, list[dict]] = {split: [] for split in texts}
         blocks = [jobs[i : i + SYNTHESIS_BLOCK] for i in range(0, len(jobs), SYNTHESIS_BLOCK)]
         context = multiprocessing.get_context("spawn")  # espeak-ng and torch both keep globals
-        with context.Pool(self.num_workers) as pool:
-            results = itertools.chain.from_iterable(pool.imap(_synthesize_block, blocks))
-            for job, (duration, extra) in tqdm(zip(jobs, results), total=len(jobs),
-                                               desc=f"synthesising {self.root.name}", unit="utt"):
-                entries[job.split].append({
-                    "id": job.id,
-                    "audio_filepath": os.path.relpath(job.path, tmp),
-                    "duration": round(duration, 3),
-                    "text": job.text,
-                    "voice": job.voice.name,
-                    **extra,
-                })
+        with context.Pool(self.num_workers) as pool, tqdm(
+                total=len(jobs), desc=f"synthesising {self.root.name}", unit="utt") as progress:
+            for block, results in zip(blocks, pool.imap(_synthesize_block, blocks)):
+                for job, (duration, extra) in zip(block, results):
+                    entries[job.split].append({
+                        "id": job.id,
+                        "audio_filepath": os.path.relpath(job.path, tmp),
+                        "duration": round(duration, 3),
+                        "text": job.text,
+                        "voice": job.voice.name,
+                        **extra,
+                    })
+                progress.update(len(block))  # a block at a time: its utterances arrive together
         for split in texts:
             write_manifest(tmp / f"{split}.jsonl", entries[split])
         info = {"settings": asdict(self.settings),
