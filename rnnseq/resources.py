@@ -144,11 +144,12 @@ def anonymous_memory_mb() -> float | None:
 
 
 @functools.cache
-def _libc_trim():
-    """glibc's ``malloc_trim``, or None under another C library."""
-    name = ctypes.util.find_library("c")
+def c_library_function(name: str):
+    """A function of the C library (``malloc_trim``, ``srand``), or None where it has none (glibc
+    has ``malloc_trim``; other C libraries may not)."""
+    library = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return getattr(ctypes.CDLL(library), name) if library else None
     except (OSError, AttributeError):
         return None
 
@@ -156,7 +157,7 @@ def _libc_trim():
 def release_free_memory() -> bool:
     """Hands the memory that the C allocator holds free back to the system (glibc's
     ``malloc_trim(0)``); False where that is not available."""
-    trim = _libc_trim()
+    trim = c_library_function("malloc_trim")
     if trim is None:
         return False
     trim(0)

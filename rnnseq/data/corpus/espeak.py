@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
-import ctypes.util
-import functools
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from rnnseq.resources import c_library_function
 
 _SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
 _RATE, _PITCH, _RANGE, _WORDGAP = 1, 3, 4, 7  # espeak_PARAMETER ids
@@ -47,20 +47,10 @@ class Voice:
     word_gap: int = 0
 
 
-@functools.cache
-def _c_srand():
-    """The C library's ``srand``, or None where it cannot be found."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).srand if name else None
-    except (OSError, AttributeError):
-        return None
-
-
 def _seed_c_library(seed: int) -> None:
     """Seeds the C library's process-wide ``rand()``, which other libraries in the process may
     draw from too: set right before the synthesis that reads it."""
-    srand = _c_srand()
+    srand = c_library_function("srand")
     if srand is not None:
         srand(ctypes.c_uint(seed & 0xFFFFFFFF))
 
