@@ -148,8 +148,8 @@ class EspeakSynthesizer:
         """``text`` spoken by ``voice``: ``(N,)`` float32 samples in [-1, 1]. ``seed`` draws the
         noise that breathy and Klatt voices mix in (espeak-ng would seed it from the clock, and
         its Klatt voice 6 reads the C library's ``rand()``, whose state the whole process shares).
-        Pitch flutter carries over from the utterances this process spoke before, so only a
-        process that speaks the same utterances in the same order repeats its samples."""
+        Pitch flutter carries over from what this synthesiser spoke before, so only one that
+        speaks the same utterances in the same order repeats its samples (see :meth:`fresh`)."""
         self.set_voice(voice)
         self._lib.espeak_ng_SetRandSeed(seed)
         _seed_c_library(seed)  # Klatt voice 6 (espeak-ng's speechPlayer) draws from rand()
