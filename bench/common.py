@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -130,15 +131,26 @@ class StepTimer:
             raise ValueError(f"need 0 <= warmup < steps - 1, got warmup={warmup}, steps={steps}")
         self.steps, self.warmup = steps, warmup
         self.times: list[float] = []
+        self.usage: list[resource.struct_rusage] = []  # the process's CPU times and page faults
 
     def lap(self) -> None:
         if torch.cuda.is_available() and len(self.times) in (self.warmup, self.steps - 1):
             torch.cuda.synchronize()
         self.times.append(time.perf_counter())
+        self.usage.append(resource.getrusage(resource.RUSAGE_SELF))
 
     def mean(self) -> float:
         """Mean seconds per step after the first ``warmup`` steps."""
         return (self.times[-1] - self.times[self.warmup]) / (len(self.times) - 1 - self.warmup)
+
+    def kernel_work(self) -> dict[str, float]:
+        """After the warm-up: minor page faults per step (memory handed to the process anew) and
+        the share of the process's CPU time spent in the kernel."""
+        first, last = self.usage[self.warmup], self.usage[-1]
+        system, user = last.ru_stime - first.ru_stime, last.ru_utime - first.ru_utime
+        steps = len(self.usage) - 1 - self.warmup
+        return {"page_faults_per_step": (last.ru_minflt - first.ru_minflt) / steps,
+                "system_share": system / max(system + user, 1e-9)}
 
 
 def plain_training(task, loader, cfg, steps: int, warmup: int) -> tuple[float, list[torch.Tensor]]:

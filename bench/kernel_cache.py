@@ -79,10 +79,11 @@ def child(args) -> dict:
     from hydra.utils import instantiate
 
     timer = StepTimer(args.steps, args.warmup)
-    trainer = instantiate(trainer_cfg, callbacks=[StepClock(timer)])
+    callbacks = [instantiate(cfg.callbacks[name]) for name in args.callbacks.split(",") if name]
+    trainer = instantiate(trainer_cfg, callbacks=[StepClock(timer), *callbacks])
     memory.phase = "training"
     trainer.fit(task, datamodule=datamodule)
-    result = {"ms_per_step": 1000 * timer.mean(), "precision": precision}
+    result = {"ms_per_step": 1000 * timer.mean(), **timer.kernel_work(), "precision": precision}
     if args.checkpoint:
         memory.phase = "decoding"
         tester = L.Trainer(accelerator="cpu", devices=1, precision=precision, logger=False,
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--checkpoint", default=None, help="weights to start from and decode with")
+    parser.add_argument("--callbacks", default="",
+                        help="comma-separated recipe callbacks to train with (release_free_memory)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides of experiment=asr")
     args = parser.parse_args()
@@ -126,7 +129,8 @@ def main() -> None:
         print(RESULT + json.dumps(child(args)), flush=True)
         return
 
-    argv = [f"--steps={args.steps}", f"--warmup={args.warmup}", *args.overrides]
+    argv = [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--callbacks={args.callbacks}",
+            *args.overrides]
     if args.checkpoint:
         argv.insert(0, f"--checkpoint={args.checkpoint}")
     capacities = [int(c) for c in args.capacities.split(",")]

@@ -140,11 +140,16 @@ def test_the_audio_is_the_same_with_any_number_of_synthesis_processes(tmp_path, 
         ctypes.CDLL(ctypes.util.find_library("c")).rand()  # as another library in the process might
     assert np.array_equal(fresh[0], fresh[2]) and np.array_equal(fresh[1], fresh[3])
     monkeypatch.setattr(speech_corpus, "SYNTHESIS_BLOCK", 5)  # 10 utterances: two blocks
-    audio = []
+    audio, manifests = [], []
     for workers in (1, 2):
-        root = _corpus(tmp_path / str(workers), documents, num_workers=workers).build()["train"]
-        audio.append({p.name: p.read_bytes() for p in Path(root).parent.glob("wav/*/*.wav")})
+        if workers == 2:  # and the second block handed out first, as a slower block would be
+            monkeypatch.setattr(speech_corpus, "_neural_jobs", lambda jobs: int(jobs[0].id[-1]))
+        corpus = _corpus(tmp_path / str(workers), documents, num_workers=workers)
+        root = Path(corpus.build()["train"]).parent
+        audio.append({p.name: p.read_bytes() for p in root.glob("wav/*/*.wav")})
+        manifests.append([p.read_text() for p in sorted(root.glob("*.jsonl"))])
     assert len(audio[0]) == 10 and audio[0] == audio[1]
+    assert manifests[0] == manifests[1]  # every entry in corpus order, with its own duration
 
 
 def test_bad_corpus_settings_name_the_problem(tmp_path, documents):

@@ -171,22 +171,28 @@ class EspeakCorpus:
                 jobs.append(_Job(utt_id, split, text, str(tmp / "wav" / split / f"{utt_id}.wav"),
                                  self._voice_for(utt_id, split), self.settings.sample_rate,
                                  **self._job_options()))
-        entries: dict[str, list[dict]] = {split: [] for split in texts}
         blocks = [jobs[i : i + SYNTHESIS_BLOCK] for i in range(0, len(jobs), SYNTHESIS_BLOCK)]
+        # Every block sounds the same whichever process speaks it and when, so the slowest blocks
+        # go first and no worker is left alone with one at the end.
+        order = sorted(range(len(blocks)), key=lambda b: -_neural_jobs(blocks[b]))
+        spoken: dict[int, list[tuple[float, dict]]] = {}
         context = multiprocessing.get_context("spawn")  # espeak-ng and torch both keep globals
         with context.Pool(self.num_workers) as pool, tqdm(
                 total=len(jobs), desc=f"synthesising {self.root.name}", unit="utt") as progress:
-            for block, results in zip(blocks, pool.imap(_synthesize_block, blocks)):
-                for job, (duration, extra) in zip(block, results):
-                    entries[job.split].append({
-                        "id": job.id,
-                        "audio_filepath": os.path.relpath(job.path, tmp),
-                        "duration": round(duration, 3),
-                        "text": job.text,
-                        "voice": job.voice.name,
-                        **extra,
-                    })
-                progress.update(len(block))  # a block at a time: its utterances arrive together
+            for b, results in zip(order, pool.imap(_synthesize_block, [blocks[b] for b in order])):
+                spoken[b] = results
+                progress.update(len(results))  # a block at a time: its utterances arrive together
+        entries: dict[str, list[dict]] = {split: [] for split in texts}
+        for b, block in enumerate(blocks):
+            for job, (duration, extra) in zip(block, spoken[b]):
+                entries[job.split].append({
+                    "id": job.id,
+                    "audio_filepath": os.path.relpath(job.path, tmp),
+                    "duration": round(duration, 3),
+                    "text": job.text,
+                    "voice": job.voice.name,
+                    **extra,
+                })
         for split in texts:
             write_manifest(tmp / f"{split}.jsonl", entries[split])
         info = {"settings": asdict(self.settings),
@@ -399,6 +405,11 @@ class _Job:
     sample_rate: int
     trim_db: float | None = None  # cut leading and trailing audio this far below the peak
     phonemes: bool = False  # also return the voice's IPA phonemes (EspeakSynthesizer.phoneme_symbols)
+
+
+def _neural_jobs(jobs: list[_Job]) -> int:
+    """How many of ``jobs`` a neural voice speaks: each takes several times an espeak-ng one."""
+    return sum(is_neural(job.voice.name) for job in jobs)
 
 
 def _synthesize_block(jobs: list[_Job]) -> list[tuple[float, dict]]:
