@@ -12,7 +12,8 @@ steps of ``experiment=asr`` (plus overrides) through Lightning's Trainer in the 
 on shuffled batches, then, with ``--checkpoint`` (a trained run's weights, so that hypotheses end
 as they would), the recipe's beam search over the whole test split. Reported per capacity: ms per
 training step after the warm-up, seconds of decoding, and the peak anonymous memory (``RssAnon``,
-sampled every 5 ms) while training and while decoding.
+sampled every 5 ms) while training and while decoding, and the minor page faults per step and the
+kernel's share of the CPU time. Only the callbacks named in ``--callbacks`` train with the steps.
 """
 
 from __future__ import annotations
