@@ -99,6 +99,19 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def print_median_ratios(column: str, runs: dict, keys: list[str]) -> None:
+    """One row per case of ``runs`` (case -> a dict of measurements per round): the median of
+    each of ``keys`` and its ratio to the first case's."""
+    cases = list(runs)
+    width = max(len(column), *(len(str(case)) for case in cases))
+    print(f"{column:>{width}} " + " ".join(f"{k:>24}" for k in keys))
+    base = {k: median([run[k] for run in runs[cases[0]]]) for k in keys}
+    for case in cases:
+        values = {k: median([run[k] for run in runs[case]]) for k in keys}
+        print(f"{case!s:>{width}} " + " ".join(
+            f"{values[k]:>15.2f} ({values[k] / base[k]:5.2f}x)" for k in keys))
+
+
 def timed(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from common import SHUFFLED, StepTimer, build_experiment, compose, machine, median
+from common import SHUFFLED, StepTimer, build_experiment, compose, machine, print_median_ratios
 from omegaconf import open_dict
 
 from rnnseq.resources import anonymous_memory_mb
@@ -145,13 +145,7 @@ def main() -> None:
     print(f"experiment=asr {' '.join(args.overrides)}; precision {runs[capacities[0]][0]['precision']}"
           f"; {args.steps - args.warmup} steps timed after {args.warmup}, {args.repeats} rounds; "
           f"medians")
-    keys = [k for k in runs[capacities[0]][0] if k != "precision"]
-    print(f"{'capacity':>9} " + " ".join(f"{k:>24}" for k in keys))
-    base = {k: median([run[k] for run in runs[capacities[0]]]) for k in keys}
-    for capacity in capacities:
-        values = {k: median([run[k] for run in runs[capacity]]) for k in keys}
-        print(f"{capacity:>9} " + " ".join(
-            f"{values[k]:>15.1f} ({values[k] / base[k]:5.2f}x)" for k in keys))
+    print_median_ratios("capacity", runs, [k for k in runs[capacities[0]][0] if k != "precision"])
 
 
 if __name__ == "__main__":

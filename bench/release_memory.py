@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import machine, median
+from common import machine, print_median_ratios
 from kernel_cache import run_child
 
 from rnnseq.resources import KERNEL_CACHE
@@ -52,13 +52,8 @@ def main() -> None:
     print(f"\nmachine: {machine()}")
     print(f"experiment=asr {' '.join(args.overrides)}; precision {runs[names[0]][0]['precision']}; "
           f"{args.steps - args.warmup} steps timed after {args.warmup}, {args.repeats} rounds; medians")
-    keys = ["ms_per_step", "page_faults_per_step", "system_share", "peak_anon_training_mb"]
-    print(f"{'release':>18} " + " ".join(f"{k:>24}" for k in keys))
-    base = {k: median([run[k] for run in runs[names[0]]]) for k in keys}
-    for name in names:
-        values = {k: median([run[k] for run in runs[name]]) for k in keys}
-        print(f"{name:>18} " + " ".join(
-            f"{values[k]:>15.2f} ({values[k] / base[k]:5.2f}x)" for k in keys))
+    print_median_ratios("release", runs, ["ms_per_step", "page_faults_per_step", "system_share",
+                                          "peak_anon_training_mb"])
 
 
 if __name__ == "__main__":
