@@ -250,6 +250,12 @@ def test_settings_that_cannot_apply_are_errors_naming_the_key(tmp_path):
     task.set_decoding({"mode": "beam", "ctc_weight": 0.3})
     task.set_decoding({"mode": "ctc_beam"})  # CTC weighs 1 there: its weight gives way
     assert task.hparams.decoding["ctc_weight"] == 0.0
+    # the shortest hypothesis beam search may end is no setting of the greedy searches
+    with pytest.raises(ValueError, match=r"decoding.min_length_ratio is used by beam search only"):
+        task.set_decoding({"mode": "greedy", "min_length_ratio": 0.5})
+    task.set_decoding({"mode": "beam", "min_length_ratio": 0.3})
+    task.set_decoding({"mode": "ctc_greedy"})
+    assert task.hparams.decoding["min_length_ratio"] == 0.0
 
 
 def test_checkpoints_from_before_strict_dot_load_as_scaled_dot(tmp_path):

@@ -80,6 +80,11 @@ def test_joint_ctc_search_follows_a_confident_ctc_and_batches_like_alone():
     alone = beam_search(dec, memory[3:, :2], mask[3:, :2], max_len[3:], EOS, beam_size=3,
                         ctc_log_probs=ctc[3:, :2], ctc_weight=0.9)
     assert alone[0].tokens == hyps[3].tokens == [3, 4]
+    # a weight without its scores is refused, as in a task's decoding settings, not dropped
+    with pytest.raises(ValueError, match=r"ctc_weight=0.9 needs ctc_log_probs"):
+        beam_search(dec, memory, mask, max_len, EOS, beam_size=3, ctc_weight=0.9)
+    with pytest.raises(ValueError, match=r"lm_weight=0.5 needs lm"):
+        beam_search(dec, memory, mask, max_len, EOS, beam_size=3, lm_weight=0.5)
 
 
 class ScriptedDecoder:

@@ -290,9 +290,8 @@ def _decoder_scorers(decoder, memory, memory_mask, vocab_size, ctc_log_probs=Non
                      blank_id=0, eos_id=1, lm=None, lm_weight=0.0, **weights) -> list:
     sources = scorer_sources(decoder, memory, memory_mask, vocab_size, blank_id, eos_id,
                              ctc_log_probs=ctc_log_probs, lm=lm)
-    decoding = {"ctc_weight": ctc_weight if ctc_log_probs is not None else 0.0,
-                "lm_weight": lm_weight if lm is not None else 0.0, **weights}
-    return build_scorers(decoding, sources)
+    # a weight without its source is an error in build_scorers, as it is for a task's decoding
+    return build_scorers({"ctc_weight": ctc_weight, "lm_weight": lm_weight, **weights}, sources)
 
 
 @torch.no_grad()

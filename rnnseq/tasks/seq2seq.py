@@ -80,7 +80,7 @@ def default_pre_beam(beam_size: int) -> int:
 
 # what each setting is when it is off: beam search alone reads these
 BEAM_ONLY_OFF = {**{key: 0.0 for key in SCORERS}, "lm": None, "pre_beam": None,
-                 "eos_threshold": None, "nbest": 1}
+                 "eos_threshold": None, "nbest": 1, "min_length_ratio": 0.0}
 
 
 def not_applicable_in(mode: str, decoding: dict, keep: dict) -> dict:
@@ -115,6 +115,7 @@ def check_decoding(decoding: dict, has_ctc: bool) -> None:
     used = [key for key, value in weights.items() if value > 0] + (["lm"] if lm else [])
     used += [key for key in ("pre_beam", "eos_threshold") if decoding.get(key) is not None]
     used += ["nbest"] if (decoding.get("nbest") or 1) > 1 else []
+    used += ["min_length_ratio"] if (decoding.get("min_length_ratio") or 0.0) > 0 else []
     if mode not in BEAM_MODES and used:
         raise ValueError(f"decoding.{used[0]} is used by beam search only, not by "
                          f"decoding.mode={mode}; set decoding.mode=beam or drop it")
