@@ -9,7 +9,12 @@ token, adds them with their weights and keeps the best. Every scorer has the sam
 - ``score(state, step)``: ``(N, V)`` scores of every next token, and a *pending* value that
   :meth:`Scorer.select` turns into the next state. A *partial* scorer (CTC prefix scores, which
   cost time per token) scores only ``(N, C)`` candidates in ``score_candidates``: the search
-  picks them as the best tokens of the full scorers (ESPnet's pre-beam).
+  picks them as the best tokens of the full scorers' weighted total (ESPnet's pre-beam), plus,
+  where the partial scorer is the search's primary one (``scorers[0]``: CTC in CTC prefix beam
+  search), its weighted ``rank_all``.
+- ``rank_all(state, step)``: an optional cheap ``(N, V)`` estimate of a partial scorer's scores
+  of every token (``None`` where it has none), so that the audio, not a language model or a
+  length bonus, picks the candidates when there is no attention decoder.
 - ``select(pending, rows, tokens)``: the states after row ``rows[i]`` took token ``tokens[i]``:
   beam search reorders its rows after every step.
 - ``max_gain(state, remaining)``: an upper bound on what the scorer can still add to a
@@ -66,6 +71,12 @@ class Scorer:
                          candidates: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """``(N, C)`` scores of the ``(N, C)`` candidate tokens of each row (partial scorers)."""
         raise NotImplementedError
+
+    def rank_all(self, state: Any, step: Step) -> torch.Tensor | None:
+        """A partial scorer's cheap ``(N, V)`` estimate of its scores of every token, which the
+        search ranks the pre-beam with where this is its primary scorer; ``None``: none (the
+        full scorers alone rank)."""
+        return None
 
     def select(self, pending: Any, rows: torch.Tensor, tokens: torch.Tensor) -> Any:
         """The states after row ``rows[i]`` took token ``tokens[i]`` (both ``(N,)``)."""
@@ -259,8 +270,11 @@ def scorer_sources(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, voc
                    memory_lengths: torch.Tensor | None = None, lm=None) -> dict[str, Any]:
     """The ``sources`` of one batch that :func:`build_scorers` builds scorers from: the attention
     decoder (``None`` for CTC prefix beam search), its ``(B, S, D)`` memory and ``(B, S)`` mask,
-    ``(B, S, V)`` CTC log-probabilities if CTC scores, the fusion language model if any."""
+    ``(B, S, V)`` CTC log-probabilities if CTC scores, the fusion language model if any (moved
+    to the memory's device)."""
     lengths = memory_mask.sum(-1) if memory_lengths is None else memory_lengths
+    if lm is not None and lm.index.device != memory.device:
+        lm = lm.to(memory.device)
     return {"decoder": decoder, "memory": memory, "memory_mask": memory_mask,
             "memory_lengths": lengths, "vocab_size": vocab_size, "ctc_log_probs": ctc_log_probs,
             "blank_id": blank_id, "eos_id": eos_id, "lm": lm}

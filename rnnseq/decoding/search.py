@@ -4,12 +4,19 @@ Both decode a whole batch of utterances at once and see the same rules at every 
 
 - a hypothesis of utterance ``i`` must end (take ``<eos>``) after ``max_lengths[i]`` tokens, and
   may not end before ``min_lengths[i]``;
-- with ``eos_threshold`` set, ``<eos>`` may only be taken where its score from the first scorer
-  (the attention decoder) is within that factor of the step's best one (SpeechBrain's rule
-  against stopping early: ``log p(<eos>) >= eos_threshold * max log p``);
-- partial scorers (CTC prefix scores) score only the ``pre_beam`` best tokens of the full
-  scorers and ``<eos>``, every other token is ruled out; ``pre_beam`` at or above the vocabulary
-  scores all.
+- with ``eos_threshold`` set, ``<eos>`` may only be taken where its score from the primary
+  scorer is within that factor of the step's best one (SpeechBrain's rule against stopping
+  early: ``log p(<eos>) >= eos_threshold * max log p``);
+- partial scorers (CTC prefix scores) score only ``pre_beam`` candidates per hypothesis and
+  ``<eos>``, every other token is ruled out; ``pre_beam`` at or above the vocabulary scores all.
+
+The *primary* scorer is the first one, ``scorers[0]``: the attention decoder, or CTC where there
+is none (CTC prefix beam search), as :func:`~rnnseq.decoding.scorers.build_scorers` orders them.
+The pre-beam's candidates are the best tokens of the full scorers' weighted total, plus, where
+the primary scorer is partial, its weighted estimate over the whole vocabulary
+(:meth:`~rnnseq.decoding.scorers.Scorer.rank_all`; CTC's is exact). So with an attention decoder
+the decoder, the language model and the rewards pick the tokens CTC scores (ESPnet's pre-beam),
+and in CTC prefix beam search the audio picks them, not a language model or a length bonus.
 
 Beam search keeps ``K`` live hypotheses per utterance at every step; a hypothesis that takes
 ``<eos>`` (where ``<eos>`` ranks among the step's ``K`` best candidates of its utterance, as it
@@ -69,7 +76,8 @@ def _step_scores(scorers: Weighted, states: list, step: Step, rules: _Rules,
 
 def _weighted_scores(scorers: Weighted, states: list, step: Step, rules: _Rules, vocab_size: int):
     """The full scorers on every token, then the partial ones on the pre-beam candidates (every
-    other token ruled out): ``(N, V)`` total, ``(N, V)`` scores of the first scorer, pendings."""
+    other token ruled out): ``(N, V)`` total, ``(N, V)`` scores of the primary scorer
+    (``scorers[0]``; ``-inf`` on the tokens a partial one did not score), pendings."""
     n = len(step.tokens)
     full = [i for i, (s, _) in enumerate(scorers) if not s.partial]
     partial = [i for i, (s, _) in enumerate(scorers) if s.partial]
@@ -79,13 +87,14 @@ def _weighted_scores(scorers: Weighted, states: list, step: Step, rules: _Rules,
     for i in full:
         scorer, weight = scorers[i]
         scores, pendings[i] = scorer.score(states[i], step)
-        first = scores if first is None else first
+        first = scores if i == 0 else first
         total = total + weight * scores
     if not partial:
         return total, first, pendings
-    if full and rules.pre_beam is not None and rules.pre_beam < vocab_size:
+    ranking = _pre_beam_ranking(scorers, states, step, total, bool(full), rules, vocab_size)
+    if ranking is not None:
         # <eos> is always a candidate: a hypothesis at its length limit must be able to end
-        best = total.topk(rules.pre_beam, dim=1).indices
+        best = ranking.topk(rules.pre_beam, dim=1).indices
         candidates = torch.cat([best, best.new_full((n, 1), rules.eos_id)], 1)  # (N, C + 1)
     else:
         candidates = torch.arange(vocab_size, device=total.device).expand(n, -1)
@@ -93,11 +102,26 @@ def _weighted_scores(scorers: Weighted, states: list, step: Step, rules: _Rules,
     for i in partial:
         scorer, weight = scorers[i]
         scores, pendings[i] = scorer.score_candidates(states[i], step, candidates)
-        if first is None:  # a partial scorer alone (CTC prefix beam search): spread it out
+        if i == 0:  # a partial primary scorer (CTC prefix beam search): spread it out
             first = torch.full_like(total, float("-inf")).scatter(1, candidates, scores)
         extra = extra + weight * scores
     ruled_out = torch.full_like(total, float("-inf"))
     return ruled_out.scatter(1, candidates, total.gather(1, candidates) + extra), first, pendings
+
+
+def _pre_beam_ranking(scorers: Weighted, states: list, step: Step, total: torch.Tensor,
+                      has_full: bool, rules: _Rules, vocab_size: int) -> torch.Tensor | None:
+    """``(N, V)`` ranking of the tokens the partial scorers may score: the full scorers' weighted
+    ``total`` (``(N, V)``), plus the primary scorer's weighted ``rank_all`` where it is partial
+    and has one; ``None`` (score every token) without a pre-beam narrower than the vocabulary or
+    anything to rank by."""
+    if rules.pre_beam is None or rules.pre_beam >= vocab_size:
+        return None
+    primary, weight = scorers[0]
+    estimate = primary.rank_all(states[0], step) if primary.partial else None
+    if estimate is not None:
+        return total + weight * estimate
+    return total if has_full else None
 
 
 def _apply_end_rules(total: torch.Tensor, first: torch.Tensor, index: int,
