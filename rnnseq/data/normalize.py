@@ -13,11 +13,18 @@ speech model, and applied again by ``rnnseq.evaluate`` to any reference it score
     lowercase and single spaces, punctuation kept.
 ``none``
     single spaces only (labels of a classifier, transcripts that are already final).
+``spoken``
+    the text front end of speech synthesis: numbers, currency, ``%``, ``&`` and common
+    abbreviations written out in English words (:func:`rnnseq.data.spoken.expand`), then
+    ``letters`` (``"Dr. Smith paid $3.50 in 1850" -> "doctor smith paid three dollars fifty cents
+    in eighteen fifty"``). :func:`unspeakable` names what it still drops.
 """
 
 from __future__ import annotations
 
-NORMALIZERS = ("letters", "lowercase", "none")
+from rnnseq.data.spoken import expand
+
+NORMALIZERS = ("letters", "lowercase", "none", "spoken")
 
 
 def _letters(text: str) -> str:
@@ -33,5 +40,24 @@ def normalize_text(text: str, normalizer: str = "letters") -> str:
         return " ".join(text.lower().split())
     if normalizer == "none":
         return " ".join(text.split())
+    if normalizer == "spoken":
+        return _letters(expand(text))
     raise ValueError(f"unknown transcript normaliser {normalizer!r} (data.normalizer); "
                      f"choose one of {', '.join(NORMALIZERS)}")
+
+
+# Punctuation that a reader pauses on rather than says: dropping it loses nothing spoken.
+SILENT_PUNCTUATION = frozenset(".,;:!?'\"()[]{}-–—…‘’“”«»¡¿")
+
+
+def unspeakable(text: str, normalizer: str) -> list[str]:
+    """The distinct characters of ``text`` (as :func:`rnnseq.data.spoken.expand` writes it, for
+    ``spoken``) that the normaliser ``normalizer`` drops and that stood for something said, in
+    order of first appearance: ``unspeakable("a § b!", "spoken") == ["§"]``, so that a caller
+    can warn "cannot speak '§'". A character counts as dropped when it is in none of the
+    normalised words, in any case; spaces and :data:`SILENT_PUNCTUATION` are never named."""
+    out = normalize_text(text, normalizer)
+    source = expand(text) if normalizer == "spoken" else text
+    return [c for c in dict.fromkeys(source)
+            if not c.isspace() and c not in SILENT_PUNCTUATION and c not in out
+            and c.lower() not in out]
