@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: figures go to TensorBoard, never to a screen
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
@@ -97,6 +98,25 @@ class ReleaseFreeMemory(L.Callback):
 
     def on_test_start(self, trainer, pl_module) -> None:
         self._release()  # what training left in the heap, before the first test batch
+
+
+class EarlyStopping(LightningEarlyStopping):
+    """Lightning's early stopping, which checks nothing until a validation has run in this fit:
+    a step budget that ends within the first epoch (``trainer.max_steps``) reaches the end of
+    that epoch with no monitored value, and Lightning's would stop the run with an error. After
+    the first validation a missing value is an error again (``strict``)."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._validated = False
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._validated = True
+        super().on_validation_end(trainer, pl_module)
+
+    def _run_early_stopping_check(self, trainer) -> None:
+        if getattr(self, "_validated", False):
+            super()._run_early_stopping_check(trainer)
 
 
 class RecentCheckpoints(ModelCheckpoint):
@@ -203,11 +223,11 @@ class SynthesisSamples(ValidationSamples):
                     attention[i, :, :length + 1].t(), symbols,
                     f"{utt_id} ({kind.replace('_', ' ')})",
                     x_label="decoder step", y_label="input token"), step)
-                wave = pl_module.vocoder(mel.float().cpu())
+                wave = pl_module.vocoder(mel.float())  # on the task's device
                 if wave.numel() == 0:  # stopped at once: nothing to hear
                     continue
-                writer.add_audio(f"{tag}/audio_{kind}", wave.clamp(-1, 1).unsqueeze(0), step,
-                                 sample_rate=rate)
+                writer.add_audio(f"{tag}/audio_{kind}", wave.clamp(-1, 1).unsqueeze(0).cpu(),
+                                 step, sample_rate=rate)
 
 
 GENERATED_TAG = "val/generated"
@@ -277,7 +297,7 @@ class ConfusionMatrix(SplitFigure):
             return None
         labels = pl_module.tokenizer.labels
         first = len(pl_module.tokenizer.symbols) - len(labels)  # the specials come first
-        matrix = scores.confusion[first:, first:].float().numpy()
+        matrix = scores.confusion[first:, first:].float().cpu().numpy()
         size = max(4.0, 0.22 * len(labels) + 2)
         fig, ax = plt.subplots(figsize=(size, size))
         ax.imshow(matrix, cmap="Blues", interpolation="nearest")

@@ -155,10 +155,16 @@ def ranked_best(folder: Path) -> list[Path]:
     return [files[n] for n in [*ranked, *rest]]
 
 
-def load_task(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> TaskT:
-    """The task of a run folder's best checkpoint (or of a checkpoint file), in eval mode."""
-    task = task_class.load_from_checkpoint(find_checkpoint(run), map_location=torch.device(device),
-                                           weights_only=True)
+def load_task(task_class: type[TaskT], run: str | Path, device: str = "auto") -> TaskT:
+    """The task of a run folder's best checkpoint (or of a checkpoint file), in eval mode, on
+    ``device`` (``auto``: a GPU where there is one, :func:`rnnseq.resources.resolve_device`)."""
+    from rnnseq.resources import resolve_device
+
+    # Building the model draws its initial weights on the CPU before the saved ones replace
+    # them; the caller's random stream goes on as if nothing had been drawn.
+    with torch.random.fork_rng(devices=[]):
+        task = task_class.load_from_checkpoint(
+            find_checkpoint(run), map_location=resolve_device(device), weights_only=True)
     return task.eval()
 
 
@@ -237,7 +243,8 @@ def run_folder_of(path: str | Path) -> Path:
     return path
 
 
-def load_task_or_report(task_class: type[TaskT], run: str | Path, device: str = "cpu") -> TaskT | None:
+def load_task_or_report(task_class: type[TaskT], run: str | Path,
+                        device: str = "auto") -> TaskT | None:
     """:func:`load_task` for command-line tools: a missing run or checkpoint is printed as one
     ``error:`` line on stderr (no traceback) and gives ``None``."""
     try:

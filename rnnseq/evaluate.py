@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path,
                         help="score this JSONL manifest instead of a split of the run's data")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a GPU where there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--sweep", action="append", default=[], metavar="decoding.KEY=V1,V2",
                         help="score every combination of these decoding values on --split "
                              "(repeatable; the encoder runs once per batch for all of them)")
@@ -255,19 +257,23 @@ def apply_settings(task, decoding: dict, synthesis: dict | None = None,
 
 def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: str = "test",
              manifest: Path | None = None, data_overrides: list[str] | None = None,
-             synthesis: dict | None = None, evaluation: dict | None = None) -> dict:
-    """Scores a split of the run's data (or ``manifest``) with its checkpoint; writes and returns
-    the report: settings, metrics, real-time factor and every item with its errors (for a
-    synthesis run: its free-running scores, with ``synthesis`` and ``evaluation`` settings)."""
+             synthesis: dict | None = None, evaluation: dict | None = None,
+             device: str = "auto") -> dict:
+    """Scores a split of the run's data (or ``manifest``) with its checkpoint on ``device``
+    (``auto``: a GPU where there is one); writes and returns the report: settings, metrics,
+    real-time factor and every item with its errors (for a synthesis run: its free-running
+    scores, with ``synthesis`` and ``evaluation`` settings)."""
     import lightning as L
 
     import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
     from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
     from rnnseq.data.manifest import DataReport
     from rnnseq.reporting import write_results
+    from rnnseq.resources import resolve_device
 
     checkpoint = checkpoint or find_checkpoint(run)
     run = run_folder_of(run)
+    # host: loaded on the CPU, the Trainer moves it to its device
     task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
                                                            weights_only=True)
     apply_settings(task, decoding, synthesis, evaluation)
@@ -285,8 +291,11 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
         report = report.of_split(split)  # not the other splits' problems
         label = split
     precision = run_precision(run)
-    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, precision=precision)
+    device = resolve_device(device)
+    trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu",
+                        devices=[device.index] if device.index is not None else 1, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False,
+                        precision=precision)
     started = time.time()
     metrics = trainer.test(task, dataloaders=loader, verbose=False)[0]
     seconds = time.time() - started
@@ -334,9 +343,10 @@ def parse_sweep(assignments: list[str]) -> dict[str, list]:
 
 def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = None,
                    split: str = "valid", checkpoint: Path | None = None,
-                   data_overrides: list[str] | None = None) -> dict:
+                   data_overrides: list[str] | None = None, device: str = "auto") -> dict:
     """Scores every combination of the ``grid`` decoding values on ``split`` (beam search), with
     one encoder pass per batch: the encoder outputs are kept and every setting decodes them.
+    Runs on ``device`` (``auto``: a GPU where there is one).
 
     Writes ``<run>/evaluations/sweep-<split>-<time>.json`` (settings, metrics and decoding seconds
     of every combination) and returns it.
@@ -347,10 +357,12 @@ def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = Non
 
     from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
     from rnnseq.reporting import write_results
+    from rnnseq.resources import autocast_for, resolve_device
 
     checkpoint = checkpoint or find_checkpoint(run)
     run = run_folder_of(run)
-    task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location="cpu",
+    device = resolve_device(device)
+    task = task_class_for(checkpoint).load_from_checkpoint(checkpoint, map_location=device,
                                                            weights_only=True).eval()
     if "decoding" not in task.hparams:
         raise ValueError("--sweep sweeps decoding settings; this checkpoint has none")
@@ -358,13 +370,13 @@ def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = Non
     base = dict(task.hparams.decoding)
     loader = run_data_loader(run, split, data_overrides or [])[0]
     precision = run_precision(run)
-    # as Lightning's bf16-mixed on the CPU: autocast around the encoder and every search
-    autocast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16,
-                                 enabled=precision == "bf16-mixed")
+    # as Lightning's mixed precision: autocast around the encoder and every search
+    autocast = functools.partial(autocast_for, device, precision)
     encoded, references = [], []
     started = time.time()
     with torch.no_grad(), autocast():
         for batch in loader:
+            batch = task.transfer_batch_to_device(batch, device, 0)
             encoded.append(task.encode(batch))
             references.extend(batch.texts)
     encoding_seconds = time.time() - started
@@ -428,9 +440,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--sweep scores a split of the run's data (--split), not a "
                                  "--manifest")
             return print_sweep(sweep_decoding(args.run, parse_sweep(args.sweep), args.decoding,
-                                              args.split, args.checkpoint, args.data))
+                                              args.split, args.checkpoint, args.data,
+                                              args.device))
         record = evaluate(args.run, args.decoding, args.checkpoint, args.split, args.manifest,
-                          args.data, args.settings["synthesis"], args.settings["evaluation"])
+                          args.data, args.settings["synthesis"], args.settings["evaluation"],
+                          args.device)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -63,9 +63,9 @@ def find_sweep(study: str) -> Path:
                    f"model.encoder.hidden_size=128,256) or set {SWEEP_VARIABLE}")
 
 
-def load_run(run: str | Path, device: str = "cpu") -> L.LightningModule:
+def load_run(run: str | Path, device: str = "auto") -> L.LightningModule:
     """The task (SpeechToText, LanguageModel, ...) of a run folder's best checkpoint, or of a
-    checkpoint file, in eval mode."""
+    checkpoint file, in eval mode on ``device`` (``auto``: a GPU where there is one)."""
     return load_task(task_class_for(find_checkpoint(run)), run, device)
 
 
@@ -103,7 +103,7 @@ def play(wave, sample_rate: int):
     """A player for ``(N,)`` samples in a notebook (IPython's ``Audio``)."""
     from IPython.display import Audio
 
-    samples = wave.numpy() if hasattr(wave, "numpy") else wave
+    samples = wave.cpu().numpy() if hasattr(wave, "numpy") else wave
     return Audio(samples, rate=sample_rate, normalize=True)
 
 

@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--num-samples", type=int, default=1, help="independent samples to print")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a GPU where there is one), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     args.run = strip_key(args.run)
     if args.length < 0 or args.num_samples < 1:

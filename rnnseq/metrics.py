@@ -130,8 +130,9 @@ def classification_scores(references: Sequence[int], predictions: Sequence[int],
     if len(references) != len(predictions):
         raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
     if not references:
-        return ClassScores(float("nan"), float("nan"), torch.zeros(num_classes, num_classes))
-    target, preds = torch.tensor(list(references)), torch.tensor(list(predictions))
+        return ClassScores(float("nan"), float("nan"),
+                           torch.zeros(num_classes, num_classes))  # host: scores of Python lists
+    target, preds = torch.tensor(list(references)), torch.tensor(list(predictions))  # host: same
     f1 = multiclass_f1_score(preds, target, num_classes, average="macro")
     confusion = multiclass_confusion_matrix(preds, target, num_classes)
     return ClassScores(float((preds == target).float().mean()), float(f1), confusion)
@@ -193,8 +194,8 @@ def mel_cepstra(log_mel: torch.Tensor, order: int = 13) -> torch.Tensor:
         raise ValueError(f"need (frames, mel bins) with more than {order} bins, "
                          f"got shape {tuple(log_mel.shape)}")
     bins = log_mel.shape[1]
-    n = torch.arange(bins, dtype=torch.float64).unsqueeze(1)  # (F, 1)
-    k = torch.arange(1, order + 1, dtype=torch.float64)  # (order,)
+    n = torch.arange(bins, dtype=torch.float64, device=log_mel.device).unsqueeze(1)  # (F, 1)
+    k = torch.arange(1, order + 1, dtype=torch.float64, device=log_mel.device)  # (order,)
     dct = math.sqrt(2.0 / bins) * torch.cos(math.pi * k * (n + 0.5) / bins)  # (F, order)
     return (0.5 * log_mel.double()) @ dct
 
@@ -207,12 +208,12 @@ def dtw_path_mean(cost: torch.Tensor) -> float:
     Equally cheap predecessors are taken in the order diagonal, vertical, horizontal.
     """
     n, m = cost.shape
-    total = torch.full((n + 1, m + 1), math.inf, dtype=torch.float64)
-    steps = torch.zeros((n + 1, m + 1), dtype=torch.float64)
+    total = torch.full((n + 1, m + 1), math.inf, dtype=torch.float64, device=cost.device)
+    steps = torch.zeros((n + 1, m + 1), dtype=torch.float64, device=cost.device)
     total[0, 0] = 0.0
     cost = cost.double()
     for diagonal in range(2, n + m + 1):  # cells (i, j), 1-based, with i + j == diagonal
-        i = torch.arange(max(1, diagonal - m), min(n, diagonal - 1) + 1)
+        i = torch.arange(max(1, diagonal - m), min(n, diagonal - 1) + 1, device=cost.device)
         j = diagonal - i
         candidates = torch.stack([total[i - 1, j - 1], total[i - 1, j], total[i, j - 1]])
         lengths = torch.stack([steps[i - 1, j - 1], steps[i - 1, j], steps[i, j - 1]])

@@ -106,6 +106,22 @@ def native_bf16(flags: Collection[str] | None = None) -> bool:
     return any(flag in (cpu_flags() if flags is None else flags) for flag in NATIVE_BF16_FLAGS)
 
 
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The device a command or API call runs on: ``auto`` is the first GPU where CUDA is
+    available and the CPU elsewhere; anything else (``cpu``, ``cuda``, ``cuda:1``) as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """The autocast context that Lightning's ``precision`` runs a step in, for code outside a
+    Trainer: bfloat16 for ``bf16-mixed``, float16 for ``16-mixed``, off for the rest; on
+    ``device``'s type."""
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def auto_precision(accelerator: str = "auto", flags: Collection[str] | None = None) -> str:
     """What ``trainer.precision=auto`` trains in: ``bf16-mixed`` on a GPU that supports it and on
     a CPU with native bfloat16 (:func:`native_bf16`), ``32-true`` elsewhere."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="folder for the wav files")
     parser.add_argument("--speaker", help="speaker name (multi-speaker runs)")
     parser.add_argument("--batch-size", type=int, default=8, help="texts synthesised together")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a GPU where there is one), cpu, cuda, cuda:1, ...")
     args = parser.parse_intermixed_args(argv)
     try:
         args.run, items = take_run(args.items)
@@ -81,7 +83,7 @@ def read_requests(args: argparse.Namespace) -> list[dict]:
 
 
 class Spoken(NamedTuple):
-    """One synthesised text."""
+    """One synthesised text, as CPU tensors."""
 
     request: dict  # {"id", "text", "speaker"}
     mel: torch.Tensor  # (T, F) log-mel frames up to the stop
@@ -100,6 +102,12 @@ def synthesize_requests(task, requests: list[dict], batch_size: int = 8):
         examples = []
         for request in group:
             symbols = task.input_symbols(request["text"])
+            missing = task.unspeakable(request["text"], symbols)
+            if missing:
+                warnings.warn(f"{request['id']}: cannot speak "
+                              f"{', '.join(repr(c) for c in missing)} (dropped, or read as <unk>)",
+                              stacklevel=2)
+            # host: a host batch, moved to the task's device below
             tokens = torch.tensor(task.tokenizer.encode(symbols), dtype=torch.long)
             speaker = None
             if speakers:
@@ -107,15 +115,16 @@ def synthesize_requests(task, requests: list[dict], batch_size: int = 8):
                     raise ValueError(f"{request['id']}: speaker {request['speaker']!r} is not one "
                                      f"of the run's speakers {speakers}; give --speaker")
                 speaker = speakers.index(request["speaker"])
-            examples.append(Example(request["id"], torch.zeros(1, task.n_mels), tokens,
-                                    request["text"], speaker))
+            no_frames = torch.zeros(1, task.n_mels)  # host: as above
+            examples.append(Example(request["id"], no_frames, tokens, request["text"], speaker))
         batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
         result = task.synthesize_batch(batch)
         steps = -(-result.lengths // task.model.reduction)
         for i, request in enumerate(group):
-            mel = task.denormalize(result.mel[i, :int(result.lengths[i])]).float().cpu()
+            mel = task.denormalize(result.mel[i, :int(result.lengths[i])]).float()
             attention = result.attention[i, :int(steps[i]), :len(examples[i].tokens) + 1]
-            yield Spoken(request, mel, attention.float().cpu(), task.vocoder(mel),
+            wave = task.vocoder(mel)  # on the task's device
+            yield Spoken(request, mel.cpu(), attention.float().cpu(), wave.cpu(),
                          bool(result.stopped[i]))
 
 
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for request, _, _, wave, stopped in synthesize_requests(task, requests, args.batch_size):
             path = args.out / f"{request['id']}.wav"
-            soundfile.write(path, wave.clamp(-1, 1).numpy(), rate, subtype="PCM_16")
+            soundfile.write(path, wave.clamp(-1, 1).cpu().numpy(), rate, subtype="PCM_16")
             note = "" if stopped else "\t(never stopped: cut at synthesis.max_length_ratio)"
             print(f"{path}\t{request['text']}{note}", flush=True)
             entries.append({"id": request["id"], "audio_filepath": str(path.resolve()),

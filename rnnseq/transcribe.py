@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--greedy", action="store_true",
                         help="greedy attention decoding instead of beam search (decoding.mode=greedy)")
     parser.add_argument("--batch-size", type=int, default=8, help="files decoded together")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto",
+                        help="auto (a GPU where there is one), cpu, cuda, cuda:1, ...")
     args = parser.parse_intermixed_args(argv)
     try:
         args.run, items = take_run(args.items)

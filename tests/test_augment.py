@@ -20,6 +20,7 @@ from rnnseq.data.augment import (
     room_impulse_response,
     speed_perturb,
 )
+from rnnseq.data.batching import EpochItem
 from rnnseq.data.speech import SpeechDataModule
 
 SR = 16000
@@ -280,3 +281,26 @@ def test_the_cache_key_of_a_copy_ignores_how_many_copies_there_are_and_when_they
         == base.digest()
     assert augment_settings({"speed": {"p": 0.6}, "variants": 1}).digest() != base.digest()
     assert augment_settings({"speed": {"p": 0.5}}, seed=1).digest() != base.digest()
+
+
+@pytest.mark.parametrize("variants", [0, 1], ids=["on the fly", "cached copies"])
+def test_bucketing_counts_the_frames_that_slowed_down_items_will_have(tiny_corpus, tmp_path,
+                                                                     monkeypatch, variants):
+    """At half speed every training item is twice as long as its manifest says; the lengths that
+    batches are built from must say so, or a batch holds up to twice its frame budget."""
+    monkeypatch.setattr(speech, "available_cores", lambda: 1)
+    dm = SpeechDataModule(manifests=tiny_corpus, num_workers=0, max_frames=600,
+                          feature_cache=str(tmp_path / "features"),
+                          augment={"speed": {"p": 1.0, "factors": [0.5]}, "variants": variants})
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    served = [train[EpochItem(1, i)].features.shape[0] for i in range(len(train))]
+    lengths = train.frame_lengths()
+    assert all(n <= bound for n, bound in zip(served, lengths))
+    assert sum(lengths) <= 1.01 * sum(served)  # a bound, not a guess: no more than 1 % over
+    loader = dm.train_dataloader()
+    loader.batch_sampler.set_epoch(1)
+    for batch in loader:
+        assert batch.features.shape[0] * batch.features.shape[1] <= 600 or len(batch.ids) == 1
+    assert dm.datasets["valid"].frame_lengths() == [
+        dm.feature_config.num_frames(u.duration) for u in dm.datasets["valid"].utterances]

@@ -1,6 +1,7 @@
 import random
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -191,3 +192,21 @@ def test_lightning_moves_the_bucketing_sampler_to_each_new_epoch(tmp_path):
     assert module.seen[1] != module.seen[0] and module.seen[2] != module.seen[1]
     assert [max(lengths[i] for i in b) for b in module.seen[1]] != sorted(longest)  # shuffled
     assert sampler.epoch == 2
+
+
+def test_an_evaluation_rank_without_a_batch_gets_one_empty_batch():
+    """A split of one batch under two processes: the second rank still runs the epoch (its hooks
+    gather from every rank), on an empty batch that every batch type can collate and skip."""
+    from rnnseq.data.forecast import WindowDataset
+    from rnnseq.data.text import collate_lines
+    from rnnseq.tasks.base import is_empty
+
+    samplers = [BucketBatchSampler([10, 12], max_frames=100, shuffle=False, num_replicas=2,
+                                   rank=r, drop_uneven=False) for r in range(2)]
+    assert [list(s) for s in samplers] == [[[0, 1]], [[]]]
+    assert [len(s) for s in samplers] == [1, 1]
+    windows = WindowDataset(np.arange(40.0), np.arange(40.0), [20, 24], history=4, horizon=2,
+                            season=1)
+    empties = [collate_examples([]), collate_lines([], eos_id=1), windows.collate([])]
+    assert all(is_empty(batch) for batch in empties)
+    assert not is_empty(windows.collate([0])) and not is_empty(collate_lines([torch.ones(2)], 1))

@@ -55,3 +55,64 @@ def test_resume_arguments_recompose_the_run(tmp_path):
     assert resume_arguments([f"resume={run}", "trainer.max_epochs=5"]) == [
         "experiment=asr", "trainer.max_epochs=1", f"hydra.run.dir={run}", f"resume={run}",
         "trainer.max_epochs=5"]
+
+
+def test_loading_a_model_to_use_it_leaves_the_callers_random_streams_alone(smoke_run):
+    """Only a resumed fit takes the checkpoint's random states; loading a model for inference
+    (synthesize, transcribe, a notebook) must not reset the caller's generators."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from rnnseq.checkpoints import load_task
+    from rnnseq.tasks.speech_to_text import SpeechToText
+
+    def draws():
+        return torch.rand(3).tolist(), random.random(), float(np.random.rand())
+
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    expected = draws()
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    load_task(SpeechToText, smoke_run, "cpu")
+    assert draws() == expected
+
+
+def test_checkpoints_keep_the_gpus_random_states_and_a_resumed_fit_restores_them(
+        smoke_run, monkeypatch):
+    """Without a GPU: the CUDA calls are stood in for, and the states are byte tensors that a
+    ``weights_only`` load reads back; they are restored (as CPU tensors) only when resuming."""
+    import io
+    from types import SimpleNamespace
+
+    import torch
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from rnnseq.checkpoints import load_task
+    from rnnseq.tasks.speech_to_text import SpeechToText
+
+    task = load_task(SpeechToText, smoke_run, "cpu")
+    states = [torch.arange(4, dtype=torch.uint8), torch.arange(4, 8, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    checkpoint: dict = {}
+    task.on_save_checkpoint(checkpoint)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+    assert [s.tolist() for s in checkpoint["rng_states"]["cuda"]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+    task.on_load_checkpoint(checkpoint)  # no trainer: loaded to be used
+    assert restored == []
+    task._trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING))
+    try:
+        task.on_load_checkpoint(checkpoint)
+    finally:
+        task._trainer = None
+    assert [s.tolist() for s in restored] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert all(s.device.type == "cpu" for s in restored)

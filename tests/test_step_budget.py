@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import OmegaConf
@@ -103,3 +105,42 @@ def test_evaluate_decodes_in_the_precision_the_run_was_trained_in(
         (tmp_path / ".hydra").mkdir()
         (tmp_path / ".hydra" / "config.yaml").write_text(f"trainer:\n  precision: {trained_in}\n")
     assert evaluate.run_precision(tmp_path) == decoded_in
+
+
+class _LoggingBoringModel(BoringModel):
+    """Lightning's toy model, logging ``val/loss`` after each validation."""
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.step(batch), on_epoch=True)
+
+
+@pytest.mark.parametrize("stopper", ["lightning", "rnnseq"])
+def test_a_step_budget_that_ends_before_the_first_validation_is_no_error(tmp_path, stopper):
+    """Validation once an epoch, and a budget of 2 of the epoch's 8 steps: the epoch ends with no
+    value to watch. Lightning's early stopping stops the run with an error there; ours waits."""
+    from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
+
+    from rnnseq.callbacks import EarlyStopping
+
+    cls = {"lightning": LightningEarlyStopping, "rnnseq": EarlyStopping}[stopper]
+    trainer = L.Trainer(max_epochs=None, max_steps=2, limit_train_batches=8, limit_val_batches=2,
+                        callbacks=[cls(monitor="val/loss")], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        num_sanity_val_steps=0, default_root_dir=tmp_path)
+    if stopper == "lightning":
+        with pytest.raises(RuntimeError, match="val/loss"):
+            trainer.fit(_LoggingBoringModel())
+        return
+    trainer.fit(_LoggingBoringModel())
+    assert trainer.global_step == 2
+
+
+def test_after_a_validation_a_missing_value_is_still_an_error(tmp_path):
+    from rnnseq.callbacks import EarlyStopping
+
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1,
+                        callbacks=[EarlyStopping(monitor="val/missing")], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        num_sanity_val_steps=0, default_root_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="val/missing"):
+        trainer.fit(_LoggingBoringModel())

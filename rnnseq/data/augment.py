@@ -136,6 +136,15 @@ class Speed:
     p: float = 0.0
     factors: tuple[float, ...] = (0.9, 1.0, 1.1)
 
+    def longest(self, num_samples: int, sample_rate: int) -> int:
+        """The most samples that ``num_samples`` can become (the slowest factor, as
+        :func:`speed_perturb` resamples it); ``num_samples`` when nothing can change speed."""
+        if self.p <= 0:
+            return num_samples
+        return max(num_samples if f == 1.0 else
+                   math.ceil(num_samples * sample_rate / int(round(sample_rate * f)))
+                   for f in self.factors)
+
 
 @dataclass(frozen=True)
 class Noise:

@@ -275,8 +275,10 @@ class BucketBatchSampler(ResumableBatches):
         if self.num_replicas == 1:
             return batches
         mine = batches[self.rank :: self.num_replicas]
-        if not self.drop_uneven:  # evaluation: every item once, ranks may get one batch less
-            return mine
+        if not self.drop_uneven:  # evaluation: every item once, ranks may get one batch less;
+            # a rank with none gets one empty batch, so that it still runs the epoch's hooks,
+            # whose gathers the other ranks wait for
+            return mine or [[]]
         return mine[: len(batches) // self.num_replicas]
 
 

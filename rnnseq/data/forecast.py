@@ -34,6 +34,11 @@ class SeriesBatch(NamedTuple):
     origins: torch.Tensor  # (B,) long: index in the series of the first target value
     ids: list[str]  # "t=<origin>", for messages about a batch
 
+    @property
+    def empty(self) -> bool:
+        """Whether the batch holds no window (a rank's share of a short split)."""
+        return not self.ids
+
 
 class Scaler:
     """``(x - mean) / std`` with statistics of the training span (``none``: mean 0, std 1)."""

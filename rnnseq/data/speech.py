@@ -124,9 +124,21 @@ class SpeechDataset(PairedItems, Dataset):
         return len(self.utterances)
 
     def frame_lengths(self) -> list[int]:
-        """Feature frames of every utterance, from the manifest durations (for bucketing; speed
-        perturbation makes an item up to 1 / (smallest factor) longer)."""
-        return [self.feature_config.num_frames(u.duration) for u in self.utterances]
+        """The most feature frames each utterance can have when served, so that a batch built
+        from them stays within its frame budget (bucketing): the manifest duration, made longer by
+        the slowest speed factor when augmenting on the fly, or the longest of the cached
+        copies."""
+        config = self.feature_config
+        clean = [config.num_frames(u.duration) for u in self.utterances]
+        if self.variants:
+            caches = [c for c in (self.cache, *self.variants) if c is not None]
+            cached = np.max(np.stack([c.index[:, 1] for c in caches]), axis=0)
+            return [max(int(n), frames) for n, frames in zip(cached, clean)]
+        if self.augment is None:
+            return clean
+        speed = self.augment.settings.speed
+        return [speed.longest(int(u.duration * config.sample_rate), config.sample_rate)
+                // config.hop_length + 1 for u in self.utterances]
 
     def input_lengths(self) -> list[int]:
         """Feature frames of every utterance: exact from the feature caches (the shortest of its
@@ -135,7 +147,7 @@ class SpeechDataset(PairedItems, Dataset):
         if caches:
             frames = np.min(np.stack([c.index[:, 1] for c in caches]), axis=0)
             return [max(int(n), 0) for n in frames]
-        return self.frame_lengths()
+        return [self.feature_config.num_frames(u.duration) for u in self.utterances]
 
     def target_ids(self) -> list[list[int]]:
         """Token ids of every transcript (or phoneme string)."""

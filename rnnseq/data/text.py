@@ -35,6 +35,11 @@ class TextBatch(NamedTuple):
     targets: torch.Tensor  # (B, T) next tokens; pad (0) where there is none
     stateful: bool  # True: row b continues row b of the previous batch (carry the state)
 
+    @property
+    def empty(self) -> bool:
+        """Whether the batch holds no line (a rank's share of a short split)."""
+        return self.inputs.shape[0] == 0
+
 
 def tokenizer_of_run(run: str | Path) -> Tokenizer:
     """The target tokenizer of a run folder or checkpoint: its saved tokenizer, or its symbol
@@ -118,7 +123,7 @@ class LineDataset(Dataset):
 
 def collate_lines(items: Sequence[torch.Tensor], eos_id: int, pad_id: int = 0) -> TextBatch:
     """``<eos> x`` as inputs and ``x <eos>`` as targets, padded to ``(B, max T + 1)``."""
-    longest = max(len(x) for x in items) + 1
+    longest = max((len(x) for x in items), default=0) + 1
     inputs = torch.full((len(items), longest), pad_id, dtype=torch.long)
     targets = torch.full((len(items), longest), pad_id, dtype=torch.long)
     for i, x in enumerate(items):

@@ -29,12 +29,13 @@ def vocabulary_map(target: Tokenizer, lm: Tokenizer) -> torch.Tensor:
         if target.state() != lm.state():
             raise ValueError("the fusion language model's sentencepiece model differs from the "
                              "decoder's; train it with the same tokenizer state")
-        return torch.arange(len(target))
+        return torch.arange(len(target))  # host: an index built once; LMFusion moves it
     lm_index = {s: i for i, s in enumerate(lm_symbols)}
     missing = [s for s in target_symbols if s not in lm_index]
     if missing:
         raise ValueError(f"the fusion language model has no id for decoder symbols {missing}; "
                          f"train it on text with the same characters")
+    # host: an index built once; LMFusion moves it
     return torch.tensor([lm_index[s] for s in target_symbols], dtype=torch.long)
 
 

@@ -337,7 +337,7 @@ def _layered_parameter_names(module: CellStack, state_dict, prefix: str, *_) -> 
                 state_dict[f"{prefix}layers.{i}.{name}"] = state_dict.pop(flat)
 
 
-# Parameter names that changed when every model began to build its layers here (issue 19): the
+# Parameter names that changed when every model began to build its layers here: the
 # attention decoder's ``lstm`` became ``rnn``; the forecaster's ``nn.LSTMCell`` per layer became
 # one stacked module. Full state-dict keys, under any prefix.
 _RENAMED_PARAMETERS = [
@@ -346,13 +346,21 @@ _RENAMED_PARAMETERS = [
 ]
 
 
+# Buffers that older versions saved and that are now derived from the config when the module is
+# built: the Griffin-Lim vocoder's mel filterbank (today its pseudo-inverse, not saved).
+_RETIRED_BUFFERS = [re.compile(r"(.*\.)?vocoder\.inverse_mel\.fb")]
+
+
 def upgrade_parameter_names(state: Mapping[str, torch.Tensor],
                             known: Collection[str]) -> dict[str, torch.Tensor]:
-    """``state`` (a state dict) with parameter names from before issue 19 renamed to today's,
+    """``state`` (a state dict) with parameter names of older rnnseq versions renamed to today's,
     where the model has no parameter of the old name and one of the new (``known``: the
-    model's state-dict keys), so a module of one's own that has an ``lstm`` keeps it."""
+    model's state-dict keys), so a module of one's own that has an ``lstm`` keeps it; buffers
+    that are no longer saved are dropped where the model has no key of their name."""
     upgraded = {}
     for key, value in state.items():
+        if key not in known and any(p.fullmatch(key) for p in _RETIRED_BUFFERS):
+            continue
         if key not in known:
             for pattern, replacement in _RENAMED_PARAMETERS:
                 renamed = pattern.sub(replacement, key) if pattern.fullmatch(key) else key

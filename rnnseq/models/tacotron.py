@@ -103,6 +103,7 @@ class Prenet(nn.Module):
         keep = 1.0 - self.dropout
         if generators is None:
             return torch.bernoulli(torch.full(shape, keep, device=device))
+        # host: per-utterance CPU generators, so a text gets the same masks on every device
         rows = [torch.bernoulli(torch.full(shape[1:], keep), generator=g) for g in generators]
         return torch.stack(rows).to(device)
 

@@ -4,6 +4,7 @@ diagnostics (gradient norm, learning rate) in TensorBoard."""
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import random
 from dataclasses import asdict
@@ -14,11 +15,11 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 
 from rnnseq import metrics as M
 from rnnseq.checkpoints import legacy_hparams, load_checkpoint
-from rnnseq.data.batching import Batch
 from rnnseq.data.manifest import DataIssue
 from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.safeguards import drop_gradients
@@ -28,6 +29,8 @@ from rnnseq.safeguards import drop_gradients
 # without it come from before ``dot`` attention became Luong's unscaled dot product).
 CHECKPOINT_FORMAT = 2
 
+
+log = logging.getLogger(__name__)
 
 def to_plain(value: Any) -> Any:
     """Hydra configs become plain dicts and lists, so checkpoints hold no OmegaConf objects."""
@@ -66,9 +69,28 @@ def gather_rows(rows: list) -> list:
     return [row for part in parts for row in part]
 
 
+def restore_random_states(states: dict) -> None:
+    """Sets the torch, Python, NumPy and (where saved and present) CUDA random states from a
+    checkpoint's ``rng_states``. The states may have been loaded onto any device: the setters
+    take CPU byte tensors. Under DDP every rank gets rank 0's states, which equal its own when
+    the ranks were seeded alike."""
+    torch.set_rng_state(states["torch"].cpu())  # host: the setters take CPU byte tensors
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))
+    saved = states.get("cuda") or []
+    if saved and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if len(saved) != count:
+            log.warning("the checkpoint holds random states of %d GPUs and this machine has %d: "
+                        "the first %d are restored", len(saved), count, min(len(saved), count))
+        torch.cuda.set_rng_state_all([state.cpu() for state in saved[:count]])  # host: as above
+
+
 def is_empty(batch: Any) -> bool:
-    """Whether a batch holds no item to learn from or score (every item failed to load)."""
-    return batch is None or (isinstance(batch, Batch) and batch.empty)
+    """Whether a batch holds no item to learn from or score (every item failed to load, or a
+    rank's share of a short evaluation split is empty)."""
+    return batch is None or bool(getattr(batch, "empty", False))
 
 
 class Task(L.LightningModule):
@@ -107,6 +129,8 @@ class Task(L.LightningModule):
         self._batches_since_step = 0  # non-empty training batches since the last optimizer step
         self._skipped_now = False
         self._runtime_issues: dict[tuple[str, str, str], DataIssue] = {}
+        # running sums of the evaluation pass under way (:meth:`accumulate`)
+        self._evaluation_sums: dict[str, torch.Tensor | float] = {}
 
     def validation_metrics(self) -> tuple[str, ...]:
         """Every metric this task logs in validation."""
@@ -178,13 +202,16 @@ class Task(L.LightningModule):
 
     # -- checkpoints ----------------------------------------------------------------------------
     # Random states travel with checkpoints, so a resumed run draws the same dropout masks,
-    # augmentations and samples as an uninterrupted one.
+    # augmentations and samples as an uninterrupted one. They are restored only when a fit
+    # resumes: loading a model to use it leaves the caller's random streams alone.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         name, keys, position, has_gauss, cached = np.random.get_state()
         # Tensors and plain numbers only, so the checkpoint still loads with weights_only=True.
         numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
         checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
                                     "numpy": numpy_state}
+        if torch.cuda.is_initialized():  # one state per GPU of this process
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
         cls = type(self)
         checkpoint["rnnseq"] = {"task": f"{cls.__module__}.{cls.__qualname__}",
                                 "format": CHECKPOINT_FORMAT, "skipped_steps": self.skipped_steps,
@@ -196,16 +223,17 @@ class Task(L.LightningModule):
             checkpoint["state_dict"] = upgrade_parameter_names(checkpoint["state_dict"],
                                                                self.state_dict().keys())
         states = checkpoint.get("rng_states")
-        if states:
-            torch.set_rng_state(states["torch"])
-            random.setstate(states["python"])
-            name, keys, position, has_gauss, cached = states["numpy"]
-            np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+        if states and self._resuming_fit():
+            restore_random_states(states)
         own = checkpoint.get("rnnseq", {})
         self.skipped_steps = int(own.get("skipped_steps", 0))
         for row in own.get("runtime_issues", []):
             issue = DataIssue(**row)
             self._runtime_issues.setdefault((issue.source, issue.id, issue.reason), issue)
+
+    def _resuming_fit(self) -> bool:
+        """Whether a trainer is restoring this task to go on fitting it (not loading it to use)."""
+        return self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,
@@ -230,7 +258,31 @@ class Task(L.LightningModule):
     def end_evaluation(self, split: str) -> None:
         """Logs the scores of the whole split (``val/...`` or ``test/...``)."""
 
+    def accumulate(self, **values: torch.Tensor | float) -> None:
+        """Adds scalars to this pass's running sums, on the device (no host read per batch);
+        :meth:`evaluation_totals` reads them once."""
+        for key, value in values.items():
+            value = torch.as_tensor(value, device=self.device).detach().double()
+            self._evaluation_sums[key] = self._evaluation_sums.get(key, 0.0) + value
+
+    def evaluation_totals(self, keys: list[str]) -> dict[str, float]:
+        """This pass's sums of ``keys`` over every rank (0 for a key a rank never added), the
+        same on every rank. Every rank must ask for the same keys: they are gathered together."""
+        local = torch.stack([torch.as_tensor(self._evaluation_sums.get(key, 0.0),
+                                             dtype=torch.float64, device=self.device)
+                             for key in keys])  # (K,)
+        gathered = self.all_gather(local)  # (ranks, K) under distributed training, else (K,)
+        totals = gathered.sum(0) if gathered.dim() > 1 else gathered
+        return dict(zip(keys, totals.tolist()))
+
+    def mean_loss(self) -> float:
+        """The split's loss as a mean over items, from ``accumulate(loss=mean * items,
+        items=items)`` calls: every item weighs the same, on any number of ranks."""
+        totals = self.evaluation_totals(["loss", "items"])
+        return totals["loss"] / max(totals["items"], 1.0)
+
     def on_validation_epoch_start(self) -> None:
+        self._evaluation_sums = {}
         self.start_evaluation("val")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -242,6 +294,7 @@ class Task(L.LightningModule):
         self.end_evaluation("val")
 
     def on_test_epoch_start(self) -> None:
+        self._evaluation_sums = {}
         self.start_evaluation(self.test_label)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
@@ -304,4 +357,7 @@ class Task(L.LightningModule):
         if monitor:
             self.require_logged(monitor, "task.scheduler.monitor")
             scheduler["monitor"] = monitor
+            # the name was checked above: a missing value can only mean that no validation has
+            # run yet (a step budget that ends within the first epoch), so wait for one
+            scheduler["strict"] = False
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -62,7 +62,8 @@ class SpeechClassification(SpeechInput, Task):
         input_dim = int(self.hparams.features["n_mels"])
         self.model = build_classifier(self.hparams.model, input_dim, len(self.tokenizer))
         self.init_speech_input(input_dim, spec_augment)
-        self._rows: list[tuple[str, int, int]] = []  # (id, true class, predicted class)
+        # per batch: (ids, true classes, predicted classes), device tensors until the end
+        self._rows: list[tuple[list[str], torch.Tensor, torch.Tensor]] = []
         self.last_scores: dict[str, M.ClassScores] = {}
         self.test_results: list[dict] = []
 
@@ -87,13 +88,17 @@ class SpeechClassification(SpeechInput, Task):
     def evaluation_step(self, batch: Batch, split: str) -> None:
         logits = self(batch)
         if split == "val":
-            self.log(M.VAL_LOSS, self._loss(logits, batch), batch_size=len(batch.ids),
-                     prog_bar=True, sync_dist=True)
-        predicted = logits.argmax(-1).tolist()
-        self._rows.extend(zip(batch.ids, batch.targets[:, 0].tolist(), predicted))
+            b = len(batch.ids)
+            self.accumulate(loss=self._loss(logits, batch) * b, items=b)
+        # kept on the device until the split ends: one host read per pass, not per batch
+        self._rows.append((batch.ids, batch.targets[:, 0], logits.argmax(-1)))
 
     def end_evaluation(self, split: str) -> M.ClassScores:
-        rows = gather_rows(self._rows)  # every rank scores the whole split
+        if split == "val":
+            self.log(M.VAL_LOSS, self.mean_loss(), prog_bar=True)
+        own = [row for ids, targets, predicted in self._rows
+               for row in zip(ids, targets.tolist(), predicted.tolist())]
+        rows = gather_rows(own)  # every rank scores the whole split
         scores = M.classification_scores([r[1] for r in rows], [r[2] for r in rows],
                                          len(self.tokenizer))
         self.last_scores[split] = scores

@@ -59,7 +59,8 @@ class Forecasting(Task):
         })
         self.model = build_forecaster(self.hparams.model, horizon, season)
         self.scaler = Scaler(**scaler)
-        self._rows: list[tuple[int, list[float], list[float], list[float]]] = []
+        # per batch: (origins, forecasts, truth, seasonal naive), device tensors until the end
+        self._rows: list[tuple[torch.Tensor, ...]] = []
         self.last_scores: dict[str, M.ForecastScores] = {}
         self.last_forecasts: dict[str, dict[str, torch.Tensor]] = {}
         self.test_results: list[dict] = []
@@ -91,17 +92,22 @@ class Forecasting(Task):
     def evaluation_step(self, batch: SeriesBatch, split: str) -> None:
         predicted = self(batch).float()
         if split == "val":
-            self.log(M.VAL_LOSS, F.mse_loss(predicted, batch.target), batch_size=len(batch.ids),
-                     prog_bar=True, sync_dist=True)
-        forecasts = self.scaler.inverse(predicted).cpu()
-        truth = self.scaler.inverse(batch.target).cpu()
-        self._rows.extend(zip(batch.origins.tolist(), forecasts.tolist(), truth.tolist(),
-                              batch.naive.cpu().tolist()))
+            b = len(batch.ids)
+            self.accumulate(loss=F.mse_loss(predicted, batch.target) * b, items=b)
+        # kept on the device until the span ends: one host read per pass, not per batch
+        self._rows.append((batch.origins, self.scaler.inverse(predicted),
+                           self.scaler.inverse(batch.target), batch.naive))
 
     def end_evaluation(self, split: str) -> M.ForecastScores:
-        rows = sorted(gather_rows(self._rows))  # every rank scores the whole span, in time order
+        if split == "val":
+            self.log(M.VAL_LOSS, self.mean_loss(), prog_bar=True)
+        own = [row for parts in self._rows
+               for row in zip(*(part.tolist() for part in parts))]
+        rows = sorted(gather_rows(own))  # every rank scores the whole span, in time order
         horizon = self.hparams.horizon
+        # host: the whole span, gathered from every rank, is scored on the host
         origins = torch.tensor([r[0] for r in rows], dtype=torch.long)
+        # host: as above
         forecasts, truth, naive = (torch.tensor([r[i] for r in rows]).view(-1, horizon)
                                    for i in (1, 2, 3))
         scores = M.forecast_scores(forecasts, truth, naive)

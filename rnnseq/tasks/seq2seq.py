@@ -265,6 +265,7 @@ class Seq2SeqTask(Task):
         otherwise zero their loss without a word.)"""
         if self.model.ctc_head is None or not self.hparams.ctc_weight:
             return {}
+        # host: a check of the data before training, on a model not yet moved
         frames = self.model.encoder.output_lengths(torch.tensor(input_lengths, dtype=torch.long))
         problems = {}
         for i, (available, tokens) in enumerate(zip(frames.tolist(), targets)):
@@ -322,7 +323,7 @@ class Seq2SeqTask(Task):
             from rnnseq.checkpoints import load_task
             from rnnseq.tasks.language_model import LanguageModel
 
-            lm = load_task(LanguageModel, decoding["lm"])
+            lm = load_task(LanguageModel, decoding["lm"], str(self.device))
             self._fusion = LMFusion(lm.model, lm.tokenizer, self.tokenizer)
         if self._fusion.index.device != self.device:
             self._fusion.to(self.device)
@@ -395,8 +396,8 @@ class Seq2SeqTask(Task):
             hyps = self.decode(batch)
         else:
             enc = self.encode(batch)  # one encoder pass serves the loss and the outputs
-            self.log(M.VAL_LOSS, self.compute_losses(batch, enc)["loss"],
-                     batch_size=len(batch.ids), prog_bar=True, sync_dist=True)
+            b = len(batch.ids)
+            self.accumulate(loss=self.compute_losses(batch, enc)["loss"] * b, items=b)
             hyps = self.greedy_decode(batch, enc=enc)[0]
         self._references.extend(batch.texts)
         self._hypotheses.extend(hyps)
@@ -416,6 +417,8 @@ class Seq2SeqTask(Task):
         self._nbest = [r[3] for r in rows] if self._nbest else []
 
     def end_evaluation(self, split: str) -> None:
+        if split == "val":
+            self.log(M.VAL_LOSS, self.mean_loss(), prog_bar=True)
         self._gather_collected()
         for name, value in self.score(self._references, self._hypotheses, split).items():
             self.log(name, value, prog_bar=name in self.PROGRESS_BAR_METRICS)

@@ -105,11 +105,13 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         from rnnseq.data.audio import FeatureConfig, LogMel
         from rnnseq.data.batching import Example, collate_examples
 
+        # host: features computed as the data pipeline computes them; the batch is moved below
         logmel = LogMel(FeatureConfig(**self.hparams.features))
         texts = []
         for start in range(0, len(waves), batch_size):
-            examples = [Example(str(start + i), logmel(wave.float().cpu()),
-                                torch.zeros(0, dtype=torch.long), "")
+            no_tokens = torch.zeros(0, dtype=torch.long)  # host: as above
+            examples = [Example(str(start + i), logmel(wave.float().cpu()),  # host: as above
+                                no_tokens, "")
                         for i, wave in enumerate(waves[start:start + batch_size])]
             batch = self.transfer_batch_to_device(collate_examples(examples), self.device, 0)
             texts.extend(self.decode(batch))

@@ -99,7 +99,10 @@ class TextToSpeech(Task):
     """
 
     MONITOR = M.VAL_LOSS
-    VALIDATION_LOGGED = (M.VAL_LOSS, M.VAL_MEL_LOSS, M.VAL_POSTNET_LOSS, M.VAL_STOP_LOSS)
+    # the teacher-forced losses that validation logs: compute_losses key -> metric
+    VALIDATION_LOSSES = {"loss": M.VAL_LOSS, "mel": M.VAL_MEL_LOSS,
+                         "postnet": M.VAL_POSTNET_LOSS, "stop": M.VAL_STOP_LOSS}
+    VALIDATION_LOGGED = tuple(VALIDATION_LOSSES.values())
 
     def __init__(
         self,
@@ -137,7 +140,6 @@ class TextToSpeech(Task):
         self.normalizer = FeatureNormalizer(self.n_mels)  # statistics set by the datamodule
         self.vocoder = GriffinLimVocoder(FeatureConfig(**self.hparams.features),
                                          **self.hparams.vocoder)  # unknown keys fail here
-        self._sums: dict[str, float] = {}
         self._rows: list[dict] = []
         self._mels: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._recognizers: dict[str, Any] = {}
@@ -214,6 +216,17 @@ class TextToSpeech(Task):
         from rnnseq.data.corpus.espeak import EspeakSynthesizer
 
         return EspeakSynthesizer.shared().phoneme_symbols(text, self.hparams.phoneme_voice)
+
+    def unspeakable(self, text: str, symbols: str | None = None) -> list[str]:
+        """What of ``text`` this model will not say: the characters its normaliser drops
+        (:func:`rnnseq.data.normalize.unspeakable`), then the input symbols it has no id for
+        (read as ``<unk>``), each once. ``symbols``: ``input_symbols(text)``, if known."""
+        from rnnseq.data.normalize import unspeakable
+
+        dropped = unspeakable(text, self.hparams.normalizer)
+        symbols = self.input_symbols(text) if symbols is None else symbols
+        unknown = sorted(self.tokenizer.unknown_symbols(symbols))
+        return list(dict.fromkeys(dropped + unknown))
 
     # -- synthesis ------------------------------------------------------------------------------
     def set_synthesis(self, changes: Mapping[str, Any]) -> None:
@@ -299,7 +312,7 @@ class TextToSpeech(Task):
         asr = self.recognizer()
         asr_rate = int(asr.hparams.features["sample_rate"])
         own = FeatureConfig(**self.hparams.features)
-        analyse = LogMel(own)
+        analyse = LogMel(own).to(self.device)
         paths = self._tested_audio_paths()
         waves: dict[str, list[torch.Tensor]] = {"synthesis": [], "copy": [], "recording": []}
         for row in rows:
@@ -312,7 +325,9 @@ class TextToSpeech(Task):
                     wave = torchaudio.functional.resample(wave, own.sample_rate, asr_rate)
                 waves[kind].append(wave)
             waves["recording"].append(load_audio(paths[row["id"]], asr_rate))
-            row["reference_text"] = normalize_text(row["text"], asr.hparams.normalizer)
+            # the sentence as this model was asked to say it, written as the recogniser writes
+            said = normalize_text(row["text"], self.hparams.normalizer)
+            row["reference_text"] = normalize_text(said, asr.hparams.normalizer)
         for kind, kind_waves in waves.items():
             for row, text in zip(rows, asr.transcribe_waves(kind_waves)):
                 row[f"{kind}_transcript"] = text
@@ -328,14 +343,13 @@ class TextToSpeech(Task):
 
     # -- evaluation -----------------------------------------------------------------------------
     def start_evaluation(self, split: str) -> None:
-        self._sums, self._rows, self._mels = {}, [], {}
+        self._rows, self._mels = [], {}
 
     def evaluation_step(self, batch: Batch, split: str) -> None:
         if split == "val":
             b = len(batch.ids)
-            for key, value in self.compute_losses(batch).items():
-                self._sums[key] = self._sums.get(key, 0.0) + float(value) * b
-            self._sums["items"] = self._sums.get("items", 0.0) + b
+            losses = self.compute_losses(batch)
+            self.accumulate(items=b, **{key: losses[key] * b for key in self.VALIDATION_LOSSES})
             return
         result = self.synthesize_batch(batch)
         token_lengths = batch.target_lengths + 1  # with <eos> (model_inputs)
@@ -351,19 +365,14 @@ class TextToSpeech(Task):
                 "mcd": M.mel_cepstral_distortion(batch.features[i, :reference], predicted),
             })
             if self.hparams.evaluation["asr"]:  # kept for the round trip, not for the results
-                self._mels[utt_id] = (predicted.float().cpu(),
-                                      batch.features[i, :reference].float().cpu())
+                self._mels[utt_id] = (predicted.float(), batch.features[i, :reference].float())
 
     def end_evaluation(self, split: str) -> None:
         if split == "val":
-            parts = gather_rows([self._sums])  # every rank's sums (one dict per rank)
-            sums = {k: sum(part.get(k, 0.0) for part in parts) for k in self._sums}
-            items = max(sums.pop("items", 0.0), 1.0)
-            names = {"loss": M.VAL_LOSS, "mel": M.VAL_MEL_LOSS, "postnet": M.VAL_POSTNET_LOSS,
-                     "stop": M.VAL_STOP_LOSS}
-            for key, name in names.items():
-                if key in sums:
-                    self.log(name, sums[key] / items, prog_bar=key == "loss")
+            sums = self.evaluation_totals([*self.VALIDATION_LOSSES, "items"])
+            items = max(sums.pop("items"), 1.0)
+            for key, name in self.VALIDATION_LOSSES.items():
+                self.log(name, sums[key] / items, prog_bar=key == "loss")
             return
         if self.hparams.evaluation["asr"]:
             self.round_trip(self._rows, split)  # each rank its own share, before gathering
