@@ -165,9 +165,21 @@ def test_forecast_experiment_runs_end_to_end_with_a_plot(tmp_path, data_dir):
     run_train(run, data_dir, "trainer.fast_dev_run=2", experiment="forecast", tiny=TINY_FORECASTER)
     results = json.loads((run / "results.json").read_text())
     assert set(results["test"]) == {M.TEST_MAE, M.TEST_RMSE, M.TEST_MAE_RATIO, M.TEST_RMSE_RATIO}
-    assert results["test"][M.TEST_MAE] > 0
     items = json.loads((run / "test_outputs.json").read_text())["items"]
     assert len(items[0]["forecast"]) == len(items[0]["truth"]) == 12
+    # the scores are those of the forecasts written out, computed anew, and of the model's own
+    # forecasts: not all 0, not one constant (a model that outputs 0 gives the scaler's mean
+    # everywhere), not the seasonal-naive ones
+    forecast, truth, naive = (torch.tensor([i[key] for i in items], dtype=torch.float64)
+                              for key in ("forecast", "truth", "seasonal_naive"))
+    mae = float((forecast - truth).abs().mean())
+    rmse = float((forecast - truth).pow(2).mean().sqrt())
+    naive_mae = float((naive - truth).abs().mean())
+    assert results["test"][M.TEST_MAE] == pytest.approx(mae, rel=1e-6)
+    assert results["test"][M.TEST_RMSE] == pytest.approx(rmse, rel=1e-6)
+    assert results["test"][M.TEST_MAE_RATIO] == pytest.approx(mae / naive_mae, rel=1e-6)
+    assert forecast.abs().max() > 0 and forecast.std() > 0
+    assert (forecast - naive).abs().max() > 1e-3
     assert 1995 < items[0]["time"] < 2002  # co2's test span
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     events.Reload()

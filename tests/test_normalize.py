@@ -86,20 +86,3 @@ def test_cardinals_stop_below_a_trillion_and_unknown_normalisers_still_fail():
     with pytest.raises(ValueError, match=r"data.normalizer.*letters, lowercase, none, spoken"):
         normalize_text("x", "upper")
 
-
-def test_a_synthesis_model_says_numbers_in_words_and_names_what_it_cannot_say(tts_run):
-    """The speech synthesis recipe records the ``spoken`` front end in its checkpoint, so a new
-    text is read as training text was; what it still cannot say is named, not dropped silently."""
-    import pytest
-
-    from rnnseq.checkpoints import load_task
-    from rnnseq.synthesize import synthesize_requests
-    from rnnseq.tasks.text_to_speech import TextToSpeech
-
-    task = load_task(TextToSpeech, tts_run, "cpu")
-    assert task.hparams.normalizer == "spoken"
-    assert task.input_symbols("In 1850.") == task.input_symbols("in eighteen fifty")
-    speaker = (task.hparams.speakers or [None])[0]
-    with pytest.warns(UserWarning, match=r"x: cannot speak '§'") as caught:
-        list(synthesize_requests(task, [{"id": "x", "text": "a § 2 b", "speaker": speaker}]))
-    assert "'2'" not in str(caught[0].message)  # a number is said, not named

@@ -26,20 +26,24 @@ TINY_MODEL = [
 ]
 
 
-def run_module(module: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Runs ``python -m <module> <args>`` from the repository root; asserts it succeeded."""
+def run_module(module: str, data_dir: Path, *args: str,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs ``python -m <module> <args>`` from the repository root, killed after ``timeout``
+    seconds; asserts it succeeded."""
     env = {**os.environ, "RNNSEQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", module, *args]
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 def run_train(run_dir: Path, data_dir: Path, *overrides: str, experiment: str = "asr",
-              tiny: list[str] = TINY_MODEL) -> subprocess.CompletedProcess:
+              tiny: list[str] = TINY_MODEL, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m rnnseq.train experiment=<experiment>`` with a tiny model, into ``run_dir``."""
     return run_module("rnnseq.train", data_dir, f"experiment={experiment}", *tiny,
-                      "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides)
+                      "data.num_workers=0", "threads=1", f"hydra.run.dir={run_dir}", *overrides,
+                      timeout=timeout)
 
 
 # `smoke_run` (tests/conftest.py): experiment=asr, this tiny model, fast_dev_run=2
@@ -139,7 +143,29 @@ def test_checkpoint_loads_without_the_corpus_and_transcribes(smoke_run, tiny_cor
     feats = LogMel(config)(load_audio(utt.audio_path, config.sample_rate))
     batch = collate_examples([Example(utt.id, feats, torch.tensor([3]), utt.text)])
     texts, attention = model.greedy_decode(batch, return_attention=True)
-    assert isinstance(texts[0], str) and attention.shape[0] == 1
+    # greedy decoding by hand: from <eos>, the decoder's best token at every step until <eos>,
+    # which is the only way on after the most tokens the decoding settings allow
+    from rnnseq.decoding.search import max_decode_lengths
+
+    eos, decoder = model.tokenizer.eos_id, model.model.decoder
+    with torch.no_grad():
+        enc = model.encode(batch)
+        limit = int(max_decode_lengths(enc.lengths, model.hparams.decoding.get(
+            "max_length_ratio", 1.0))[0])
+        state = decoder.init_state(enc.memory, enc.mask)
+        token, tokens, weights = torch.tensor([eos]), [], []
+        for t in range(limit + 1):
+            logits, state, step_weights = decoder.step(token, state, enc.memory, enc.mask)
+            weights.append(step_weights[0])
+            token = logits.argmax(-1)
+            if t == limit or int(token) == eos:
+                break
+            tokens.append(int(token))
+    assert tokens  # something to lose: the untrained decoder says something before <eos>
+    assert texts == [model.tokenizer.decode(tokens)]
+    assert attention.shape == (1, len(weights), enc.memory.shape[1])
+    torch.testing.assert_close(attention[0], torch.stack(weights))
+    torch.testing.assert_close(attention.sum(-1), torch.ones(1, len(weights)))
 
 
 def test_monitored_metrics_are_logged(smoke_run):

@@ -1,9 +1,13 @@
 """experiment=tts through the CLI on a tiny corpus and model, then rnnseq.synthesize on the run."""
 
+import io
 import json
+import warnings
 
+import numpy as np
 import pytest
 import soundfile
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnseq import metrics as M
@@ -13,6 +17,33 @@ from tests.test_train_smoke import run_module, run_train
 from tests.test_tts_data import two_speaker_manifests
 
 # `tts_run` (tests/conftest.py): experiment=tts, a tiny model, fast_dev_run=2, heard by smoke_run
+
+
+def assert_wav_is(path, wave: torch.Tensor) -> None:
+    """The 16-bit wav at ``path`` is ``wave`` as rnnseq.synthesize quantises it (clamped, through
+    soundfile), within one step either way, and not silent."""
+    quantised = io.BytesIO()
+    soundfile.write(quantised, wave.clamp(-1, 1).cpu().numpy(), 16000, subtype="PCM_16",
+                    format="WAV")
+    quantised.seek(0)
+    expected = soundfile.read(quantised, dtype="int16")[0].astype(np.int32)
+    written, rate = soundfile.read(path, dtype="int16")
+    assert rate == 16000 and written.shape == expected.shape
+    assert np.abs(written.astype(np.int32) - expected).max() <= 1
+    assert np.sqrt(np.mean((written / 32768) ** 2)) > 1e-3
+
+
+def synthesize_directly(task, text: str, speaker: int | None = None):
+    """``(mel, wave)`` of ``text`` from the task's own synthesis and vocoder, on the task's
+    device, with the speaker index given here rather than looked up by rnnseq.synthesize."""
+    from rnnseq.data.batching import Example, collate_examples
+
+    tokens = torch.tensor(task.tokenizer.encode(task.input_symbols(text)), dtype=torch.long)
+    batch = collate_examples([Example("x", torch.zeros(1, task.n_mels), tokens, text, speaker)])
+    batch = task.transfer_batch_to_device(batch, task.device, 0)
+    result = task.synthesize_batch(batch)
+    mel = task.denormalize(result.mel[0, :int(result.lengths[0])]).float()
+    return mel, task.vocoder(mel)
 
 
 def test_a_quick_run_writes_losses_free_running_scores_and_audio_summaries(tts_run):
@@ -57,14 +88,28 @@ def test_the_round_trip_scores_what_the_recogniser_hears_in_each_version(tts_run
     assert out.rstrip("\n").partition("\t")[2] == item["recording_transcript"]
 
 
-def test_synthesize_writes_readable_wavs_and_a_manifest(tts_run, tmp_path, data_dir):
+def test_synthesize_writes_readable_wavs_and_a_manifest(tts_run, tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as this process: the same sums, the same audio
     out = tmp_path / "spoken"
     result = run_module("rnnseq.synthesize", data_dir, f"run={tts_run}", "good night",
                         "sweet prince", "--out", str(out), "synthesis.seed=3")
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
         str(out / "001.wav"), str(out / "002.wav")]
-    wave, rate = soundfile.read(out / "001.wav")
-    assert rate == 16000 and len(wave) > 0
+    # the wav is the in-process synthesis of the same text and seed, in 16 bit, and not silent
+    from rnnseq.checkpoints import load_task
+    from rnnseq.synthesize import synthesize_requests
+    from rnnseq.tasks.text_to_speech import TextToSpeech
+
+    task = load_task(TextToSpeech, tts_run)  # on the device the CLI picks, as the vocoder's phase
+    task.set_synthesis({"seed": 3})
+    requests = [{"id": f"00{i}", "text": text, "speaker": None}
+                for i, text in enumerate(["good night", "sweet prince"], start=1)]
+    with warnings.catch_warnings():  # symbols the tiny corpus never had, as the CLI said too
+        warnings.filterwarnings("ignore", "00.: cannot speak", UserWarning)
+        spoken = list(synthesize_requests(task, requests))
+    for i, request in enumerate(requests):
+        assert_wav_is(out / f"{request['id']}.wav", spoken[i].wave)
+    wave = soundfile.read(out / "001.wav")[0]
     again = tmp_path / "again"
     manifest = tmp_path / "lines.jsonl"
     manifest.write_text('{"id": "a", "text": "good night"}\n{"id": "b", "text": "to sleep"}\n')
@@ -85,14 +130,24 @@ def test_a_multi_speaker_manifest_trains_a_speaker_embedding_that_synthesize_sel
     speakers = sorted({json.loads(x)["speaker"]
                        for x in open(manifests["train"]).read().splitlines()})
     assert len(speakers) >= 2
-    spoken = {}
+    from rnnseq.checkpoints import load_task
+    from rnnseq.tasks.text_to_speech import TextToSpeech
+
+    task = load_task(TextToSpeech, run)  # on the device the CLI picks, as the vocoder's phase
+    mels = []
     for speaker in speakers[:2]:  # in process: the same checkpoint loaded twice
         out = tmp_path / speaker
         assert synthesize_main([f"run={run}", "good night", "--out", str(out),
                                 "--speaker", speaker]) == 0
-        spoken[speaker] = soundfile.read(out / "001.wav")[0]
-    first, second = spoken.values()  # same text and seed: only the speaker differs
-    assert first.shape != second.shape or not (first == second).all()
+        # each wav is what the task says for that speaker's index
+        mel, wave = synthesize_directly(task, "good night", task.hparams.speakers.index(speaker))
+        assert_wav_is(out / "001.wav", wave)
+        mels.append(mel)
+    # same text and seed: the same speaker twice is the same, the other speaker differs
+    assert torch.equal(synthesize_directly(task, "good night",
+                                           task.hparams.speakers.index(speakers[0]))[0], mels[0])
+    frames = min(len(mels[0]), len(mels[1]))
+    assert float((mels[0][:frames] - mels[1][:frames]).abs().mean()) > 1e-3
     assert synthesize_main([f"run={run}", "good night", "--out", str(tmp_path / "x"),
                             "--speaker", "nobody"]) == 2
     assert "speaker 'nobody' is not one of the run's speakers" in capsys.readouterr().err
@@ -118,3 +173,36 @@ def test_evaluate_rescores_a_synthesis_run_with_other_stop_settings_and_a_listen
         assert named in capsys.readouterr().err
     assert main([f"run={smoke_run}", "synthesis.stop_threshold=0.9"]) == 2
     assert "SpeechToText checkpoint has no synthesis settings" in capsys.readouterr().err
+
+
+def test_a_synthesis_model_says_numbers_in_words_and_names_what_it_cannot_say(tts_run):
+    """The speech synthesis recipe records the ``spoken`` front end in its checkpoint, so a new
+    text is read as training text was; what it still cannot say is named, not dropped silently."""
+    from rnnseq.checkpoints import load_task
+    from rnnseq.synthesize import synthesize_requests
+    from rnnseq.tasks.text_to_speech import TextToSpeech
+
+    task = load_task(TextToSpeech, tts_run, "cpu")
+    assert task.hparams.normalizer == "spoken"
+    assert task.input_symbols("In 1850.") == task.input_symbols("in eighteen fifty")
+    speaker = (task.hparams.speakers or [None])[0]
+    with pytest.warns(UserWarning, match=r"x: cannot speak '§'") as caught:
+        list(synthesize_requests(task, [{"id": "x", "text": "a § 2 b", "speaker": speaker}]))
+    assert "'2'" not in str(caught[0].message)  # a number is said, not named
+
+
+def test_a_synthesis_checkpoint_that_saved_the_old_filterbank_still_loads(tts_run, tmp_path):
+    """The filterbank that older versions saved is derived from the features now, and not saved:
+    a checkpoint that has it loads, and synthesises as one without it."""
+    from rnnseq.checkpoints import find_checkpoint, load_task
+    from rnnseq.tasks.text_to_speech import TextToSpeech
+
+    checkpoint = torch.load(find_checkpoint(tts_run), weights_only=True)
+    assert not any(key.startswith("vocoder.inverse_mel") for key in checkpoint["state_dict"])
+    old = dict(checkpoint, state_dict={**checkpoint["state_dict"],
+                                       "vocoder.inverse_mel.fb": torch.zeros(257, 80)})
+    torch.save(old, tmp_path / "old.ckpt")
+    task = load_task(TextToSpeech, tmp_path / "old.ckpt", "cpu")
+    new = load_task(TextToSpeech, tts_run, "cpu")
+    frames = torch.randn(30, new.n_mels)
+    assert torch.equal(task.vocoder(frames), new.vocoder(frames))
