@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # module fixtures are built once. TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= auto
 
-.PHONY: train test test-all lint strip-notebooks clean-venv
+.PHONY: train test test-all gpu-check lint strip-notebooks clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)  ## default test suite (no slow learning tests)
 
 test-all: $(STAMP)  ## everything, learning tests included
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# On a GPU machine, with the corpora and wheels of `bench/gpu_check.py --prepare DIR` (the command
+# it prints); it needs no .venv there. ARGS="--cpu-tiny" runs the tiny CPU mode that `make test` runs.
+gpu-check:  ## every experiment, DDP, throughput, beam search, determinism and resume on CUDA (<= 8 min)
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) bench/gpu_check.py $(ARGS)
 
 strip-notebooks: $(STAMP)  ## clear notebook outputs before committing them
 	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb

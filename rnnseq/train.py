@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -67,6 +68,30 @@ def resolve_precision(trainer_cfg: DictConfig) -> DictConfig:
     with open_dict(trainer_cfg):
         trainer_cfg.precision = auto_precision(str(trainer_cfg.get("accelerator") or "auto"))
     log.info("trainer.precision=auto: training in %s on this machine", trainer_cfg.precision)
+    return trainer_cfg
+
+
+CTC_NOT_DETERMINISTIC = ("trainer.deterministic=true: CUDA's ctc_loss backward has no deterministic "
+                         "kernel, so this run uses Lightning's deterministic='warn': all other ops "
+                         "are deterministic, the CTC gradients may differ in their last bits")
+
+
+def resolve_determinism(trainer_cfg: DictConfig, task) -> DictConfig:
+    """``trainer.deterministic=true`` on CUDA for a task with a CTC loss (``ctc_weight > 0``)
+    becomes Lightning's ``"warn"``: CUDA's ctc_loss backward has no deterministic kernel, and
+    ``true`` would raise at the first backward. Every other op stays deterministic, and the
+    choice is logged once. On the CPU, or without CTC, the setting passes unchanged."""
+    if trainer_cfg.get("deterministic") is not True:
+        return trainer_cfg
+    accelerator = str(trainer_cfg.get("accelerator") or "auto")
+    on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    ctc = float((getattr(task, "hparams", None) or {}).get("ctc_weight") or 0.0) > 0
+    if not (on_cuda and ctc):
+        return trainer_cfg
+    trainer_cfg = trainer_cfg.copy()
+    with open_dict(trainer_cfg):
+        trainer_cfg.deterministic = "warn"
+    log.warning(CTC_NOT_DETERMINISTIC)
     return trainer_cfg
 
 
@@ -170,8 +195,8 @@ def train(cfg: DictConfig) -> dict:
     callbacks = build_callbacks(cfg, task)
     average = checkpoints_to_average(cfg, callbacks)
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
-    trainer = instantiate(resolve_precision(quick_run_overrides(cfg.trainer)), callbacks=callbacks,
-                          logger=loggers)
+    trainer_cfg = resolve_determinism(resolve_precision(quick_run_overrides(cfg.trainer)), task)
+    trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers)
     share_cores(cfg.get("threads"), trainer)
     tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
     publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
@@ -205,6 +230,10 @@ def train(cfg: DictConfig) -> dict:
 
     checkpoint = best_checkpoint_callback(callbacks)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    if checkpoint and not best_path and cfg.get("test", True):
+        log.warning("no validation ran before training ended (trainer.max_steps=%s within the "
+                    "first validation interval): the test scores the last weights",
+                    cfg.trainer.max_steps)
     results: dict = {
         "run_dir": str(run_dir),
         "best_checkpoint": best_path,

@@ -82,13 +82,22 @@ class PairedItems:
         raise NotImplementedError
 
 
+def pin_memory_setting(value: bool | str) -> bool | str:
+    """``data.pin_memory`` checked: ``true``, ``false`` or ``auto`` (pinned when the trainer
+    runs on CUDA, :meth:`SplitDataModule.pins_memory`)."""
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError(f"data.pin_memory must be true, false or auto, got {value!r}")
+
+
 class SplitDataModule(L.LightningDataModule):
     """Base of the rnnseq datamodules: subclasses implement :meth:`_loader` (one split's
     DataLoader) and :meth:`task_arguments`, and fill :attr:`report` while reading."""
 
-    def __init__(self):
+    def __init__(self, pin_memory: bool | str = "auto"):
         super().__init__()
         self.report = DataReport()
+        self.pin_memory = pin_memory_setting(pin_memory)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         raise NotImplementedError
@@ -97,6 +106,15 @@ class SplitDataModule(L.LightningDataModule):
         """``(number of processes, rank of this one)`` in distributed training, else ``(1, 0)``."""
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def pins_memory(self) -> bool:
+        """Whether the loaders put batches in page-locked host memory: ``pin_memory`` itself,
+        or with ``auto`` whether the trainer runs on CUDA (a pinned batch is copied to the GPU
+        asynchronously; on the CPU pinning would only cost a copy)."""
+        if self.pin_memory != "auto":
+            return self.pin_memory
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def _batches_done(self) -> int:
         """Training batches consumed so far in the current epoch (read when checkpointing)."""
@@ -108,8 +126,10 @@ class SplitDataModule(L.LightningDataModule):
         """A length-bucketed loader: resumable and with shuffled batches for training, in order
         for evaluation; with this rank's share of the batches under distributed training. A
         training dataset whose items depend on the epoch (``dataset.random_items``) is indexed
-        with :class:`~rnnseq.data.batching.EpochItem` pairs."""
+        with :class:`~rnnseq.data.batching.EpochItem` pairs. Batches are pinned as
+        :meth:`pins_memory` says unless ``loader_args`` says otherwise."""
         replicas, rank = self.distributed()
+        loader_args.setdefault("pin_memory", self.pins_memory())
         sampler = BucketBatchSampler(lengths, shuffle=shuffle, seed=seed, num_replicas=replicas,
                                      rank=rank, drop_uneven=shuffle,
                                      tag_epoch=shuffle and getattr(dataset, "random_items", False),

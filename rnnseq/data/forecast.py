@@ -137,6 +137,8 @@ class ForecastDataModule(SplitDataModule):
         batch_size: windows per training and evaluation batch.
         scaling: ``standard`` (mean and std of the training span) or ``none``.
         seed: shuffles the training windows.
+        pin_memory: ``auto`` (pinned batches where the trainer runs on CUDA), ``true`` or
+            ``false`` (:meth:`~rnnseq.data.base.SplitDataModule.pins_memory`).
     """
 
     def __init__(
@@ -151,8 +153,9 @@ class ForecastDataModule(SplitDataModule):
         scaling: str = "standard",
         seed: int = 0,
         num_workers: int = 0,
+        pin_memory: bool | str = "auto",
     ):
-        super().__init__()
+        super().__init__(pin_memory)
         if history < 1 or horizon < 1 or batch_size < 1:
             raise ValueError(f"data.history ({history}), data.horizon ({horizon}) and "
                              f"data.batch_size ({batch_size}) must be positive")

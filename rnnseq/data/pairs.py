@@ -199,12 +199,14 @@ class PairDataModule(SplitDataModule):
         max_batch_size: most pairs per batch.
         source_tokenizer, target_tokenizer: saved tokenizer states to reuse; by default a character
             tokenizer of the training sources and a symbol (word) tokenizer of the training targets.
+        pin_memory: ``auto`` (pinned batches where the trainer runs on CUDA), ``true`` or
+            ``false`` (:meth:`~rnnseq.data.base.SplitDataModule.pins_memory`).
     """
 
     def __init__(self, source: Any, max_tokens: int = 4096, max_batch_size: int = 256,
                  source_tokenizer: Mapping | None = None, target_tokenizer: Mapping | None = None,
-                 num_workers: int = 0, seed: int = 0):
-        super().__init__()
+                 num_workers: int = 0, seed: int = 0, pin_memory: bool | str = "auto"):
+        super().__init__(pin_memory)
         self.source = source
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size

@@ -260,6 +260,8 @@ class SpeechDataModule(SplitDataModule):
             older spelling of ``augment.noise`` (kept so that older run folders still load).
         num_workers: DataLoader worker processes that read audio or cached features, or
             ``auto`` (:func:`rnnseq.resources.data_workers`: none on two cores, two above).
+        pin_memory: batches in page-locked memory, copied to the GPU asynchronously; ``auto``:
+            when the trainer runs on CUDA (:meth:`SplitDataModule.pins_memory`).
         worker_nice: how much lower the workers' scheduling priority is (``os.nice``); 0 keeps
             the training process's priority (``bench/threads.py`` found no gain on 2 cores).
         feature_cache: a folder where the features of every split are computed once and read
@@ -292,6 +294,7 @@ class SpeechDataModule(SplitDataModule):
         augment: Mapping[str, Any] | None = None,
         noise_snr_db: tuple[float, float] | None = None,
         num_workers: int | str = "auto",
+        pin_memory: bool | str = "auto",
         worker_nice: int = 0,
         feature_cache: str | None = None,
         validate_audio: bool = True,
@@ -301,7 +304,7 @@ class SpeechDataModule(SplitDataModule):
         sorted_first_epoch: bool | None = None,
         seed: int = 0,
     ):
-        super().__init__()
+        super().__init__(pin_memory)
         if manifests is None and corpus is None:
             raise ValueError("SpeechDataModule needs data.manifests (train/valid/test) or data.corpus")
         self.manifests = dict(manifests or {})

@@ -150,6 +150,8 @@ class TextDataModule(SplitDataModule):
         eval_batch_size: parallel streams in validation and test (default: ``batch_size``).
         max_tokens: padded tokens per batch in line mode.
         max_length: line mode cuts longer lines to this many tokens.
+        pin_memory: ``auto`` (pinned batches where the trainer runs on CUDA), ``true`` or
+            ``false`` (:meth:`~rnnseq.data.base.SplitDataModule.pins_memory`).
     """
 
     def __init__(
@@ -163,9 +165,10 @@ class TextDataModule(SplitDataModule):
         max_tokens: int = 8192,
         max_length: int | None = None,
         num_workers: int = 0,
+        pin_memory: bool | str = "auto",
         seed: int = 0,
     ):
-        super().__init__()
+        super().__init__(pin_memory)
         if mode not in TEXT_MODES:
             raise ValueError(f"data.mode must be one of {TEXT_MODES}, got {mode!r}")
         if batch_size <= 0:
@@ -233,10 +236,12 @@ class TextDataModule(SplitDataModule):
                 dataset = StreamWindows(dataset.rows[rank::replicas], dataset.bptt)
             if not shuffle:
                 return DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
-                                  generator=own_generator(self.seed))
+                                  generator=own_generator(self.seed),
+                                  pin_memory=self.pins_memory())
             return ResumableLoader(dataset, InOrderBatches(len(dataset)), seed=self.seed,
                                    position=self._batches_done, collate_fn=_the_only_item,
-                                   num_workers=self.num_workers)
+                                   num_workers=self.num_workers,
+                                   pin_memory=self.pins_memory())
         return self.bucket_loader(
             dataset, dataset.lengths(), shuffle, self.seed,
             dict(max_frames=self.max_tokens, max_batch_size=self.batch_size),
