@@ -162,6 +162,10 @@ def measure(name: str, fn: Callable[[], dict], check: Check) -> Row:
         return row
     if check.cuda:
         torch.cuda.reset_peak_memory_stats()
+    # A Trainer with deterministic=true switches deterministic algorithms on for the whole
+    # process; the rows after it (CTC's CUDA backward has no such kernel) must not inherit that.
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
     start = time.perf_counter()
     try:
         row.numbers = fn()
@@ -173,6 +177,8 @@ def measure(name: str, fn: Callable[[], dict], check: Check) -> Row:
         traceback.print_exc()
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         row.status = f"failed: {type(err).__name__}: {message}"[:300]
+    finally:
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     row.seconds = round(time.perf_counter() - start, 1)
     if check.cuda:
         row.peak_mib = round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -80,8 +80,9 @@ def test_loading_a_model_to_use_it_leaves_the_callers_random_streams_alone(smoke
 
 def test_checkpoints_keep_the_gpus_random_states_and_a_resumed_fit_restores_them(
         smoke_run, monkeypatch):
-    """Without a GPU: the CUDA calls are stood in for, and the states are byte tensors that a
-    ``weights_only`` load reads back; they are restored (as CPU tensors) only when resuming."""
+    """Without a GPU: the CUDA calls are stood in for. The state is a byte tensor that a
+    ``weights_only`` load reads back, one per process (each of its own GPU), restored (as a CPU
+    tensor) only when a fit resumes, by the process of the same rank."""
     import io
     from types import SimpleNamespace
 
@@ -92,27 +93,29 @@ def test_checkpoints_keep_the_gpus_random_states_and_a_resumed_fit_restores_them
     from rnnseq.tasks.speech_to_text import SpeechToText
 
     task = load_task(SpeechToText, smoke_run, "cpu")
-    states = [torch.arange(4, dtype=torch.uint8), torch.arange(4, 8, dtype=torch.uint8)]
     restored = []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: torch.arange(4, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
     checkpoint: dict = {}
     task.on_save_checkpoint(checkpoint)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     buffer.seek(0)
     checkpoint = torch.load(buffer, weights_only=True)
-    assert [s.tolist() for s in checkpoint["rng_states"]["cuda"]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [s.tolist() for s in checkpoint["rng_states"]["cuda"]] == [[0, 1, 2, 3]]
 
     task.on_load_checkpoint(checkpoint)  # no trainer: loaded to be used
     assert restored == []
-    task._trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING))
+    fitting = SimpleNamespace(fn=TrainerFn.FITTING)
     try:
+        task._trainer = SimpleNamespace(state=fitting, global_rank=0)
         task.on_load_checkpoint(checkpoint)
+        assert [s.tolist() for s in restored] == [[0, 1, 2, 3]]
+        assert all(s.device.type == "cpu" for s in restored)
+        task._trainer = SimpleNamespace(state=fitting, global_rank=1)  # no state of its own
+        task.on_load_checkpoint(checkpoint)
+        assert len(restored) == 1
     finally:
         task._trainer = None
-    assert [s.tolist() for s in restored] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert all(s.device.type == "cpu" for s in restored)

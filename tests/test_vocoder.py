@@ -15,9 +15,9 @@ def tone(hz: float, seconds: float = 0.5, rate: int = 16000) -> torch.Tensor:
 
 
 # the ASR's 25 ms analysis (n_fft 512) has empty low mel filters: a rank-deficient inverse.
-# Bounds on the mean log-mel error of the copy: about 1.25x what 16 iterations give today (0.195
-# nats at 50 ms, 0.495 at 25 ms, 1 thread); one Griffin-Lim iteration gives 0.376 and 0.713, a
-# magnitude squared instead of raised to power / 2 about 8.
+# Bounds on the mean log-mel error of the copy: about 1.25x what 16 iterations gave when they
+# were set (0.195 nats at 50 ms, 0.495 at 25 ms, 1 thread); one Griffin-Lim iteration gives 0.376
+# and 0.713, a magnitude squared instead of raised to power / 2 about 8.
 @pytest.mark.parametrize("features, bound", [(FEATURES, 0.25),
                                              (FeatureConfig(win_ms=25.0, hop_ms=10.0), 0.62)],
                          ids=["50ms", "25ms"])
@@ -31,7 +31,7 @@ def test_copy_synthesis_keeps_the_length_the_pitch_and_the_level_of_a_tone(featu
     assert abs(peak_hz - 1000.0) < 40  # one mel band near 1 kHz is about 40 Hz wide
     # the level survives too: log-mel of the copy close to the original where it carries energy
     # (phase errors smear a little energy into neighbouring bands), and its RMS within 1 dB of
-    # the tone's (0.50 dB at 50 ms, 0.36 dB at 25 ms today)
+    # the tone's (0.50 dB at 50 ms, 0.36 dB at 25 ms when set)
     again = LogMel(features)(out)[2:-2]
     loud = log_mel[2:-2] > log_mel.max() - 6
     assert float((again[loud] - log_mel[2:-2][loud]).abs().mean()) < bound

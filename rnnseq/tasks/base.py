@@ -69,22 +69,22 @@ def gather_rows(rows: list) -> list:
     return [row for part in parts for row in part]
 
 
-def restore_random_states(states: dict) -> None:
+def restore_random_states(states: dict, rank: int = 0) -> None:
     """Sets the torch, Python, NumPy and (where saved and present) CUDA random states from a
     checkpoint's ``rng_states``. The states may have been loaded onto any device: the setters
-    take CPU byte tensors. Under DDP every rank gets rank 0's states, which equal its own when
-    the ranks were seeded alike."""
+    take CPU byte tensors. The CUDA states are one per process (each of its own GPU), so under
+    DDP each ``rank`` takes its own; the host states are rank 0's on every rank."""
     torch.set_rng_state(states["torch"].cpu())  # host: the setters take CPU byte tensors
     random.setstate(states["python"])
     name, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))
     saved = states.get("cuda") or []
     if saved and torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if len(saved) != count:
-            log.warning("the checkpoint holds random states of %d GPUs and this machine has %d: "
-                        "the first %d are restored", len(saved), count, min(len(saved), count))
-        torch.cuda.set_rng_state_all([state.cpu() for state in saved[:count]])  # host: as above
+        if rank < len(saved):
+            torch.cuda.set_rng_state(saved[rank].cpu())  # host: as above; this process's GPU
+        else:
+            log.warning("the checkpoint holds the GPU random states of %d processes; process %d "
+                        "continues with its own", len(saved), rank)
 
 
 def is_empty(batch: Any) -> bool:
@@ -210,8 +210,8 @@ class Task(L.LightningModule):
         numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached)
         checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
                                     "numpy": numpy_state}
-        if torch.cuda.is_initialized():  # one state per GPU of this process
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+        if torch.cuda.is_initialized():  # the state of each process's GPU, in rank order
+            checkpoint["rng_states"]["cuda"] = gather_rows([torch.cuda.get_rng_state()])
         cls = type(self)
         checkpoint["rnnseq"] = {"task": f"{cls.__module__}.{cls.__qualname__}",
                                 "format": CHECKPOINT_FORMAT, "skipped_steps": self.skipped_steps,
@@ -224,7 +224,7 @@ class Task(L.LightningModule):
                                                                self.state_dict().keys())
         states = checkpoint.get("rng_states")
         if states and self._resuming_fit():
-            restore_random_states(states)
+            restore_random_states(states, self._trainer.global_rank)
         own = checkpoint.get("rnnseq", {})
         self.skipped_steps = int(own.get("skipped_steps", 0))
         for row in own.get("runtime_issues", []):
