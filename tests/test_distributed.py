@@ -64,6 +64,22 @@ def test_two_processes_equal_one_process_and_skip_an_unreadable_batch_together(
     assert json.loads((single / "data_report.json").read_text())["counts"] == {}
 
 
+def test_a_split_of_one_batch_under_two_processes_is_scored_whole(tmp_path, data_dir):
+    """The validation and test splits (6 utterances) are one batch of 8: rank 1 has none of them.
+    It still runs the evaluation hooks (on an empty batch), whose gathers rank 0 waits for, so the
+    run ends and scores every item once; the validation loss is the mean over items."""
+    run = tmp_path / "ddp"
+    run_train(run, data_dir, *corpus_overrides(), "trainer=ddp_cpu", "data.max_batch_size=8",
+              "trainer.max_epochs=1", "callbacks.attention_samples=null", timeout=240)
+    results = json.loads((run / "results.json").read_text())
+    assert results["best_val"] and results["test_items"] == 6
+    outputs = json.loads((run / "test_outputs.json").read_text())["items"]
+    assert sorted(item["id"] for item in outputs) == sorted({item["id"] for item in outputs})
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars(M.VAL_LOSS)) == 1
+
+
 def test_multi_node_ddp_under_slurm_composes(tmp_path):
     cfg = compose_config(["experiment=asr", "trainer=ddp", "trainer.num_nodes=2", "trainer.devices=4",
                           "hydra/launcher=slurm", "hydra.launcher.nodes=2",
