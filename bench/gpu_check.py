@@ -431,9 +431,15 @@ def beam_rows(check: Check) -> list[Row]:
     return [measure(f"beam/{size}", lambda size=size: run(size), check) for size in sizes]
 
 
+# How far two runs of 20 steps may drift apart when CUDA's CTC backward is not deterministic (its
+# atomic sums change the last bits of some gradients): the largest weight difference.
+CTC_TOLERANCE = 1e-3
+
+
 def deterministic_row(experiment: str, check: Check) -> dict:
     """Two runs of ``trainer.deterministic=true`` with one seed: the largest weight difference.
-    Without CTC it must be 0.0; with CTC on CUDA the recipe runs ``deterministic="warn"``."""
+    Without CTC it must be 0.0; with CTC on CUDA the recipe runs ``deterministic="warn"`` and
+    the runs may differ by up to :data:`CTC_TOLERANCE`."""
     if not check.cpu_tiny:
         check.needs_cuda()
     overrides = [*experiment_overrides(experiment, check),
@@ -447,14 +453,14 @@ def deterministic_row(experiment: str, check: Check) -> dict:
     ctc_on_cuda = experiment == "asr" and not check.cpu_tiny
     numbers = {"max_weight_difference": float(f"{difference:.3g}"),
                "mode": "warn (CTC backward)" if ctc_on_cuda else "true"}
-    if difference != 0.0 and not ctc_on_cuda:
+    if difference > (CTC_TOLERANCE if ctc_on_cuda else 0.0):
         raise Failed(f"two deterministic runs differ by {difference:.3g}", numbers)
     return numbers
 
 
 def resume_row(experiment: str, check: Check) -> dict:
     """20 deterministic steps uninterrupted against 10 steps and ``resume=`` for 10 more: the
-    largest weight difference (0.0 without CTC)."""
+    largest weight difference (0.0 without CTC, at most :data:`CTC_TOLERANCE` with it)."""
     check.needs_cuda()  # tests/test_resume.py checks resuming on the CPU
     base = [*experiment_overrides(experiment, check), *RESUMABLE]
     whole, parts = (check.work / "runs" / f"resume-{experiment}-{n}" for n in ("whole", "parts"))
@@ -466,7 +472,7 @@ def resume_row(experiment: str, check: Check) -> dict:
                "max_weight_difference": float(f"{difference:.3g}")}
     if (first["steps"], resumed["steps"]) != (10, 20):
         raise Failed("the run did not stop at step 10 and resume to step 20", numbers)
-    if difference != 0.0 and experiment != "asr":
+    if difference > (CTC_TOLERANCE if experiment == "asr" else 0.0):
         raise Failed(f"the resumed run differs by {difference:.3g}", numbers)
     return numbers
 
