@@ -34,8 +34,9 @@ gpu-check:  ## every experiment, DDP, throughput, beam search, determinism and r
 strip-notebooks: $(STAMP)  ## clear notebook outputs before committing them
 	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the package's layers (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check rnnseq tests bench
+	$(BIN)/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

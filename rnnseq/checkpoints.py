@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 import re
@@ -74,33 +73,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from None
 
 
-def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor],
-                            path: str | Path, key: str) -> None:
-    """Raises a ``ValueError`` before training when the weights in ``state`` do not fit ``model``:
-    names every parameter whose shape differs, and those missing on either side. Parameter names
-    of older rnnseq versions count as today's
-    (:func:`rnnseq.models.recurrent.upgrade_parameter_names`)."""
-    from rnnseq.models.recurrent import upgrade_parameter_names
-
-    own = model.state_dict()
-    state = upgrade_parameter_names(state, own.keys())
-    wrong = [f"{name}: checkpoint {tuple(state[name].shape)}, config {tuple(own[name].shape)}"
-             for name in own if name in state and state[name].shape != own[name].shape]
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    if not (wrong or missing or extra):
-        return
-    lines = [f"{key}={path} does not fit the model this config builds:"]
-    lines += [f"  shape {w}" for w in wrong[:10]]
-    if missing:
-        lines.append(f"  not in the checkpoint: {', '.join(missing[:10])}")
-    if extra:
-        lines.append(f"  not in the model: {', '.join(extra[:10])}")
-    lines.append("The vocabulary (data) or the model sizes (model.*) differ from the run that wrote "
-                 "it; use that run's data and model config, or train without " + key + ".")
-    raise ValueError("\n".join(lines))
-
-
 BEST_PREFIX = "best"  # callbacks.model_checkpoint.filename starts with it
 
 
@@ -166,73 +138,6 @@ def load_task(task_class: type[TaskT], run: str | Path, device: str = "auto") ->
         task = task_class.load_from_checkpoint(
             find_checkpoint(run), map_location=resolve_device(device), weights_only=True)
     return task.eval()
-
-
-def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
-    """The task class that wrote ``checkpoint``: the import path it records
-    (``checkpoint["rnnseq"]["task"]``, so a task of your own package needs no entry anywhere), or,
-    for checkpoints written before rnnseq recorded it, a guess from the saved hyper-parameters."""
-    contents = load_checkpoint(checkpoint)
-    recorded = contents.get("rnnseq", {}).get("task")
-    if recorded:
-        module_name, _, class_name = recorded.rpartition(".")
-        try:
-            task_class = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"{checkpoint} was written by the task {recorded}, which cannot be "
-                             f"imported here ({err}); install the package that defines it") from None
-        from rnnseq.tasks.base import Task
-
-        if not (isinstance(task_class, type) and issubclass(task_class, Task)):
-            raise ValueError(f"{checkpoint} names {recorded} as its task, which is not an rnnseq "
-                             f"task class; rnnseq does not load it")
-        return task_class
-    return _guess_task_class(contents.get("hyper_parameters", {}), checkpoint)
-
-
-def _guess_task_class(hparams: dict, checkpoint) -> type[L.LightningModule]:
-    from rnnseq.tasks.classification import SpeechClassification
-    from rnnseq.tasks.forecasting import Forecasting
-    from rnnseq.tasks.language_model import LanguageModel
-    from rnnseq.tasks.speech_to_text import SpeechToText
-    from rnnseq.tasks.text_to_text import TextToText
-
-    if "features" in hparams:
-        return SpeechToText if "decoding" in hparams else SpeechClassification
-    if "horizon" in hparams:
-        return Forecasting
-    if "source_tokenizer" in hparams:
-        return TextToText
-    if "tokenizer" in hparams:
-        return LanguageModel
-    raise ValueError(f"{checkpoint} was not written by an rnnseq task (no known hyper-parameters)")
-
-
-def legacy_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Hyper-parameters of a checkpoint written by an older rnnseq, brought up to date: the ones
-    that changed, to pass to ``load_from_checkpoint``; ``{}`` for a current checkpoint.
-
-    Before checkpoints recorded ``checkpoint["rnnseq"]``, ``dot`` attention was a scaled dot
-    product (with a hidden projection when sizes differed): such checkpoints load as
-    ``scaled_dot``, or fail with a message when they had the projection
-    (:func:`rnnseq.models.attention.legacy_attention_config`). Speech models from then
-    recorded no transcript normaliser: their references are scored as written (``none``).
-    """
-    from rnnseq.models.attention import legacy_attention_config
-
-    if "rnnseq" in checkpoint:
-        return {}
-    hparams = checkpoint.get("hyper_parameters", {})
-    upgraded: dict[str, Any] = {}
-    if "features" in hparams and "normalizer" not in hparams:
-        upgraded["normalizer"] = "none"  # references were scored as written before normalisers
-    model = hparams.get("model")
-    if isinstance(model, dict) and isinstance(model.get("attention"), dict):
-        attention = legacy_attention_config(model["attention"], checkpoint.get("state_dict", {}),
-                                            "model.decoder.attention.")
-        if attention != model["attention"]:
-            upgraded["model"] = {**model, "attention": attention}
-    return upgraded
 
 
 def run_folder_of(path: str | Path) -> Path:

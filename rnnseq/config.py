@@ -47,10 +47,22 @@ def task_monitor_mode(target: str) -> str:
     return get_class(target).MONITOR_MODE
 
 
+def tokenizer_state_of_run(run: str | None) -> dict | None:
+    """Resolver behind ``data.tokenizer.state`` for ``data.tokenizer.from_run``: the saved state
+    of that run's target tokenizer (:func:`rnnseq.runs.tokenizer_of_run`), or ``None`` without a
+    run. The data layer then builds it from the state and reads no checkpoint itself."""
+    if run is None:
+        return None
+    from rnnseq.runs import tokenizer_of_run
+
+    return tokenizer_of_run(run).state()
+
+
 def register_resolvers() -> None:
     """``${metric:VAL_WER}`` names a metric constant instead of retyping ``val/wer``;
     ``${task_monitor:...}``/``${task_monitor_mode:...}`` read a task's monitored metric;
-    ``${ensure_dir:PATH}`` creates a folder; ``${job_gpu:}`` picks a sweep job's GPU."""
+    ``${ensure_dir:PATH}`` creates a folder; ``${job_gpu:}`` picks a sweep job's GPU;
+    ``${tokenizer_state_of_run:RUN}`` reads a run's target tokenizer."""
     if not OmegaConf.has_resolver("metric"):
         OmegaConf.register_new_resolver("metric", metric_name)
     for name, resolver in (("task_monitor", task_monitor), ("task_monitor_mode", task_monitor_mode)):
@@ -60,6 +72,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("ensure_dir", ensure_dir)
     if not OmegaConf.has_resolver("job_gpu"):
         OmegaConf.register_new_resolver("job_gpu", job_gpu)
+    if not OmegaConf.has_resolver("tokenizer_state_of_run"):
+        OmegaConf.register_new_resolver("tokenizer_state_of_run", tokenizer_state_of_run)
 
 
 register_resolvers()

@@ -266,10 +266,11 @@ def evaluate(run: Path, decoding: dict, checkpoint: Path | None = None, split: s
     import lightning as L
 
     import rnnseq.config  # noqa: F401  (registers the ${metric:...} resolver)
-    from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
+    from rnnseq.checkpoints import find_checkpoint, run_folder_of
     from rnnseq.data.manifest import DataReport
     from rnnseq.reporting import write_results
     from rnnseq.resources import resolve_device
+    from rnnseq.runs import task_class_for
 
     checkpoint = checkpoint or find_checkpoint(run)
     run = run_folder_of(run)
@@ -355,9 +356,10 @@ def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = Non
 
     import torch
 
-    from rnnseq.checkpoints import find_checkpoint, run_folder_of, task_class_for
+    from rnnseq.checkpoints import find_checkpoint, run_folder_of
     from rnnseq.reporting import write_results
     from rnnseq.resources import autocast_for, resolve_device
+    from rnnseq.runs import task_class_for
 
     checkpoint = checkpoint or find_checkpoint(run)
     run = run_folder_of(run)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import lightning as L
 
-from rnnseq.checkpoints import find_checkpoint, load_task, run_folder_of, task_class_for
+from rnnseq.checkpoints import find_checkpoint, load_task, run_folder_of
 from rnnseq.data.batching import Batch, collate_examples
 from rnnseq.plots import metric_against
+from rnnseq.runs import task_class_for
 from rnnseq.summarize import job_folders, read_job, summary_rows
 
 RUN_VARIABLE = "RNNSEQ_RUN"

@@ -23,14 +23,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnseq.callbacks import RecentCheckpoints
-from rnnseq.checkpoints import legacy_hparams, load_checkpoint, ranked_best, require_matching_shapes
+from rnnseq.checkpoints import load_checkpoint, ranked_best
 from rnnseq.config import AVERAGE_KEY, CONFIG_DIR, task_config
 from rnnseq.console import quiet_third_party
 from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
 from rnnseq.resources import auto_precision, limit_kernel_cache, set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
-from rnnseq.tasks.base import gather_rows
+from rnnseq.tasks.base import gather_rows, legacy_hparams, require_matching_shapes
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from rnnseq.data.batching import make_pad_mask
 from rnnseq.data.tokenizer import SPECIALS, CharTokenizer
 from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.decoding.scorers import Step, build_scorers, scorer_sources
+from rnnseq.decoding.scorer import Step
+from rnnseq.decoding.scorers import build_scorers, scorer_sources
 from rnnseq.decoding.search import beam
 from rnnseq.models.language_model import RNNLanguageModel
 

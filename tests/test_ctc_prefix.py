@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
-from rnnseq.decoding.scorers import Step
+from rnnseq.decoding.scorer import Step
 
 BLANK, EOS = 0, 1
 

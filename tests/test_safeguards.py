@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from rnnseq.checkpoints import AtomicCheckpointIO, load_checkpoint, require_matching_shapes
+from rnnseq.checkpoints import AtomicCheckpointIO, load_checkpoint
 from rnnseq.safeguards import NonFiniteGuard, NonFiniteLossError, PeriodicCheckpoint
-from rnnseq.tasks.base import Task
+from rnnseq.tasks.base import Task, require_matching_shapes
 from tests.conftest import EVERY_2, REPO, RESUMABLE, STEP_BUDGET, corpus_overrides
 from tests.test_train_smoke import TINY_MODEL, run_module
 

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
+from rnnseq.decoding.decoder_scorers import CoverageScorer, DecoderScorer
+from rnnseq.decoding.length_bonus import LengthBonus
 from rnnseq.decoding.lm_fusion import LMScorer
-from rnnseq.decoding.scorers import CoverageScorer, DecoderScorer, LengthBonus, Step
+from rnnseq.decoding.scorer import Step
 from rnnseq.decoding.search import beam, beam_search, greedy
 from tests.test_lm_fusion import _stateful_fusion
 from tests.test_search import EOS, _setup

@@ -99,8 +99,8 @@ def test_lm_fusion_through_evaluate(tmp_path, data_dir, smoke_run):
 def test_subword_speech_recognition_trains_decodes_and_fuses_a_language_model_of_its_pieces(
         tmp_path, data_dir, tiny_corpus):
     from rnnseq.checkpoints import find_checkpoint
-    from rnnseq.data.text import tokenizer_of_run
     from rnnseq.evaluate import evaluate
+    from rnnseq.runs import tokenizer_of_run
     from rnnseq.tasks.speech_to_text import SpeechToText
     from tests.conftest import corpus_overrides
     from tests.test_train_smoke import TINY_MODEL

@@ -105,7 +105,8 @@ def test_tensorboard_has_scalars_attention_images_text_and_hparams(smoke_run):
 
 
 def test_checkpoint_records_its_task_class_and_older_ones_are_recognised(smoke_run, tmp_path):
-    from rnnseq.checkpoints import load_checkpoint, task_class_for
+    from rnnseq.checkpoints import load_checkpoint
+    from rnnseq.runs import task_class_for
     from tests.helpers import OwnSpeechTask
 
     path = smoke_run / "checkpoints" / "last.ckpt"

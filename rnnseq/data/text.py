@@ -14,7 +14,6 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from rnnseq.data.base import ResumableLoader, SplitDataModule, own_generator
 from rnnseq.data.batching import InOrderBatches
 from rnnseq.data.corpus.text_sources import SPLITS
-from rnnseq.data.tokenizer import CharTokenizer, Tokenizer, build_tokenizer, tokenizer_from_state
+from rnnseq.data.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_state
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +38,6 @@ class TextBatch(NamedTuple):
     def empty(self) -> bool:
         """Whether the batch holds no line (a rank's share of a short split)."""
         return self.inputs.shape[0] == 0
-
-
-def tokenizer_of_run(run: str | Path) -> Tokenizer:
-    """The target tokenizer of a run folder or checkpoint: its saved tokenizer, or its symbol
-    table (``vocabulary``) as characters."""
-    from rnnseq.checkpoints import find_checkpoint, load_checkpoint
-
-    checkpoint = find_checkpoint(run)
-    hparams = load_checkpoint(checkpoint).get("hyper_parameters", {})
-    if hparams.get("tokenizer"):
-        return tokenizer_from_state(hparams["tokenizer"])
-    if hparams.get("vocabulary"):
-        return CharTokenizer(hparams["vocabulary"])
-    raise ValueError(f"data.tokenizer.from_run={run}: {checkpoint} holds no tokenizer or "
-                     f"vocabulary; give a speech-to-text or text-to-text run")
 
 
 def encode_stream(lines: Sequence[str], tokenizer: Tokenizer) -> torch.Tensor:
@@ -143,7 +127,8 @@ class TextDataModule(SplitDataModule):
             or subword count), trained on the training split; or ``state``, a saved tokenizer
             (:meth:`Tokenizer.state`) to reuse as is; or ``from_run``, a speech-to-text run (or
             checkpoint) whose targets the language model should predict (for shallow fusion
-            with that recogniser: the same characters or the same subword model).
+            with that recogniser: the same characters or the same subword model), which the
+            config reads into ``state`` (``${tokenizer_state_of_run:...}``, :mod:`rnnseq.config`).
         mode: ``stream`` (truncated BPTT over a token stream) or ``lines`` (independent lines).
         batch_size: parallel streams (stream mode) or most lines per batch (line mode).
         bptt: window length of stream mode.
@@ -204,8 +189,10 @@ class TextDataModule(SplitDataModule):
         config = dict(self.tokenizer_config)
         if config.get("state"):
             return tokenizer_from_state(config["state"])
-        if config.get("from_run"):
-            return tokenizer_of_run(config["from_run"])
+        if config.get("from_run"):  # the config resolves it into ``state`` (rnnseq.config)
+            raise ValueError(f"data.tokenizer.from_run={config['from_run']} needs its tokenizer "
+                             f"state: compose the config through rnnseq.config, or pass "
+                             f"tokenizer={{'state': ...}} (rnnseq.runs.tokenizer_of_run(run).state())")
         return build_tokenizer(config.get("kind", "char"), train_lines,
                                vocab_size=config.get("vocab_size"), seed=self.seed)
 

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import torch
 
-from rnnseq.decoding.scorers import Scorer, Step
+from rnnseq.decoding.scorer import Scorer, Step
 
 # Log-probability of a non-blank symbol on a padded frame: padding is a certain blank. Finite
 # rather than -inf so that differences of cumulative sums stay defined; exp(-1e4) is exactly 0.

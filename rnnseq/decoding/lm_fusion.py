@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from rnnseq.data.tokenizer import Tokenizer
-from rnnseq.decoding.scorers import Scorer, Step
+from rnnseq.decoding.scorer import Scorer, Step
 from rnnseq.models.language_model import LMState, RNNLanguageModel, select_lm_state
 
 

@@ -14,7 +14,7 @@ The *primary* scorer is the first one, ``scorers[0]``: the attention decoder, or
 is none (CTC prefix beam search), as :func:`~rnnseq.decoding.scorers.build_scorers` orders them.
 The pre-beam's candidates are the best tokens of the full scorers' weighted total, plus, where
 the primary scorer is partial, its weighted estimate over the whole vocabulary
-(:meth:`~rnnseq.decoding.scorers.Scorer.rank_all`; CTC's is exact). So with an attention decoder
+(:meth:`~rnnseq.decoding.scorer.Scorer.rank_all`; CTC's is exact). So with an attention decoder
 the decoder, the language model and the rewards pick the tokens CTC scores (ESPnet's pre-beam),
 and in CTC prefix beam search the audio picks them, not a language model or a length bonus.
 
@@ -24,7 +24,7 @@ would in a classic beam) leaves the beam for a pool of finished ones, so short h
 crowd out live ones. The pool ranks by ``score / length ** length_penalty`` (the length counts
 ``<eos>``; 0 disables normalisation). An utterance ends when no live hypothesis can beat its
 ``nbest``-th best finished one: a live hypothesis's normalised score is at most its score plus
-what its scorers can still add (:meth:`~rnnseq.decoding.scorers.Scorer.max_gain`), over the
+what its scorers can still add (:meth:`~rnnseq.decoding.scorer.Scorer.max_gain`), over the
 normaliser of the length that favours it most. So the early stop never changes the result.
 
 With log-probability scorers only and ``length_penalty=0``, width one is greedy search. With a
@@ -39,8 +39,10 @@ from typing import NamedTuple
 
 import torch
 
+from rnnseq.decoding.decoder_scorers import DecoderScorer
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.decoding.scorers import DecoderScorer, Scorer, Step, build_scorers, scorer_sources
+from rnnseq.decoding.scorer import Scorer, Step
+from rnnseq.decoding.scorers import build_scorers, scorer_sources
 
 
 class Hypothesis(NamedTuple):

@@ -19,8 +19,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 
 from rnnseq import metrics as M
-from rnnseq.checkpoints import legacy_hparams, load_checkpoint
+from rnnseq.checkpoints import load_checkpoint
 from rnnseq.data.manifest import DataIssue
+from rnnseq.models.attention import legacy_attention_config
 from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.safeguards import drop_gradients
 
@@ -67,6 +68,56 @@ def gather_rows(rows: list) -> list:
     parts: list = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, rows)
     return [row for part in parts for row in part]
+
+
+def legacy_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters of a checkpoint written by an older rnnseq, brought up to date: the ones
+    that changed, to pass to ``load_from_checkpoint``; ``{}`` for a current checkpoint.
+
+    Before checkpoints recorded ``checkpoint["rnnseq"]``, ``dot`` attention was a scaled dot
+    product (with a hidden projection when sizes differed): such checkpoints load as
+    ``scaled_dot``, or fail with a message when they had the projection
+    (:func:`rnnseq.models.attention.legacy_attention_config`). Speech models from then
+    recorded no transcript normaliser: their references are scored as written (``none``).
+    """
+    if "rnnseq" in checkpoint:
+        return {}
+    hparams = checkpoint.get("hyper_parameters", {})
+    upgraded: dict[str, Any] = {}
+    if "features" in hparams and "normalizer" not in hparams:
+        upgraded["normalizer"] = "none"  # references were scored as written before normalisers
+    model = hparams.get("model")
+    if isinstance(model, dict) and isinstance(model.get("attention"), dict):
+        attention = legacy_attention_config(model["attention"], checkpoint.get("state_dict", {}),
+                                            "model.decoder.attention.")
+        if attention != model["attention"]:
+            upgraded["model"] = {**model, "attention": attention}
+    return upgraded
+
+
+def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor],
+                            path: str | Path, key: str) -> None:
+    """Raises a ``ValueError`` before training when the weights in ``state`` do not fit ``model``:
+    names every parameter whose shape differs, and those missing on either side. Parameter names
+    of older rnnseq versions count as today's
+    (:func:`rnnseq.models.recurrent.upgrade_parameter_names`)."""
+    own = model.state_dict()
+    state = upgrade_parameter_names(state, own.keys())
+    wrong = [f"{name}: checkpoint {tuple(state[name].shape)}, config {tuple(own[name].shape)}"
+             for name in own if name in state and state[name].shape != own[name].shape]
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if not (wrong or missing or extra):
+        return
+    lines = [f"{key}={path} does not fit the model this config builds:"]
+    lines += [f"  shape {w}" for w in wrong[:10]]
+    if missing:
+        lines.append(f"  not in the checkpoint: {', '.join(missing[:10])}")
+    if extra:
+        lines.append(f"  not in the model: {', '.join(extra[:10])}")
+    lines.append("The vocabulary (data) or the model sizes (model.*) differ from the run that wrote "
+                 "it; use that run's data and model config, or train without " + key + ".")
+    raise ValueError("\n".join(lines))
 
 
 def restore_random_states(states: dict, rank: int = 0) -> None:
@@ -239,7 +290,7 @@ class Task(L.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,
                              strict=None, **kwargs):
         """Lightning's loader, after bringing the hyper-parameters of checkpoints written by older
-        rnnseq versions up to date (:func:`rnnseq.checkpoints.legacy_hparams`); keyword arguments
+        rnnseq versions up to date (:func:`legacy_hparams`); keyword arguments
         override saved hyper-parameters as in Lightning."""
         local = isinstance(checkpoint_path, (str, Path)) and "://" not in str(checkpoint_path)
         upgraded = legacy_hparams(load_checkpoint(checkpoint_path)) if local else {}

@@ -13,8 +13,9 @@ from rnnseq import metrics as M
 from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import Tokenizer
 from rnnseq.decoding.ctc_greedy import ctc_greedy_search
+from rnnseq.decoding.decoder_scorers import CoverageScorer
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.decoding.scorers import SCORERS, CoverageScorer, build_scorers, scorer_sources
+from rnnseq.decoding.scorers import SCORERS, build_scorers, scorer_sources
 from rnnseq.decoding.search import Hypothesis, beam, greedy_search, max_decode_lengths
 from rnnseq.models.guided_attention import guided_attention_loss
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
