@@ -3,9 +3,8 @@ pyproject.toml), imports only from its own layer or below, and no import circle 
 
 from __future__ import annotations
 
-import tomllib
-
 import grimp
+import tomllib
 from importlinter.cli import lint_imports
 
 from tests.conftest import REPO
