@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+import yaml
+
 # KEY=VALUE settings (decoding.beam_size=8, data.max_frames=4000): never taken for the run.
 _SETTING = re.compile(r"^[A-Za-z_][\w.]*=")
 
@@ -46,3 +48,24 @@ def strip_key(value: str, key: str = "run") -> str:
     """A single positional path given either way: ``key=PATH`` -> ``PATH``, ``PATH`` -> ``PATH``."""
     prefix = f"{key}="
     return value[len(prefix):] if value.startswith(prefix) else value
+
+
+DECODING_PREFIX = "decoding."
+
+
+def parse_assignments(assignments: list[str], prefix: str) -> dict:
+    """``["decoding.beam_size=8", "decoding.lm=null"]`` with prefix ``decoding.`` ->
+    ``{"beam_size": 8, "lm": None}`` (values parsed as YAML, so numbers, booleans, lists and
+    null work)."""
+    out = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith(prefix) or key == prefix:
+            raise ValueError(f"expected {prefix}KEY=VALUE, got {item!r}")
+        out[key[len(prefix):]] = yaml.safe_load(value)
+    return out
+
+
+def parse_decoding(assignments: list[str]) -> dict:
+    """``decoding.KEY=VALUE`` items as a dict (:func:`parse_assignments`)."""
+    return parse_assignments(assignments, DECODING_PREFIX)

@@ -81,7 +81,7 @@ def results(run: str | Path) -> dict:
 def examples(run: str | Path, split: str = "test", count: int = 3) -> Batch:
     """The first ``count`` items of a split of the run's data (rebuilt from its config) as one
     padded :class:`~rnnseq.data.batching.Batch`: ``features`` ``(B, S, F)``, ``ids``, ``texts``."""
-    from rnnseq.evaluate import run_data_loader
+    from rnnseq.runs import run_data_loader
 
     loader, _, _ = run_data_loader(run_folder_of(run), split, [])
     dataset = loader.dataset
@@ -92,12 +92,12 @@ def examples(run: str | Path, split: str = "test", count: int = 3) -> Batch:
 
 
 def speak(task: L.LightningModule, text: str, speaker: str | None = None):
-    """One sentence synthesised by a text-to-speech task: a
-    :class:`~rnnseq.synthesize.Spoken` with its log-mel, attention, waveform and whether it
-    stopped by itself."""
-    from rnnseq.synthesize import synthesize_requests
+    """One sentence synthesised by a text-to-speech task: a :class:`~rnnseq.api.Speech` with its
+    waveform, log-mel, attention and whether it stopped by itself (:class:`rnnseq.Synthesizer`
+    does the same from a run folder)."""
+    from rnnseq.api import Synthesizer
 
-    return next(synthesize_requests(task, [{"id": "0", "text": text, "speaker": speaker}]))
+    return Synthesizer(task).speak(text, speaker)
 
 
 def play(wave, sample_rate: int):
@@ -110,7 +110,7 @@ def play(wave, sample_rate: int):
 
 def audio_files(run: str | Path, split: str = "test", count: int = 3) -> list[str]:
     """Paths of the first ``count`` audio files of a split of a speech run's data."""
-    from rnnseq.evaluate import run_data_loader
+    from rnnseq.runs import run_data_loader
 
     _, utterances, _ = run_data_loader(run_folder_of(run), split, [])
     if not utterances:

@@ -15,7 +15,6 @@ import argparse
 import sys
 
 from rnnseq.arguments import strip_key
-from rnnseq.checkpoints import load_task_or_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,15 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     limit_kernel_cache()
     args = parse_args(argv)
-    from rnnseq.tasks.language_model import LanguageModel
+    from rnnseq.api import TextGenerator
 
-    task = load_task_or_report(LanguageModel, args.run, args.device)
-    if task is None:
+    try:
+        generator = TextGenerator.from_run(args.run, args.device)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
-        text = task.generate_text(args.prompt, args.length, args.temperature, args.top_k,
-                                  args.top_p, seed=seed)
+        text = generator.sample(args.prompt, args.length, args.temperature, args.top_k,
+                                args.top_p, seed=seed)
         if i:
             print("\n" + "-" * 40)
         print(text)

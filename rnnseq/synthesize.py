@@ -20,19 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
-from typing import NamedTuple
-
-import torch
 
 SYNTHESIS_PREFIX = "synthesis."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line as a namespace (``run``, ``texts``, ``synthesis``, ...)."""
-    from rnnseq.arguments import take_run
-    from rnnseq.evaluate import parse_assignments
+    from rnnseq.arguments import parse_assignments, take_run
 
     parser = argparse.ArgumentParser(prog="python -m rnnseq.synthesize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,52 +77,6 @@ def read_requests(args: argparse.Namespace) -> list[dict]:
     return requests
 
 
-class Spoken(NamedTuple):
-    """One synthesised text, as CPU tensors."""
-
-    request: dict  # {"id", "text", "speaker"}
-    mel: torch.Tensor  # (T, F) log-mel frames up to the stop
-    attention: torch.Tensor  # (N, S) weights of each decoder step over the input symbols
-    wave: torch.Tensor  # (T - 1) * hop samples from the task's vocoder
-    stopped: bool  # False where the frame limit ended it
-
-
-def synthesize_requests(task, requests: list[dict], batch_size: int = 8):
-    """Yields a :class:`Spoken` for every request (``{"id", "text", "speaker"}``), in order."""
-    from rnnseq.data.batching import Example, collate_examples
-
-    speakers = task.hparams.speakers
-    for start in range(0, len(requests), batch_size):
-        group = requests[start:start + batch_size]
-        examples = []
-        for request in group:
-            symbols = task.input_symbols(request["text"])
-            missing = task.unspeakable(request["text"], symbols)
-            if missing:
-                warnings.warn(f"{request['id']}: cannot speak "
-                              f"{', '.join(repr(c) for c in missing)} (dropped, or read as <unk>)",
-                              stacklevel=2)
-            # host: a host batch, moved to the task's device below
-            tokens = torch.tensor(task.tokenizer.encode(symbols), dtype=torch.long)
-            speaker = None
-            if speakers:
-                if request["speaker"] not in speakers:
-                    raise ValueError(f"{request['id']}: speaker {request['speaker']!r} is not one "
-                                     f"of the run's speakers {speakers}; give --speaker")
-                speaker = speakers.index(request["speaker"])
-            no_frames = torch.zeros(1, task.n_mels)  # host: as above
-            examples.append(Example(request["id"], no_frames, tokens, request["text"], speaker))
-        batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
-        result = task.synthesize_batch(batch)
-        steps = -(-result.lengths // task.model.reduction)
-        for i, request in enumerate(group):
-            mel = task.denormalize(result.mel[i, :int(result.lengths[i])]).float()
-            attention = result.attention[i, :int(steps[i]), :len(examples[i].tokens) + 1]
-            wave = task.vocoder(mel)  # on the task's device
-            yield Spoken(request, mel.cpu(), attention.float().cpu(), wave.cpu(),
-                         bool(result.stopped[i]))
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.synthesize``; returns the exit status."""
     from rnnseq.console import quiet_third_party
@@ -138,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import soundfile
 
+    from rnnseq.api import synthesize_requests
     from rnnseq.checkpoints import load_task_or_report
     from rnnseq.data.manifest import write_manifest
     from rnnseq.tasks.text_to_speech import TextToSpeech
@@ -155,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = int(task.hparams.features["sample_rate"])
     entries, status = [], 0
     try:
-        for request, _, _, wave, stopped in synthesize_requests(task, requests, args.batch_size):
+        for request, speech in zip(requests, synthesize_requests(task, requests, args.batch_size)):
+            wave, stopped = speech.wave, speech.stopped
             path = args.out / f"{request['id']}.wav"
             soundfile.write(path, wave.clamp(-1, 1).cpu().numpy(), rate, subtype="PCM_16")
             note = "" if stopped else "\t(never stopped: cut at synthesis.max_length_ratio)"

@@ -17,11 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
-from rnnseq.arguments import take_run
-from rnnseq.checkpoints import load_task_or_report
-from rnnseq.evaluate import parse_decoding
+from rnnseq.arguments import parse_decoding, take_run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,25 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def transcribe(task, paths: list[str], *, batch_size: int = 8):
-    """Yields ``(path, transcript or None, error or None)`` for every path, in order, decoded
-    with the task's ``decoding`` settings."""
-    from rnnseq.data.audio import AudioError, load_audio
-
-    rate = int(task.hparams.features["sample_rate"])
-    for start in range(0, len(paths), batch_size):
-        group = paths[start : start + batch_size]
-        waves, errors = {}, {}
-        for path in group:
-            try:
-                waves[path] = load_audio(path, rate)
-            except (AudioError, OSError) as err:
-                errors[path] = str(err)
-        texts = dict(zip(waves, task.transcribe_waves(list(waves.values()), batch_size)))
-        for path in group:
-            yield path, texts.get(path), errors.get(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m rnnseq.transcribe``; returns the exit status."""
     from rnnseq.console import quiet_third_party
@@ -80,28 +57,25 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     limit_kernel_cache()
     args = parse_args(argv)
-    from rnnseq.tasks.speech_to_text import SpeechToText
+    from rnnseq.api import Recognizer
 
-    task = load_task_or_report(SpeechToText, args.run, args.device)
-    if task is None:
-        return 2
     if args.greedy and args.decoding.get("mode", "greedy") != "greedy":
         print(f"error: --greedy contradicts decoding.mode={args.decoding['mode']}; give one of them",
               file=sys.stderr)
         return 2
     try:
-        task.set_decoding({**args.decoding, **({"mode": "greedy"} if args.greedy else {})})
-    except ValueError as err:
+        decoding = {**args.decoding, **({"mode": "greedy"} if args.greedy else {})}
+        recognizer = Recognizer.from_run(args.run, args.device, **decoding)
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     status = 0
-    with torch.no_grad():
-        for path, text, error in transcribe(task, args.files, batch_size=args.batch_size):
-            if error is not None:
-                print(f"error: {path}: {error}", file=sys.stderr)
-                status = 1
-            else:
-                print(f"{path}\t{text}", flush=True)
+    for path, text, error in recognizer.transcribe_files(args.files, args.batch_size):
+        if error is not None:
+            print(f"error: {path}: {error}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"{path}\t{text}", flush=True)
     return status
 
 

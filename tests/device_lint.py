@@ -47,7 +47,7 @@ FACTORIES = {"zeros", "ones", "full", "empty", "arange", "tensor", "as_tensor", 
              "rand", "randn", "randint", "randperm", "hann_window", "hamming_window",
              "blackman_window", "bartlett_window", "kaiser_window"}
 HOST_READS = {"numpy", "tolist", "item"}
-SINK_CALLS = {"asarray", "array", "write", "Spoken", "save", "mel_pair_image",
+SINK_CALLS = {"asarray", "array", "write", "Speech", "save", "mel_pair_image",
               "attention_heatmap", "add_audio", "add_figure", "add_image", "add_scalar",
               "add_histogram", "add_text"}
 STEP_FUNCTIONS = {"training_step", "validation_step", "test_step", "evaluation_step",

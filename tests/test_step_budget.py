@@ -97,14 +97,14 @@ def test_results_record_the_precision_and_whether_the_time_cap_stopped_the_run(s
 ])
 def test_evaluate_decodes_in_the_precision_the_run_was_trained_in(
         monkeypatch, tmp_path, trained_in, cuda, decoded_in):
-    from rnnseq import evaluate
+    from rnnseq import runs
 
     monkeypatch.setattr(resources, "auto_precision", lambda: "this machine's")
-    monkeypatch.setattr(evaluate, "_cuda", lambda: cuda)
+    monkeypatch.setattr(runs, "_cuda", lambda: cuda)
     if trained_in is not None:
         (tmp_path / ".hydra").mkdir()
         (tmp_path / ".hydra" / "config.yaml").write_text(f"trainer:\n  precision: {trained_in}\n")
-    assert evaluate.run_precision(tmp_path) == decoded_in
+    assert runs.run_precision(tmp_path) == decoded_in
 
 
 class _LoggingBoringModel(BoringModel):

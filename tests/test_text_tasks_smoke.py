@@ -64,7 +64,7 @@ def _check_heatmaps_have_one_labelled_row_per_phoneme(run_dir):
     (phonemes, often several characters each), one row per emitted token plus <eos>."""
     from rnnseq.callbacks import ATTENTION_TAG, AttentionSamples
     from rnnseq.checkpoints import load_task
-    from rnnseq.evaluate import run_data_loader
+    from rnnseq.runs import run_data_loader
     from rnnseq.tasks.text_to_text import TextToText
 
     task = load_task(TextToText, run_dir)

@@ -258,7 +258,8 @@ def test_evaluate_scores_any_manifest_with_errors_and_real_time_factor(smoke_run
 def test_evaluate_reads_the_runs_batching_and_decodes_with_the_ctc_head_alone(smoke_run):
     import itertools
 
-    from rnnseq.evaluate import evaluate, manifest_batching, run_data_config
+    from rnnseq.evaluate import evaluate
+    from rnnseq.runs import manifest_batching, run_data_config
 
     run_config = run_data_config(smoke_run, [])
     assert manifest_batching(run_config) == {"max_frames": run_config.data.max_frames,
@@ -270,7 +271,7 @@ def test_evaluate_reads_the_runs_batching_and_decodes_with_the_ctc_head_alone(sm
     # the best path computed here in the plainest way: argmax per frame, runs merged, blanks out
     task = SpeechToText.load_from_checkpoint(record["checkpoint"], map_location="cpu",
                                              weights_only=True).eval()
-    from rnnseq.evaluate import run_data_loader
+    from rnnseq.runs import run_data_loader
 
     expected = {}
     with torch.no_grad():

@@ -96,8 +96,8 @@ def test_synthesize_writes_readable_wavs_and_a_manifest(tts_run, tmp_path, data_
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
         str(out / "001.wav"), str(out / "002.wav")]
     # the wav is the in-process synthesis of the same text and seed, in 16 bit, and not silent
+    from rnnseq.api import synthesize_requests
     from rnnseq.checkpoints import load_task
-    from rnnseq.synthesize import synthesize_requests
     from rnnseq.tasks.text_to_speech import TextToSpeech
 
     task = load_task(TextToSpeech, tts_run)  # on the device the CLI picks, as the vocoder's phase
@@ -178,8 +178,8 @@ def test_evaluate_rescores_a_synthesis_run_with_other_stop_settings_and_a_listen
 def test_a_synthesis_model_says_numbers_in_words_and_names_what_it_cannot_say(tts_run):
     """The speech synthesis recipe records the ``spoken`` front end in its checkpoint, so a new
     text is read as training text was; what it still cannot say is named, not dropped silently."""
+    from rnnseq.api import synthesize_requests
     from rnnseq.checkpoints import load_task
-    from rnnseq.synthesize import synthesize_requests
     from rnnseq.tasks.text_to_speech import TextToSpeech
 
     task = load_task(TextToSpeech, tts_run, "cpu")

@@ -99,22 +99,25 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         return self.model.encode(self.prepare_features(batch), batch.feature_lengths)
 
     @torch.no_grad()
-    def transcribe_waves(self, waves: list[torch.Tensor], batch_size: int = 8) -> list[str]:
-        """Transcripts of ``(N,)`` mono waveforms at this model's sample rate, in order, decoded
-        with the ``decoding`` settings."""
+    def waves_batch(self, waves: list[torch.Tensor]) -> Batch:
+        """``(N,)`` mono waveforms at this model's sample rate as one padded batch on the task's
+        device, their features computed as the data pipeline computes them."""
         from rnnseq.data.audio import FeatureConfig, LogMel
         from rnnseq.data.batching import Example, collate_examples
 
         # host: features computed as the data pipeline computes them; the batch is moved below
         logmel = LogMel(FeatureConfig(**self.hparams.features))
+        no_tokens = torch.zeros(0, dtype=torch.long)  # host: as above
+        examples = [Example(str(i), logmel(wave.float().cpu()), no_tokens, "")  # host: as above
+                    for i, wave in enumerate(waves)]
+        return self.transfer_batch_to_device(collate_examples(examples), self.device, 0)
+
+    def transcribe_waves(self, waves: list[torch.Tensor], batch_size: int = 8) -> list[str]:
+        """Transcripts of ``(N,)`` mono waveforms at this model's sample rate, in order, decoded
+        with the ``decoding`` settings, ``batch_size`` at a time."""
         texts = []
         for start in range(0, len(waves), batch_size):
-            no_tokens = torch.zeros(0, dtype=torch.long)  # host: as above
-            examples = [Example(str(start + i), logmel(wave.float().cpu()),  # host: as above
-                                no_tokens, "")
-                        for i, wave in enumerate(waves[start:start + batch_size])]
-            batch = self.transfer_batch_to_device(collate_examples(examples), self.device, 0)
-            texts.extend(self.decode(batch))
+            texts.extend(self.decode(self.waves_batch(waves[start:start + batch_size])))
         return texts
 
     def score(self, references: list[str], hypotheses: list[str], split: str) -> dict[str, float]:

@@ -1,0 +1,94 @@
+"""The Python API of trained runs (``from rnnseq import Recognizer, Synthesizer, TextGenerator``):
+its doctested examples, and what each call must equal."""
+
+from __future__ import annotations
+
+import doctest
+import warnings
+
+import pytest
+import torch
+
+import rnnseq
+from rnnseq import api
+from rnnseq.data.audio import load_audio
+from rnnseq.data.manifest import DataReport, read_manifest
+
+
+@pytest.fixture(scope="module")
+def wav_paths(tiny_corpus) -> list[str]:
+    return [u.audio_path for u in read_manifest(tiny_corpus["test"], DataReport())[:3]]
+
+
+def test_the_examples_in_the_api_docstring_run(smoke_run, tts_run, textgen_run, wav_paths):
+    with warnings.catch_warnings():  # the tiny tts corpus lacks some letters of the example
+        warnings.simplefilter("ignore", UserWarning)
+        result = doctest.testmod(api, extraglobs={"asr_run": smoke_run, "tts_run": tts_run,
+                                                  "textgen_run": textgen_run,
+                                                  "wav_path": wav_paths[0]})
+    assert result.attempted >= 8 and result.failed == 0
+
+
+def test_the_package_exports_the_api_without_importing_it_up_front():
+    assert rnnseq.Recognizer is api.Recognizer and rnnseq.TextGenerator is api.TextGenerator
+    with pytest.raises(AttributeError, match="no attribute 'Recogniser'"):
+        rnnseq.Recogniser  # noqa: B018
+
+
+def test_a_recognizer_transcribes_files_waveforms_and_lists_alike(smoke_run, wav_paths):
+    recognizer = api.Recognizer.from_run(smoke_run, device="cpu", beam_size=2)
+    alone = [recognizer.transcribe(path) for path in wav_paths]
+    assert recognizer.transcribe(wav_paths) == alone  # batched equals one at a time
+    waves = [load_audio(path, recognizer.sample_rate) for path in wav_paths]
+    assert recognizer.transcribe(waves[0]) == alone[0]  # a waveform at the model's rate
+    texts = [t for _, t, _ in recognizer.transcribe_files(wav_paths, batch_size=2)]
+    assert texts == alone
+    # the task's own decoding of the same audio, with the same settings
+    assert recognizer.task.transcribe_waves(waves) == alone
+    nbest = recognizer.nbest(wav_paths[0], 2)
+    assert nbest[0][0] == alone[0] and len(nbest) <= 2
+    assert nbest == sorted(nbest, key=lambda pair: -pair[1])
+    assert recognizer.task.hparams.decoding.get("nbest", 1) == 1  # nbest left the settings alone
+
+
+def test_a_recognizer_resamples_a_waveform_at_another_rate(smoke_run, wav_paths):
+    import torchaudio
+
+    recognizer = api.Recognizer.from_run(smoke_run, device="cpu", mode="greedy")
+    wave = load_audio(wav_paths[0], recognizer.sample_rate)
+    doubled = torchaudio.functional.resample(wave, recognizer.sample_rate,
+                                             2 * recognizer.sample_rate)
+    resampled = recognizer._wave(doubled, 2 * recognizer.sample_rate)
+    assert resampled.shape == wave.shape
+    with pytest.raises(ValueError, match="mono waveform"):
+        recognizer.transcribe(torch.zeros(2, 100))
+
+
+def test_settings_are_checked_when_the_run_is_loaded(smoke_run, tts_run):
+    with pytest.raises(ValueError, match="beam_sizes"):
+        api.Recognizer.from_run(smoke_run, device="cpu", beam_sizes=4)
+    with pytest.raises(ValueError, match="stop_threshold"):
+        api.Synthesizer.from_run(tts_run, device="cpu", stop_threshold=2.0)
+    with pytest.raises(FileNotFoundError):
+        api.TextGenerator.from_run(smoke_run.parent / "no-such-run", device="cpu")
+
+
+def test_a_synthesizer_speaks_alone_as_in_a_batch_and_names_what_it_cannot_say(tts_run):
+    synthesizer = api.Synthesizer.from_run(tts_run, device="cpu", seed=3)
+    with pytest.warns(UserWarning, match="cannot speak '§'"):
+        both = synthesizer.speak_batch(["good night", "a § b"])
+    first = synthesizer.speak("good night")
+    # a batch pads the shorter text: equal up to float error in the padded sums
+    torch.testing.assert_close(first.wave, both[0].wave, atol=1e-4, rtol=1e-3)
+    assert first.sample_rate == synthesizer.sample_rate
+    assert first.wave.shape == ((first.mel.shape[0] - 1) * synthesizer.task.vocoder.features
+                                .hop_length,)
+    assert "§" in both[1].unspoken and "§" not in first.unspoken
+
+
+def test_a_text_generator_repeats_itself_with_a_seed(textgen_run):
+    generator = api.TextGenerator.from_run(textgen_run, device="cpu")
+    text = generator.sample("ROMEO", 30, seed=7)
+    assert text.startswith("ROMEO") and text == generator.sample("ROMEO", 30, seed=7)
+    assert generator.sample("ROMEO", 30, temperature=0) == generator.sample("ROMEO", 30,
+                                                                             temperature=0)
