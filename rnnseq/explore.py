@@ -91,15 +91,6 @@ def examples(run: str | Path, split: str = "test", count: int = 3) -> Batch:
     return batch
 
 
-def speak(task: L.LightningModule, text: str, speaker: str | None = None):
-    """One sentence synthesised by a text-to-speech task: a :class:`~rnnseq.api.Speech` with its
-    waveform, log-mel, attention and whether it stopped by itself (:class:`rnnseq.Synthesizer`
-    does the same from a run folder)."""
-    from rnnseq.api import Synthesizer
-
-    return Synthesizer(task).speak(text, speaker)
-
-
 def play(wave, sample_rate: int):
     """A player for ``(N,)`` samples in a notebook (IPython's ``Audio``)."""
     from IPython.display import Audio
