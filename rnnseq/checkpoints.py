@@ -56,21 +56,45 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+# The layout of the checkpoints rnnseq writes and reads (``checkpoint["rnnseq"]["format"]``);
+# ``python -m rnnseq.upgrade`` brings older ones to it, and CHANGELOG.md says what each changed.
+CHECKPOINT_FORMAT = 3
+
+
+def require_current_format(contents: dict[str, Any], path: str | Path) -> None:
+    """Raises a ``ValueError`` naming the upgrade command when ``contents`` (of the checkpoint
+    at ``path``) were written in another format than :data:`CHECKPOINT_FORMAT`."""
+    found = contents.get("rnnseq", {}).get("format", 1) if isinstance(contents, dict) else None
+    if found == CHECKPOINT_FORMAT:
+        return
+    if isinstance(found, int) and found > CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} has checkpoint format {found}, newer than this rnnseq reads "
+                         f"({CHECKPOINT_FORMAT}); upgrade rnnseq")
+    raise ValueError(f"{path} was written by an older rnnseq (checkpoint format {found}; this one "
+                     f"reads {CHECKPOINT_FORMAT}): convert it once with `python -m rnnseq.upgrade "
+                     f"{path}` (or the run folder, for all of its checkpoints)")
+
+
+def load_checkpoint(path: str | Path, current: bool = True) -> dict[str, Any]:
     """A checkpoint's contents, read with ``weights_only=True``: tensors, numbers, strings and
     containers only, so a tampered file cannot run code. rnnseq writes nothing else into its
-    checkpoints (configs are plain dicts, tokenizers their symbol lists, random states tensors)."""
+    checkpoints (configs are plain dicts, tokenizers their symbol lists, random states tensors).
+    With ``current``, a checkpoint of another format is a ``ValueError`` naming the upgrade
+    command (:func:`require_current_format`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        contents = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(f"{path} holds objects other than tensors and plain data, so it was not "
                          f"written by rnnseq or has been altered; rnnseq does not load it "
                          f"({str(err).splitlines()[0]})") from None
     except (RuntimeError, EOFError) as err:
         raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from None
+    if current:
+        require_current_format(contents, path)
+    return contents
 
 
 BEST_PREFIX = "best"  # callbacks.model_checkpoint.filename starts with it

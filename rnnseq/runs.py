@@ -9,49 +9,32 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import lightning as L
 import yaml
 
 from rnnseq.checkpoints import find_checkpoint, load_checkpoint
 from rnnseq.data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_state
 from rnnseq.tasks.base import Task
-from rnnseq.tasks.classification import SpeechClassification
-from rnnseq.tasks.forecasting import Forecasting
-from rnnseq.tasks.language_model import LanguageModel
-from rnnseq.tasks.speech_to_text import SpeechToText
-from rnnseq.tasks.text_to_text import TextToText
 
 
-def task_class_for(checkpoint: str | Path) -> type[L.LightningModule]:
+def task_class_named(recorded: str, checkpoint) -> type[Task]:
+    """The task class of the import path ``recorded`` (``package.module.Class``), which
+    ``checkpoint`` names: a task of your own package needs no entry anywhere."""
+    module_name, _, class_name = recorded.rpartition(".")
+    try:
+        task_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"{checkpoint} was written by the task {recorded}, which cannot be "
+                         f"imported here ({err}); install the package that defines it") from None
+    if not (isinstance(task_class, type) and issubclass(task_class, Task)):
+        raise ValueError(f"{checkpoint} names {recorded} as its task, which is not an rnnseq "
+                         f"task class; rnnseq does not load it")
+    return task_class
+
+
+def task_class_for(checkpoint: str | Path) -> type[Task]:
     """The task class that wrote ``checkpoint``: the import path it records
-    (``checkpoint["rnnseq"]["task"]``, so a task of your own package needs no entry anywhere), or,
-    for checkpoints written before rnnseq recorded it, a guess from the saved hyper-parameters."""
-    contents = load_checkpoint(checkpoint)
-    recorded = contents.get("rnnseq", {}).get("task")
-    if recorded:
-        module_name, _, class_name = recorded.rpartition(".")
-        try:
-            task_class = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"{checkpoint} was written by the task {recorded}, which cannot be "
-                             f"imported here ({err}); install the package that defines it") from None
-        if not (isinstance(task_class, type) and issubclass(task_class, Task)):
-            raise ValueError(f"{checkpoint} names {recorded} as its task, which is not an rnnseq "
-                             f"task class; rnnseq does not load it")
-        return task_class
-    return _guess_task_class(contents.get("hyper_parameters", {}), checkpoint)
-
-
-def _guess_task_class(hparams: dict, checkpoint) -> type[L.LightningModule]:
-    if "features" in hparams:
-        return SpeechToText if "decoding" in hparams else SpeechClassification
-    if "horizon" in hparams:
-        return Forecasting
-    if "source_tokenizer" in hparams:
-        return TextToText
-    if "tokenizer" in hparams:
-        return LanguageModel
-    raise ValueError(f"{checkpoint} was not written by an rnnseq task (no known hyper-parameters)")
+    (``checkpoint["rnnseq"]["task"]``)."""
+    return task_class_named(load_checkpoint(checkpoint)["rnnseq"]["task"], checkpoint)
 
 
 def tokenizer_of_run(run: str | Path) -> Tokenizer:

@@ -26,11 +26,10 @@ from rnnseq.callbacks import RecentCheckpoints
 from rnnseq.checkpoints import load_checkpoint, ranked_best
 from rnnseq.config import AVERAGE_KEY, CONFIG_DIR, task_config
 from rnnseq.console import quiet_third_party
-from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
 from rnnseq.resources import auto_precision, limit_kernel_cache, set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
-from rnnseq.tasks.base import gather_rows, legacy_hparams, require_matching_shapes
+from rnnseq.tasks.base import gather_rows, require_matching_shapes
 
 log = logging.getLogger(__name__)
 
@@ -160,18 +159,20 @@ def build_callbacks(cfg: DictConfig, task) -> list:
     return callbacks
 
 
-def require_current_format(checkpoint: dict, path, key: str, cfg: DictConfig) -> None:
-    """A checkpoint from before ``dot`` attention became Luong's unscaled dot product, trained on
-    with ``model/attention=dot``, would silently continue with other attention arithmetic: that is
-    an error saying what to use instead."""
-    upgraded = legacy_hparams(checkpoint).get("model", {}).get("attention")
-    current = (cfg.get("model") or {}).get("attention") or {}
-    if upgraded is None or current.get("_target_") != "rnnseq.models.attention.DotAttention":
+def require_same_attention(checkpoint: dict, path, key: str, cfg: DictConfig) -> None:
+    """Continuing (``resume``) or fine-tuning (``ckpt_path``) a checkpoint with another attention
+    class than it was trained with would put the same weights under other arithmetic (``dot`` and
+    ``scaled_dot`` have the same parameters): an error naming the config option to use."""
+    model = checkpoint.get("hyper_parameters", {}).get("model") or {}
+    trained = (model.get("attention") or {}).get("_target_")
+    current = ((cfg.get("model") or {}).get("attention") or {}).get("_target_")
+    if not trained or not current or trained == current:
         return
-    target = upgraded.get("_target_", "").rsplit(".", 1)[-1]
-    raise ValueError(f"{key}={path} was written when model/attention=dot was a scaled dot product; "
-                     f"continue it with model/attention=scaled_dot ({target}), which computes the "
-                     f"same")
+    options = [p.stem for p in sorted((CONFIG_DIR / "model" / "attention").glob("*.yaml"))
+               if f"_target_: {trained}" in p.read_text()]
+    use = f"model/attention={options[0]}" if options else f"model.attention._target_={trained}"
+    raise ValueError(f"{key}={path} was trained with {trained.rsplit('.', 1)[-1]} attention and "
+                     f"this config builds {current.rsplit('.', 1)[-1]}; continue it with {use}")
 
 
 def publish_data_report(trainer, datamodule, task, run_dir: Path, tb, first: bool = False) -> None:
@@ -202,17 +203,16 @@ def train(cfg: DictConfig) -> dict:
     publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
     if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
         source = load_checkpoint(cfg.ckpt_path)  # read once: a checkpoint can be large
-        require_current_format(source, cfg.ckpt_path, "ckpt_path", cfg)
-        state = upgrade_parameter_names(source["state_dict"], task.state_dict().keys())
+        state = source["state_dict"]
+        require_same_attention(source, cfg.ckpt_path, "ckpt_path", cfg)
         require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
         task.load_state_dict(state)
         log.info("initialised the model from %s", cfg.ckpt_path)
     resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
     if resume_from is not None:
         previous = load_checkpoint(resume_from)
-        require_current_format(previous, resume_from, "resume", cfg)
-        require_matching_shapes(task, previous["state_dict"], resume_from,
-                                "resume")
+        require_same_attention(previous, resume_from, "resume", cfg)
+        require_matching_shapes(task, previous["state_dict"], resume_from, "resume")
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except TrainingInterrupted as stop:

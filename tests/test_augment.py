@@ -225,12 +225,13 @@ def test_the_same_seed_draws_the_same_augmentation_with_any_number_of_workers(
     assert len(changed) >= len(ids) // 4
 
 
-def test_the_older_noise_key_becomes_white_noise_and_cannot_be_doubled(tiny_corpus):
-    dm = SpeechDataModule(manifests=tiny_corpus, noise_snr_db=[10, 20])
-    assert dm.augment_settings.noise.p == 1.0 and dm.augment_settings.noise.kinds == ("white",)
-    with pytest.raises(ValueError, match="data.noise_snr_db and data.augment.noise"):
-        SpeechDataModule(manifests=tiny_corpus, noise_snr_db=[10, 20],
-                         augment={"noise": {"p": 0.5}})
+def test_the_retired_noise_key_is_refused_naming_its_new_spelling_and_null_passes(tiny_corpus):
+    with pytest.raises(ValueError, match=r"data.noise_snr_db is now data.augment.noise .*"
+                                         r"python -m rnnseq.upgrade"):
+        SpeechDataModule(manifests=tiny_corpus, noise_snr_db=[10, 20])
+    assert SpeechDataModule(manifests=tiny_corpus, noise_snr_db=None).augment_settings.noise.p == 0
+    with pytest.raises(TypeError, match="data.noise_db"):
+        SpeechDataModule(manifests=tiny_corpus, noise_db=[10, 20])
 
 
 def test_a_quick_run_with_every_augmentation_on_the_fly_and_the_recipes_cached_copies(

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rnnseq.average import average_checkpoints, choose, main, write_average
-from rnnseq.checkpoints import find_checkpoint
+from rnnseq.checkpoints import CHECKPOINT_FORMAT, find_checkpoint
 from tests.conftest import corpus_overrides
 from tests.test_train_smoke import run_module, run_train
 
@@ -33,7 +33,7 @@ def fake_run(folder: Path, scores: dict[str, float], mode: str = "min") -> dict[
         checkpoint = {"global_step": step * 10, "state_dict": {
             "w": torch.full((2,), float(step)), "half": torch.full((1,), float(step), dtype=torch.float16),
             "count": torch.tensor(step)}, "optimizer_states": [{"lr": 1}], "lr_schedulers": [{}],
-            "callbacks": {key: state}, "rnnseq": {"format": 2}}
+            "callbacks": {key: state}, "rnnseq": {"format": CHECKPOINT_FORMAT}}
         path = ckpts / f"best-{name}.ckpt"
         torch.save(checkpoint, path)
         os.utime(path, (1000 + step, 1000 + step))  # written in this order, whatever the clock says
@@ -79,7 +79,8 @@ def test_asking_for_more_than_the_run_kept_names_the_setting(tmp_path, capsys):
     assert "callbacks.recent_checkpoints.keep=1" in capsys.readouterr().err
     assert main([str(tmp_path), "--best", "0"]) == 2
     assert "N >= 1" in capsys.readouterr().err
-    torch.save({"global_step": 1, "state_dict": {"other": torch.zeros(1)}}, tmp_path / "x.ckpt")
+    torch.save({"global_step": 1, "state_dict": {"other": torch.zeros(1)},
+                "rnnseq": {"format": CHECKPOINT_FORMAT}}, tmp_path / "x.ckpt")
     with pytest.raises(ValueError, match="holds other weights"):
         average_checkpoints([tmp_path / "checkpoints" / "best-a.ckpt", tmp_path / "x.ckpt"])
 

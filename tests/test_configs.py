@@ -258,14 +258,16 @@ def test_settings_that_cannot_apply_are_errors_naming_the_key(tmp_path):
     assert task.hparams.decoding["min_length_ratio"] == 0.0
 
 
-def test_checkpoints_from_before_strict_dot_load_as_scaled_dot(tmp_path):
-    """Until checkpoints recorded ``checkpoint["rnnseq"]``, `dot` was scaled: such a checkpoint
-    (equal sizes, so no hidden projection) loads as `scaled_dot` and computes the same."""
+def test_checkpoints_from_before_strict_dot_are_refused_and_upgraded_to_scaled_dot(tmp_path):
+    """Until checkpoints recorded ``checkpoint["rnnseq"]``, `dot` was scaled: such a checkpoint is
+    refused with the upgrade command, which turns it (equal sizes, so no hidden projection) into
+    `scaled_dot`, computing the same; one with the hidden projection cannot be upgraded."""
     import lightning
     import torch
 
     from rnnseq.models.attention import ScaledDotAttention
     from rnnseq.tasks.speech_to_text import SpeechToText
+    from rnnseq.upgrade import upgrade_checkpoint
 
     cfg = compose_config(["experiment=asr", "model/attention=scaled_dot",
                           "model.encoder.hidden_size=8", "model.decoder.hidden_size=16"], tmp_path)
@@ -276,27 +278,33 @@ def test_checkpoints_from_before_strict_dot_load_as_scaled_dot(tmp_path):
     old = {"state_dict": task.state_dict(), "hyper_parameters": hparams,
            "pytorch-lightning_version": lightning.__version__}
     torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(ValueError, match="python -m rnnseq.upgrade"):
+        SpeechToText.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True)
+    assert upgrade_checkpoint(tmp_path / "old.ckpt")
     loaded = SpeechToText.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True)
     assert type(loaded.model.decoder.attention) is ScaledDotAttention
+    for name, tensor in task.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
     with_projection = {**old, "state_dict": {**old["state_dict"], "model.decoder.attention.proj.weight":
                                              torch.zeros(16, 16)}}
     torch.save(with_projection, tmp_path / "projected.ckpt")
     with pytest.raises(ValueError, match="no longer builds"):
-        SpeechToText.load_from_checkpoint(tmp_path / "projected.ckpt", weights_only=True)
+        upgrade_checkpoint(tmp_path / "projected.ckpt")
     # they recorded no transcript normaliser: their references are scored as written
-    assert "normalizer" not in hparams or hparams.pop("normalizer")
     torch.save({**old, "hyper_parameters": {k: v for k, v in hparams.items() if k != "normalizer"}},
                tmp_path / "raw.ckpt")
+    assert upgrade_checkpoint(tmp_path / "raw.ckpt")
     raw = SpeechToText.load_from_checkpoint(tmp_path / "raw.ckpt", weights_only=True)
     assert raw.hparams.normalizer == "none" and task.hparams.normalizer == "letters"
-    # continuing or fine-tuning such a checkpoint with model/attention=dot would change the
-    # arithmetic under it: an error that names what to use
-    from rnnseq.train import require_current_format
+    # continuing or fine-tuning it with another attention than it was trained with would change
+    # the arithmetic under the same weights: an error that names both
+    from rnnseq.train import require_same_attention
 
-    with pytest.raises(ValueError, match="continue it with model/attention=scaled_dot"):
-        require_current_format(old, "old.ckpt", "resume", compose_config(
+    upgraded = torch.load(tmp_path / "old.ckpt", weights_only=True)
+    with pytest.raises(ValueError, match=r"ScaledDotAttention.*model/attention=scaled_dot"):
+        require_same_attention(upgraded, "old.ckpt", "resume", compose_config(
             ["experiment=asr", "model/attention=dot"], tmp_path))
-    require_current_format(old, "old.ckpt", "resume", cfg)  # scaled_dot: fine
+    require_same_attention(upgraded, "old.ckpt", "resume", cfg)  # scaled_dot: fine
 
 
 DEBUG_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "debug").glob("*.yaml"))

@@ -99,7 +99,8 @@ def test_an_interrupted_build_leaves_no_cache(tiny_corpus, tmp_path, monkeypatch
 
 
 def test_noisy_training_audio_is_not_cached(tiny_corpus, tmp_path):
-    dm = SpeechDataModule(manifests=tiny_corpus, num_workers=0, noise_snr_db=(10, 20),
+    dm = SpeechDataModule(manifests=tiny_corpus, num_workers=0,
+                          augment={"noise": {"p": 1.0, "snr_db": [10, 20], "kinds": ["white"]}},
                           feature_cache=str(tmp_path / "features"))
     dm.setup("fit")
     assert dm.datasets["train"].cache is None and dm.datasets["valid"].cache is not None

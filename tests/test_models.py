@@ -11,6 +11,7 @@ from rnnseq.models import attention as A
 from rnnseq.models.decoder import AttentionDecoder, select_state
 from rnnseq.models.encoder import RecurrentEncoder
 from rnnseq.models.recurrent import reverse_within_lengths
+from rnnseq.upgrade import upgraded_attention_config
 
 ATTENTIONS = {
     "none": A.NoAttention,
@@ -124,10 +125,10 @@ def test_dot_attentions_refuse_different_sizes_naming_both(cls, option):
         cls(query_dim=5, memory_dim=6)
 
 
-def test_legacy_dot_config_without_projection_becomes_the_same_scaled_dot():
+def test_upgrade_turns_an_old_dot_config_without_projection_into_the_same_scaled_dot():
     old = {"_target_": "rnnseq.models.attention.DotAttention", "_partial_": True}
     keys = ["model.decoder.lstm.weight_ih_l0", "model.decoder.combine.weight"]
-    new = A.legacy_attention_config(old, keys, "model.decoder.attention.")
+    new = upgraded_attention_config(old, keys, "model.decoder.attention.")
     assert new == {"_target_": "rnnseq.models.attention.ScaledDotAttention", "_partial_": True}
     assert old["_target_"].endswith(".DotAttention")  # a copy: the checkpoint's config is intact
     # the old class computed q . m / sqrt(Q) when the sizes matched: the new target does that
@@ -138,20 +139,20 @@ def test_legacy_dot_config_without_projection_becomes_the_same_scaled_dot():
     torch.testing.assert_close(att.energies(query, att.init_state(memory, mask)), old_energies)
 
 
-def test_legacy_dot_config_with_its_hidden_projection_is_refused_and_others_pass():
+def test_upgrade_refuses_an_old_dot_config_with_its_hidden_projection_and_passes_others():
     old = {"_target_": "rnnseq.models.attention.DotAttention", "_partial_": True}
     prefix = "model.decoder.attention."
     with pytest.raises(ValueError, match=r"(?s)scaled dot product with a learnt projection.*"
                                          r"model/attention=general.*scaled_dot"):
-        A.legacy_attention_config(old, {f"{prefix}proj.weight", "model.decoder.output.weight"},
+        upgraded_attention_config(old, {f"{prefix}proj.weight", "model.decoder.output.weight"},
                                   prefix)
     state = {f"{prefix}proj.weight": torch.zeros(320, 512)}  # the state dict itself: sizes too
     with pytest.raises(ValueError, match="memory size 512 vs query size 320"):
-        A.legacy_attention_config(old, state, prefix)
+        upgraded_attention_config(old, state, prefix)
     general = {"_target_": "rnnseq.models.attention.GeneralAttention", "_partial_": True}
-    assert A.legacy_attention_config(general, state, prefix) is general
+    assert upgraded_attention_config(general, state, prefix) is general
     location = {"_target_": "rnnseq.models.attention.LocationAttention", "attention_dim": 8}
-    assert A.legacy_attention_config(location, [], prefix) is location
+    assert upgraded_attention_config(location, [], prefix) is location
 
 
 def test_location_features_equal_the_convolution_then_the_projection():

@@ -21,7 +21,6 @@ from rnnseq.models.recurrent import (
     parse_cell,
     run_recurrent,
     step_recurrent,
-    upgrade_parameter_names,
     zero_state,
 )
 from rnnseq.models.tacotron import TacotronDecoder
@@ -295,9 +294,11 @@ def test_step_recurrent_equals_one_step_of_the_sequence():
         torch.testing.assert_close(step, out[:, t])
 
 
-# -- checkpoints from before the cell setting ---------------------------------------------------
+# -- checkpoints from before the cell setting (rnnseq.upgrade) ------------------------------------
 
 def test_parameter_names_from_before_the_cell_setting_are_upgraded():
+    from rnnseq.upgrade import upgrade_parameter_names
+
     decoder = _decoder("lstm")
     known = {f"model.decoder.{k}" for k in decoder.state_dict()}
     old = {(f"model.decoder.lstm.{k[4:]}" if k.startswith("rnn.") else f"model.decoder.{k}"): v
@@ -315,7 +316,7 @@ def test_parameter_names_from_before_the_cell_setting_are_upgraded():
 
     forecaster = RegressionDecoder(memory_dim=6, hidden_size=8, num_layers=2,
                                    attention=ATTENTION)
-    cells = [nn.LSTMCell(7, 8), nn.LSTMCell(8, 8)]  # the decoder's layers before issue 19
+    cells = [nn.LSTMCell(7, 8), nn.LSTMCell(8, 8)]  # the decoder's layers before the registry
     prefix = "model.decoder."
     old = {}  # in the order the old decoder registered its parameters
     for name, p in forecaster.state_dict().items():

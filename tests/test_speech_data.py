@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 
@@ -99,10 +100,28 @@ def test_statistics_and_vocabulary_come_from_training_data(tiny_corpus):
     assert torch.isfinite(mean).all() and (std > 0).all()
 
 
-def test_the_older_sorted_first_epoch_key_still_loads(tiny_corpus):
-    assert SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=False).sorted_epochs == 0
-    assert SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=True).sorted_epochs == 1
+def test_the_retired_sorted_first_epoch_key_is_refused_and_the_upgrade_rewrites_it(
+        tiny_corpus, tmp_path):
+    import yaml
+
+    from rnnseq.upgrade import upgrade_run_config
+
+    with pytest.raises(ValueError, match="data.sorted_first_epoch is now data.sorted_epochs"):
+        SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=True)
     assert SpeechDataModule(manifests=tiny_corpus, sorted_epochs=3).sorted_epochs == 3
+    hydra = tmp_path / ".hydra"  # a run folder written with both retired settings
+    hydra.mkdir()
+    (hydra / "config.yaml").write_text(yaml.safe_dump({"data": {
+        "max_frames": 100, "sorted_first_epoch": True, "noise_snr_db": [10, 20]}}))
+    (hydra / "overrides.yaml").write_text(yaml.safe_dump(
+        ["experiment=asr", "data.sorted_first_epoch=false", "data.noise_snr_db=[5,15]"]))
+    assert upgrade_run_config(tmp_path) and not upgrade_run_config(tmp_path)
+    data = yaml.safe_load((hydra / "config.yaml").read_text())["data"]
+    assert data == {"max_frames": 100, "sorted_epochs": 1, "augment": {
+        "noise": {"p": 1.0, "snr_db": [10, 20], "kinds": ["white"]}}}
+    assert yaml.safe_load((hydra / "overrides.yaml").read_text()) == [
+        "experiment=asr", "data.sorted_epochs=0", "data.augment.noise.p=1.0",
+        "data.augment.noise.snr_db=[5, 15]", "data.augment.noise.kinds=[white]"]
 
 
 def test_training_on_a_corpus_full_of_bad_items_runs_to_the_end_and_reports_them(

@@ -104,7 +104,7 @@ def test_tensorboard_has_scalars_attention_images_text_and_hparams(smoke_run):
     assert b"hp_metric" not in experiment
 
 
-def test_checkpoint_records_its_task_class_and_older_ones_are_recognised(smoke_run, tmp_path):
+def test_checkpoint_records_its_task_class_and_older_ones_are_upgraded(smoke_run, tmp_path):
     from rnnseq.checkpoints import load_checkpoint
     from rnnseq.runs import task_class_for
     from tests.helpers import OwnSpeechTask
@@ -117,15 +117,24 @@ def test_checkpoint_records_its_task_class_and_older_ones_are_recognised(smoke_r
     torch.save({**contents, "rnnseq": {**contents["rnnseq"], "task": "tests.helpers.OwnSpeechTask"}},
                own)
     assert task_class_for(own) is OwnSpeechTask
-    old = tmp_path / "old.ckpt"  # written before checkpoints said: told by its hyper-parameters
-    torch.save({k: v for k, v in contents.items() if k != "rnnseq"}, old)
-    assert task_class_for(old) is SpeechToText
+    old = tmp_path / "old.ckpt"  # written before checkpoints said: refused, then upgraded
+    hparams = {k: v for k, v in contents["hyper_parameters"].items() if k != "normalizer"}
+    torch.save({**{k: v for k, v in contents.items() if k != "rnnseq"},
+                "hyper_parameters": hparams}, old)
+    with pytest.raises(ValueError, match=r"format 1.*python -m rnnseq.upgrade"):
+        task_class_for(old)
+    from rnnseq.upgrade import upgrade_checkpoint
+
+    assert upgrade_checkpoint(old, backup=False)
+    assert task_class_for(old) is SpeechToText  # told by its hyper-parameters
+    assert load_checkpoint(old)["hyper_parameters"]["normalizer"] == "none"  # as it was scored
     gone = tmp_path / "gone.ckpt"
-    torch.save({**contents, "rnnseq": {"task": "nowhere.Task"}}, gone)
+    torch.save({**contents, "rnnseq": {**contents["rnnseq"], "task": "nowhere.Task"}}, gone)
     with pytest.raises(ValueError, match="nowhere.Task, which cannot be imported"):
         task_class_for(gone)
     stranger = tmp_path / "stranger.ckpt"  # importable, but no task: refused
-    torch.save({**contents, "rnnseq": {"task": "collections.OrderedDict"}}, stranger)
+    torch.save({**contents, "rnnseq": {**contents["rnnseq"], "task": "collections.OrderedDict"}},
+               stranger)
     with pytest.raises(ValueError, match="not an rnnseq task class"):
         task_class_for(stranger)
 

@@ -191,18 +191,27 @@ def test_a_synthesis_model_says_numbers_in_words_and_names_what_it_cannot_say(tt
     assert "'2'" not in str(caught[0].message)  # a number is said, not named
 
 
-def test_a_synthesis_checkpoint_that_saved_the_old_filterbank_still_loads(tts_run, tmp_path):
-    """The filterbank that older versions saved is derived from the features now, and not saved:
-    a checkpoint that has it loads, and synthesises as one without it."""
+def test_a_format_2_synthesis_checkpoint_is_refused_and_the_upgrade_makes_it_load(tts_run,
+                                                                                  tmp_path):
+    """Format 2 saved the vocoder's mel filterbank, which is derived from the features now:
+    such a checkpoint is refused with the upgrade command, which drops it and keeps a backup;
+    the upgraded one synthesises as one written today."""
     from rnnseq.checkpoints import find_checkpoint, load_task
     from rnnseq.tasks.text_to_speech import TextToSpeech
+    from rnnseq.upgrade import main as upgrade_main
 
     checkpoint = torch.load(find_checkpoint(tts_run), weights_only=True)
     assert not any(key.startswith("vocoder.inverse_mel") for key in checkpoint["state_dict"])
     old = dict(checkpoint, state_dict={**checkpoint["state_dict"],
-                                       "vocoder.inverse_mel.fb": torch.zeros(257, 80)})
-    torch.save(old, tmp_path / "old.ckpt")
-    task = load_task(TextToSpeech, tmp_path / "old.ckpt", "cpu")
+                                       "vocoder.inverse_mel.fb": torch.zeros(257, 80)},
+               rnnseq={**checkpoint["rnnseq"], "format": 2})
+    path = tmp_path / "old.ckpt"
+    torch.save(old, path)
+    with pytest.raises(ValueError, match=r"checkpoint format 2.*python -m rnnseq.upgrade"):
+        load_task(TextToSpeech, path, "cpu")
+    assert upgrade_main([str(path)]) == 0 and (tmp_path / "old.ckpt.format2").is_file()
+    assert upgrade_main([str(path)]) == 0  # already up to date: nothing to do
+    task = load_task(TextToSpeech, path, "cpu")
     new = load_task(TextToSpeech, tts_run, "cpu")
     frames = torch.randn(30, new.n_mels)
     assert torch.equal(task.vocoder(frames), new.vocoder(frames))

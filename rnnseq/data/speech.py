@@ -227,6 +227,24 @@ def check_audio(utterances: list[Utterance], report: DataReport, split: str) -> 
     return good
 
 
+# Data settings that were renamed: the old name, and today's.
+RETIRED_SETTINGS = {"noise_snr_db": "data.augment.noise (p 1, kinds [white])",
+                    "sorted_first_epoch": "data.sorted_epochs"}
+
+
+def require_no_retired_settings(settings: dict[str, Any]) -> None:
+    """Raises for a retired data setting with a value (``null`` ones mean nothing, and older run
+    folders carry them), naming today's spelling and the upgrade command; ``TypeError`` for a
+    setting that never existed."""
+    for key, value in settings.items():
+        if key not in RETIRED_SETTINGS:
+            raise TypeError(f"SpeechDataModule has no setting data.{key}")
+        if value is not None:
+            raise ValueError(f"data.{key} is now {RETIRED_SETTINGS[key]}; write that instead, or "
+                             f"convert a run folder written with it once with `python -m "
+                             f"rnnseq.upgrade RUN`")
+
+
 class SpeechDataModule(SplitDataModule):
     """Speech corpora given as JSONL manifests (see :mod:`rnnseq.data.manifest`).
 
@@ -256,8 +274,6 @@ class SpeechDataModule(SplitDataModule):
             ``variants: K`` > 0, K augmented copies of the training split are cached and every
             item is read from one of them at random; otherwise training audio is augmented on
             the fly (and not cached).
-        noise_snr_db: ``[low, high]``: white noise at that SNR on every training utterance, the
-            older spelling of ``augment.noise`` (kept so that older run folders still load).
         num_workers: DataLoader worker processes that read audio or cached features, or
             ``auto`` (:func:`rnnseq.resources.data_workers`: none on two cores, two above).
         pin_memory: batches in page-locked memory, copied to the GPU asynchronously; ``auto``:
@@ -275,8 +291,9 @@ class SpeechDataModule(SplitDataModule):
         sorted_epochs: training epochs served from short to long utterances before shuffling
             starts (1: SortaGrad). ``experiment=asr`` sorts all three: see
             ``experiments/asr/README.md``.
-        sorted_first_epoch: the older spelling of ``sorted_epochs`` (``True`` is 1, ``False`` 0),
-            accepted so that run folders written before it still load.
+        retired: settings of older rnnseq versions (:data:`RETIRED_SETTINGS`): ``null`` is
+            accepted, so older run folders load; a value is an error naming today's setting and
+            ``python -m rnnseq.upgrade``, which rewrites the run folder's config.
     """
 
     def __init__(
@@ -292,7 +309,6 @@ class SpeechDataModule(SplitDataModule):
         tokenizer: Mapping[str, Any] | None = None,
         targets: str = "char",
         augment: Mapping[str, Any] | None = None,
-        noise_snr_db: tuple[float, float] | None = None,
         num_workers: int | str = "auto",
         pin_memory: bool | str = "auto",
         worker_nice: int = 0,
@@ -301,8 +317,8 @@ class SpeechDataModule(SplitDataModule):
         normalizer: str = "letters",
         stats_utterances: int = 500,
         sorted_epochs: int = 1,
-        sorted_first_epoch: bool | None = None,
         seed: int = 0,
+        **retired: Any,
     ):
         super().__init__(pin_memory)
         if manifests is None and corpus is None:
@@ -329,12 +345,7 @@ class SpeechDataModule(SplitDataModule):
         if kind != "char" and not self.tokenizer_config.get("vocab_size"):
             raise ValueError(f"data.tokenizer.kind={kind} needs data.tokenizer.vocab_size "
                              f"(pieces, e.g. 300)")
-        if noise_snr_db is not None:
-            if augment and (augment.get("noise") or {}).get("p", 0) > 0:
-                raise ValueError("data.noise_snr_db and data.augment.noise both add noise; "
-                                 "keep data.augment.noise and set data.noise_snr_db=null")
-            augment = {**(augment or {}), "noise": {"p": 1.0, "snr_db": list(noise_snr_db),
-                                                    "kinds": ["white"]}}
+        require_no_retired_settings(retired)
         self.augment_settings = augment_settings(augment, seed)
         self.num_workers = data_workers(num_workers)
         self.worker_nice = worker_nice
@@ -343,7 +354,7 @@ class SpeechDataModule(SplitDataModule):
         normalize_text("", normalizer)  # an unknown name fails here, naming data.normalizer
         self.normalizer = normalizer
         self.stats_utterances = stats_utterances
-        self.sorted_epochs = int(sorted_first_epoch) if sorted_first_epoch is not None else sorted_epochs
+        self.sorted_epochs = sorted_epochs
         self.seed = seed
         self.tokenizer: Tokenizer | None = None
         self.datasets: dict[str, SpeechDataset] = {}

@@ -12,7 +12,6 @@ the decoder completes it with the sizes it knows.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
 from typing import NamedTuple
 
 import torch
@@ -294,35 +293,3 @@ class LocationAttention(AdditiveAttention):
         # this step's energies 1.3-1.5x faster at beam search sizes (32 x 4 rows, 120 frames);
         # autograd keeps what it needs (the product's inputs, tanh's output)
         return self.v(location.add_(state.keys).add_(q).tanh_()).squeeze(-1)
-
-
-def legacy_attention_config(config: dict, state_keys: Collection[str], prefix: str) -> dict:
-    """The attention config to build for a checkpoint written before ``dot`` became Luong's dot.
-
-    Until then ``DotAttention`` computed ``q . m / sqrt(Q)`` and, when the memory size differed
-    from the query size, a learnt projection ``proj`` of the memory first (a scaled ``general``).
-    Given the checkpoint's attention ``config`` (a dict with ``_target_``), the keys of its state
-    dict ``state_keys`` and the attention's key ``prefix`` in it (e.g.
-    ``"model.decoder.attention."``):
-
-    - an old ``DotAttention`` without ``{prefix}proj.weight`` becomes ``ScaledDotAttention``,
-      which computes exactly what it did (a copy of ``config`` is returned);
-    - an old ``DotAttention`` with that projection raises a ``ValueError``: rnnseq no longer builds
-      that model. Pass the state dict itself (a mapping of keys to tensors) as ``state_keys`` and
-      the message names the two sizes;
-    - any other config is returned unchanged.
-    """
-    if config.get("_target_") != f"{__name__}.DotAttention":
-        return config
-    weight_key = f"{prefix}proj.weight"
-    if weight_key in state_keys:
-        weight = state_keys[weight_key] if isinstance(state_keys, Mapping) else None
-        sizes = (f" (memory size {weight.shape[1]} vs query size {weight.shape[0]})"
-                 if hasattr(weight, "shape") and len(weight.shape) == 2 else "")
-        raise ValueError(
-            f"this checkpoint was written when model/attention=dot was a scaled dot product with "
-            f"a learnt projection of the memory ({weight_key}){sizes}, which rnnseq no longer "
-            f"builds: `dot` is now Luong's unscaled q . m and needs equal sizes. Retrain with "
-            f"model/attention=general (a learnt projection, unscaled) or model/attention="
-            f"scaled_dot with model.decoder.hidden_size equal to the encoder output size")
-    return {**config, "_target_": f"{__name__}.ScaledDotAttention"}

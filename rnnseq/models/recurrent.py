@@ -18,8 +18,7 @@ The result equals the packed computation exactly.
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -335,40 +334,6 @@ def _layered_parameter_names(module: CellStack, state_dict, prefix: str, *_) -> 
             flat = prefix + _flat_name(name, i)
             if flat in state_dict:
                 state_dict[f"{prefix}layers.{i}.{name}"] = state_dict.pop(flat)
-
-
-# Parameter names that changed when every model began to build its layers here: the
-# attention decoder's ``lstm`` became ``rnn``; the forecaster's ``nn.LSTMCell`` per layer became
-# one stacked module. Full state-dict keys, under any prefix.
-_RENAMED_PARAMETERS = [
-    (re.compile(r"(.*\.)?(decoder\.)lstm\.(.+)"), r"\1\2rnn.\3"),
-    (re.compile(r"(.*\.)?(decoder\.)cells\.(\d+)\.(weight|bias)_(ih|hh)"), r"\1\2rnn.\4_\5_l\3"),
-]
-
-
-# Buffers that older versions saved and that are now derived from the config when the module is
-# built: the Griffin-Lim vocoder's mel filterbank (today its pseudo-inverse, not saved).
-_RETIRED_BUFFERS = [re.compile(r"(.*\.)?vocoder\.inverse_mel\.fb")]
-
-
-def upgrade_parameter_names(state: Mapping[str, torch.Tensor],
-                            known: Collection[str]) -> dict[str, torch.Tensor]:
-    """``state`` (a state dict) with parameter names of older rnnseq versions renamed to today's,
-    where the model has no parameter of the old name and one of the new (``known``: the
-    model's state-dict keys), so a module of one's own that has an ``lstm`` keeps it; buffers
-    that are no longer saved are dropped where the model has no key of their name."""
-    upgraded = {}
-    for key, value in state.items():
-        if key not in known and any(p.fullmatch(key) for p in _RETIRED_BUFFERS):
-            continue
-        if key not in known:
-            for pattern, replacement in _RENAMED_PARAMETERS:
-                renamed = pattern.sub(replacement, key) if pattern.fullmatch(key) else key
-                if renamed in known:
-                    key = renamed
-                    break
-        upgraded[key] = value
-    return upgraded
 
 
 def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

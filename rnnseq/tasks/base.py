@@ -19,17 +19,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 
 from rnnseq import metrics as M
-from rnnseq.checkpoints import load_checkpoint
+from rnnseq.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from rnnseq.data.manifest import DataIssue
-from rnnseq.models.attention import legacy_attention_config
-from rnnseq.models.recurrent import upgrade_parameter_names
 from rnnseq.safeguards import drop_gradients
-
-# What an rnnseq checkpoint records about itself (``checkpoint["rnnseq"]``): the import path of
-# the task class that wrote it, and this format number. 2: the key exists at all (checkpoints
-# without it come from before ``dot`` attention became Luong's unscaled dot product).
-CHECKPOINT_FORMAT = 2
-
 
 log = logging.getLogger(__name__)
 
@@ -70,39 +62,11 @@ def gather_rows(rows: list) -> list:
     return [row for part in parts for row in part]
 
 
-def legacy_hparams(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Hyper-parameters of a checkpoint written by an older rnnseq, brought up to date: the ones
-    that changed, to pass to ``load_from_checkpoint``; ``{}`` for a current checkpoint.
-
-    Before checkpoints recorded ``checkpoint["rnnseq"]``, ``dot`` attention was a scaled dot
-    product (with a hidden projection when sizes differed): such checkpoints load as
-    ``scaled_dot``, or fail with a message when they had the projection
-    (:func:`rnnseq.models.attention.legacy_attention_config`). Speech models from then
-    recorded no transcript normaliser: their references are scored as written (``none``).
-    """
-    if "rnnseq" in checkpoint:
-        return {}
-    hparams = checkpoint.get("hyper_parameters", {})
-    upgraded: dict[str, Any] = {}
-    if "features" in hparams and "normalizer" not in hparams:
-        upgraded["normalizer"] = "none"  # references were scored as written before normalisers
-    model = hparams.get("model")
-    if isinstance(model, dict) and isinstance(model.get("attention"), dict):
-        attention = legacy_attention_config(model["attention"], checkpoint.get("state_dict", {}),
-                                            "model.decoder.attention.")
-        if attention != model["attention"]:
-            upgraded["model"] = {**model, "attention": attention}
-    return upgraded
-
-
 def require_matching_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor],
                             path: str | Path, key: str) -> None:
     """Raises a ``ValueError`` before training when the weights in ``state`` do not fit ``model``:
-    names every parameter whose shape differs, and those missing on either side. Parameter names
-    of older rnnseq versions count as today's
-    (:func:`rnnseq.models.recurrent.upgrade_parameter_names`)."""
+    names every parameter whose shape differs, and those missing on either side."""
     own = model.state_dict()
-    state = upgrade_parameter_names(state, own.keys())
     wrong = [f"{name}: checkpoint {tuple(state[name].shape)}, config {tuple(own[name].shape)}"
              for name in own if name in state and state[name].shape != own[name].shape]
     missing = sorted(set(own) - set(state))
@@ -270,9 +234,6 @@ class Task(L.LightningModule):
                                 "runtime_issues": [asdict(i) for i in self.runtime_issues()]}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "state_dict" in checkpoint:  # Lightning loads it after this hook
-            checkpoint["state_dict"] = upgrade_parameter_names(checkpoint["state_dict"],
-                                                               self.state_dict().keys())
         states = checkpoint.get("rng_states")
         if states and self._resuming_fit():
             restore_random_states(states, self._trainer.global_rank)
@@ -289,14 +250,13 @@ class Task(L.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None,
                              strict=None, **kwargs):
-        """Lightning's loader, after bringing the hyper-parameters of checkpoints written by older
-        rnnseq versions up to date (:func:`legacy_hparams`); keyword arguments
-        override saved hyper-parameters as in Lightning."""
-        local = isinstance(checkpoint_path, (str, Path)) and "://" not in str(checkpoint_path)
-        upgraded = legacy_hparams(load_checkpoint(checkpoint_path)) if local else {}
+        """Lightning's loader, after checking that the checkpoint has today's format (an older one
+        is a ``ValueError`` naming ``python -m rnnseq.upgrade``); keyword arguments override saved
+        hyper-parameters as in Lightning."""
+        if isinstance(checkpoint_path, (str, Path)) and "://" not in str(checkpoint_path):
+            load_checkpoint(checkpoint_path)
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location,
-                                            hparams_file=hparams_file, strict=strict,
-                                            **{**upgraded, **kwargs})
+                                            hparams_file=hparams_file, strict=strict, **kwargs)
 
     # -- evaluation: one set of hooks serves validation ("val") and the test ("test") ------------
     def start_evaluation(self, split: str) -> None:
