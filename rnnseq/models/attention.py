@@ -273,10 +273,8 @@ class LocationAttention(AdditiveAttention):
 
         The convolution and the projection are both linear, so they are applied as one matrix
         ``(A, channels * K)`` to each window of K weights per channel: one matrix product instead
-        of a convolution and a product: 40 % less time for both directions of a decoder step on
-        issue 5's VM (``bench/attention_decoding.py``), equal time on issue 21's, where the two
-        layers' forward alone is 1.1-1.3x faster at beam-search sizes. The parameters stay those
-        of the two layers.
+        of a convolution and a product, which ``bench/attention_decoding.py`` times on the machine
+        at hand. The parameters stay those of the two layers.
         """
         out_channels, channels, kernel = self.conv.weight.shape
         combined = self.location_proj.weight @ self.conv.weight.reshape(

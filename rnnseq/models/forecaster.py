@@ -60,7 +60,7 @@ class RegressionDecoder(nn.Module):
         cell = parse_cell(cell, "model.decoder.cell")
         context_dim = memory_dim if attention else 0
         query_dim = cell.output_size(hidden_size)
-        # built in the order of before issue 19: an optimizer's saved state follows it
+        # registered in this order: an optimizer's saved state follows the parameters' order
         self.attention = attention(query_dim=query_dim, memory_dim=memory_dim) if attention else None
         self.init_state = nn.Linear(2 * memory_dim, num_layers * query_dim)
         self.rnn = build_recurrent(cell, 1 + step_features + context_dim, hidden_size, num_layers,

@@ -83,7 +83,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
             "guided_attention": check_guided_attention(to_plain(guided_attention)),
             "scheduled_sampling": check_scheduled_sampling(to_plain(scheduled_sampling)),
             "utterance_mean": bool(utterance_mean),
-            # only subword models carry one, so character checkpoints load in older rnnseq too
+            # only subword models carry one: a character model's symbols are its vocabulary
             **({"tokenizer": to_plain(tokenizer)} if tokenizer else {}),
         })
         self.tokenizer = tokenizer_from_state(tokenizer) if tokenizer else CharTokenizer(vocabulary)
