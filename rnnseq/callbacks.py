@@ -119,6 +119,50 @@ class EarlyStopping(LightningEarlyStopping):
             super()._run_early_stopping_check(trainer)
 
 
+def tensorboard_logger(trainer) -> TensorBoardLogger | None:
+    """The trainer's TensorBoard logger, if it has one."""
+    return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+class DataReportPublisher(L.Callback):
+    """Keeps the run's data report up to date: ``data_report.json`` in ``run_dir`` and the
+    ``data/...`` TensorBoard entries, when fitting starts and whenever fitting or a test adds items
+    that failed to load (every rank takes part: each saw its own batches; rank 0 writes). Also
+    when a signal stops the run, so the report of an interrupted run is whole."""
+
+    def __init__(self, run_dir, datamodule):
+        self.run_dir, self.datamodule = run_dir, datamodule
+
+    def publish(self, trainer, pl_module, first: bool = False) -> None:
+        """Merges every rank's failed items into the datamodule's report; writes it when that
+        added any (or ``first``)."""
+        from rnnseq.reporting import log_data_report
+        from rnnseq.tasks.base import gather_rows
+
+        report = self.datamodule.report
+        added = report.merge(gather_rows(pl_module.runtime_issues()))
+        if trainer.is_global_zero and (added or first):
+            self.datamodule.write_report(self.run_dir)
+            tb = tensorboard_logger(trainer)
+            if tb is not None:
+                log_data_report(tb, report, trainer.global_step)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.publish(trainer, pl_module, first=True)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.publish(trainer, pl_module)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.publish(trainer, pl_module)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        from rnnseq.safeguards import TrainingInterrupted
+
+        if isinstance(exception, TrainingInterrupted):  # every rank stopped together
+            self.publish(trainer, pl_module)
+
+
 class RecentCheckpoints(ModelCheckpoint):
     """Keeps the checkpoints of the latest ``keep`` validations (``recent-step<N>.ckpt``), for
     ``python -m rnnseq.average RUN --last N``; ``keep=0`` keeps none. (Lightning's way to keep the

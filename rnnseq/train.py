@@ -19,17 +19,16 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnseq.callbacks import RecentCheckpoints
+from rnnseq.callbacks import DataReportPublisher, RecentCheckpoints, tensorboard_logger
 from rnnseq.checkpoints import load_checkpoint, ranked_best
 from rnnseq.config import AVERAGE_KEY, CONFIG_DIR, task_config
 from rnnseq.console import quiet_third_party
-from rnnseq.reporting import log_data_report, log_hparams_with_metrics, write_results
+from rnnseq.reporting import log_hparams_with_metrics, write_results
 from rnnseq.resources import auto_precision, limit_kernel_cache, set_threads, share_cores
 from rnnseq.safeguards import TrainingInterrupted
-from rnnseq.tasks.base import gather_rows, require_matching_shapes
+from rnnseq.tasks.base import require_matching_shapes
 
 log = logging.getLogger(__name__)
 
@@ -175,59 +174,46 @@ def require_same_attention(checkpoint: dict, path, key: str, cfg: DictConfig) ->
                      f"this config builds {current.rsplit('.', 1)[-1]}; continue it with {use}")
 
 
-def publish_data_report(trainer, datamodule, task, run_dir: Path, tb, first: bool = False) -> None:
-    """Merges the items that failed to load while the trainer ran (on every rank: each saw its
-    own batches) into the datamodule's report; when that added any (or ``first``), writes
-    ``data_report.json`` and the ``data/...`` TensorBoard entries from rank 0. Every rank must
-    call it."""
-    added = datamodule.report.merge(gather_rows(task.runtime_issues()))
-    if trainer.is_global_zero and (added or first):
-        datamodule.write_report(run_dir)
-        if tb is not None:
-            log_data_report(tb, datamodule.report, trainer.global_step)
-
-
-def train(cfg: DictConfig) -> dict:
-    """Runs one experiment described by ``cfg``; returns the dict written to ``results.json``."""
-    started = time.time()
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    datamodule, task = build_data_and_task(cfg)
-
-    callbacks = build_callbacks(cfg, task)
-    average = checkpoints_to_average(cfg, callbacks)
+def build_trainer(cfg: DictConfig, task, callbacks: list) -> L.Trainer:
+    """The Lightning trainer of ``cfg.trainer`` (precision and determinism resolved for this
+    machine and task) with ``callbacks`` and the ``logger`` group's loggers; it shares the cores."""
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
     trainer_cfg = resolve_determinism(resolve_precision(quick_run_overrides(cfg.trainer)), task)
     trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers)
     share_cores(cfg.get("threads"), trainer)
-    tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
-    publish_data_report(trainer, datamodule, task, run_dir, tb, first=True)
-    if cfg.get("ckpt_path"):  # fine-tuning: another run's weights, a fresh optimiser and schedule
+    return trainer
+
+
+def start_from(cfg: DictConfig, task) -> Path | None:
+    """Loads ``ckpt_path``'s weights into ``task`` (fine-tuning: a fresh optimiser and schedule),
+    and returns the checkpoint that ``resume`` continues from; both checked against the config
+    first."""
+    if cfg.get("ckpt_path"):
         source = load_checkpoint(cfg.ckpt_path)  # read once: a checkpoint can be large
-        state = source["state_dict"]
         require_same_attention(source, cfg.ckpt_path, "ckpt_path", cfg)
-        require_matching_shapes(task, state, cfg.ckpt_path, "ckpt_path")
-        task.load_state_dict(state)
+        require_matching_shapes(task, source["state_dict"], cfg.ckpt_path, "ckpt_path")
+        task.load_state_dict(source["state_dict"])
         log.info("initialised the model from %s", cfg.ckpt_path)
-    resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
-    if resume_from is not None:
-        previous = load_checkpoint(resume_from)
-        require_same_attention(previous, resume_from, "resume", cfg)
-        require_matching_shapes(task, previous["state_dict"], resume_from, "resume")
-    try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    except TrainingInterrupted as stop:
-        publish_data_report(trainer, datamodule, task, run_dir, tb)
-        log.warning("%s. Continue with: python -m rnnseq.train resume=%s", stop, run_dir)
-        raise
-    publish_data_report(trainer, datamodule, task, run_dir, tb)
-    train_seconds = time.time() - started
+    if not cfg.get("resume"):
+        return None
+    resume_from = Path(cfg.resume) / "checkpoints" / "last.ckpt"
+    previous = load_checkpoint(resume_from)
+    require_same_attention(previous, resume_from, "resume", cfg)
+    require_matching_shapes(task, previous["state_dict"], resume_from, "resume")
+    return resume_from
+
+
+def fit_results(cfg: DictConfig, trainer, callbacks: list, average: int, run_dir: Path,
+                seconds: float) -> dict:
+    """What the fit gave: the best checkpoint and validation score, steps, whether the time cap
+    stopped it, the precision, and the checkpoint to test (the average of the ``average`` best,
+    :func:`checkpoints_to_average`)."""
     capped = time_capped(trainer)
     if capped:
         log.warning("CAPPED: trainer.max_time=%s stopped training after %d steps, before its "
                     "budget (trainer.max_steps=%s, trainer.max_epochs=%s): this run is not the "
                     "recipe's model, and results.json says capped: true", cfg.trainer.max_time,
                     trainer.global_step, trainer.max_steps, trainer.max_epochs)
-
     checkpoint = best_checkpoint_callback(callbacks)
     best_path = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     if checkpoint and not best_path and cfg.get("test", True):
@@ -238,7 +224,7 @@ def train(cfg: DictConfig) -> dict:
         "run_dir": str(run_dir),
         "best_checkpoint": best_path,
         "best_val": {checkpoint.monitor: _number(checkpoint.best_model_score)} if best_path else {},
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(seconds, 1),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "capped": capped,  # stopped by trainer.max_time before its step or epoch budget
@@ -248,35 +234,61 @@ def train(cfg: DictConfig) -> dict:
         best_path, results["averaged_checkpoints"] = average_best(trainer, Path(checkpoint.dirpath),
                                                                   average)
     results["tested_checkpoint"] = best_path  # `rnnseq.evaluate RUN --checkpoint` it to repeat the test
-    if cfg.get("test", True):
-        test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best_path,
-                                    weights_only=True)[0]
-        results["test"] = {k: _number(v) for k, v in test_metrics.items()}
-        if getattr(task, "test_results", None):
-            results["test_items"] = len(task.test_results)
-            if trainer.is_global_zero:
-                write_results(run_dir / "test_outputs.json", {"items": task.test_results})
-        for split in getattr(datamodule, "extra_test_splits", ()):
-            results[split] = test_extra_split(trainer, task, datamodule, split, best_path, run_dir)
-        if task.hparams.get("decoding"):
-            results["decoding"] = dict(task.hparams.decoding)
-        publish_data_report(trainer, datamodule, task, run_dir, tb)  # items that failed in test
-    results["data_issues"] = datamodule.report.counts()
-    results["wall_seconds"] = round(time.time() - started, 1)
-    if not trainer.is_global_zero:  # the other ranks of a distributed run hold the same results
-        return results
-    write_results(run_dir / "results.json", results)
+    return results
 
+
+def test_results(trainer, task, datamodule, checkpoint, run_dir: Path) -> dict:
+    """Scores ``checkpoint`` on the test split and every extra test split; writes their outputs
+    (``test_outputs*.json``) and returns their metrics (and the decoding settings)."""
+    metrics = trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)[0]
+    results: dict = {"test": {k: _number(v) for k, v in metrics.items()}}
+    if getattr(task, "test_results", None):
+        results["test_items"] = len(task.test_results)
+        if trainer.is_global_zero:
+            write_results(run_dir / "test_outputs.json", {"items": task.test_results})
+    for split in getattr(datamodule, "extra_test_splits", ()):
+        results[split] = test_extra_split(trainer, task, datamodule, split, checkpoint, run_dir)
+    if task.hparams.get("decoding"):
+        results["decoding"] = dict(task.hparams.decoding)
+    return results
+
+
+def publish_results(cfg: DictConfig, trainer, datamodule, results: dict, run_dir: Path) -> None:
+    """Rank 0: writes ``results.json``, and the run's hyper-parameters against its final scores
+    to TensorBoard's HParams view."""
+    write_results(run_dir / "results.json", results)
+    tb = tensorboard_logger(trainer)
+    extra = getattr(datamodule, "extra_test_splits", ())
     if tb is not None:
         final = {**results["best_val"], **results.get("test", {}),
-                 **{k: v for split in getattr(datamodule, "extra_test_splits", ())
-                    for k, v in results.get(split, {}).items()}}
+                 **{k: v for split in extra for k, v in results.get(split, {}).items()}}
         log_hparams_with_metrics(tb, OmegaConf.to_container(cfg.model, resolve=True)
                                  | {"task": _task_hparams(cfg), "seed": cfg.seed}, final)
-    log.info("results: %s", {k: results[k] for k in ("best_val", "test",
-                                                     *getattr(datamodule, "extra_test_splits", ()))
-                             if k in results})
+    log.info("results: %s", {k: results[k] for k in ("best_val", "test", *extra) if k in results})
     log.info("run folder: %s", run_dir)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Runs one experiment described by ``cfg``; returns the dict written to ``results.json``."""
+    started = time.time()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    datamodule, task = build_data_and_task(cfg)
+    callbacks = [*build_callbacks(cfg, task), DataReportPublisher(run_dir, datamodule)]
+    average = checkpoints_to_average(cfg, callbacks)  # checked before training
+    trainer = build_trainer(cfg, task, callbacks)
+    resume_from = start_from(cfg, task)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except TrainingInterrupted as stop:
+        log.warning("%s. Continue with: python -m rnnseq.train resume=%s", stop, run_dir)
+        raise
+    results = fit_results(cfg, trainer, callbacks, average, run_dir, time.time() - started)
+    if cfg.get("test", True):
+        results |= test_results(trainer, task, datamodule, results["tested_checkpoint"], run_dir)
+    results["data_issues"] = datamodule.report.counts()
+    results["wall_seconds"] = round(time.time() - started, 1)
+    if trainer.is_global_zero:  # the other ranks of a distributed run hold the same results
+        publish_results(cfg, trainer, datamodule, results, run_dir)
     return results
 
 
