@@ -40,6 +40,19 @@ from rnnseq.tasks.text_to_speech import TextToSpeech
 Audio = str | Path | torch.Tensor
 
 
+def _require_task(run: str | Path, expected: type, api: str) -> type:
+    """The task class of ``run``, which must be ``expected`` (or a subclass): a ``ValueError``
+    naming the run's own task otherwise."""
+    from rnnseq.checkpoints import find_checkpoint
+    from rnnseq.runs import task_class_for
+
+    task_class = task_class_for(find_checkpoint(run))
+    if not issubclass(task_class, expected):
+        raise ValueError(f"{run} is a {task_class.__name__} run; {api} loads "
+                         f"{expected.__name__} runs")
+    return task_class
+
+
 class Recognizer:
     """A trained speech recogniser (``experiment=asr`` and its recipes).
 
@@ -55,7 +68,7 @@ class Recognizer:
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto", **decoding) -> Recognizer:
         """The recogniser of a run folder or checkpoint, with ``decoding`` changes."""
-        task = load_task(SpeechToText, run, device)
+        task = load_task(_require_task(run, SpeechToText, "Recognizer"), run, device)
         task.set_decoding(decoding)
         return cls(task)
 
@@ -90,8 +103,12 @@ class Recognizer:
     @torch.no_grad()
     def nbest(self, audio: Audio, n: int, sample_rate: int | None = None) -> list[tuple[str, float]]:
         """The ``n`` best ``(transcript, score)`` pairs of beam search, best first (the settings'
-        ``decoding.mode`` must be ``beam`` or ``ctc_beam``)."""
+        ``decoding.mode`` must be ``beam`` or ``ctc_beam``). The score is the hypothesis's
+        total weighted log-score; the ranking divides it by ``(tokens + 1) ** length_penalty``."""
         decoding = self.task.hparams.decoding
+        if decoding.get("mode", "beam") not in ("beam", "ctc_beam"):
+            raise ValueError(f"nbest needs beam search; this recogniser decodes with "
+                             f"decoding.mode={decoding['mode']} (from_run(..., mode='beam'))")
         kept = dict(decoding)
         self.task.set_decoding({"nbest": n})
         try:
@@ -153,7 +170,7 @@ class Synthesizer:
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto", **synthesis) -> Synthesizer:
         """The synthesiser of a run folder or checkpoint, with ``synthesis`` changes."""
-        task = load_task(TextToSpeech, run, device)
+        task = load_task(_require_task(run, TextToSpeech, "Synthesizer"), run, device)
         task.set_synthesis(synthesis)
         return cls(task)
 
@@ -171,10 +188,15 @@ class Synthesizer:
         """``text`` synthesised (``speaker``: one of :attr:`speakers`, for a multi-speaker run)."""
         return self.speak_batch([text], speaker)[0]
 
-    def speak_batch(self, texts: Sequence[str], speaker: str | None = None,
+    def speak_batch(self, texts: Sequence[str], speaker: str | Sequence[str] | None = None,
                     batch_size: int = 8) -> list[Speech]:
-        """Every text synthesised, ``batch_size`` at a time, in order."""
-        requests = [{"id": str(i), "text": t, "speaker": speaker} for i, t in enumerate(texts)]
+        """Every text synthesised, ``batch_size`` at a time, in order; ``speaker``: one name for
+        all texts, or one per text."""
+        speakers = [speaker] * len(texts) if speaker is None or isinstance(speaker, str) else speaker
+        if len(speakers) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(speakers)} speakers")
+        requests = [{"id": str(i), "text": t, "speaker": s}
+                    for i, (t, s) in enumerate(zip(texts, speakers))]
         return list(synthesize_requests(self.task, requests, batch_size))
 
 
@@ -204,6 +226,9 @@ def synthesize_requests(task: TextToSpeech, requests: list[dict],
                     raise ValueError(f"{request['id']}: speaker {request['speaker']!r} is not one "
                                      f"of the run's speakers {speakers}; give one of them")
                 speaker = speakers.index(request["speaker"])
+            elif request.get("speaker") is not None:
+                raise ValueError(f"{request['id']}: speaker {request['speaker']!r} given, but the "
+                                 f"run has one voice; give no speaker")
             no_frames = torch.zeros(1, task.n_mels)  # host: as above
             examples.append(Example(request["id"], no_frames, tokens, request["text"], speaker))
         batch = task.transfer_batch_to_device(collate_examples(examples), task.device, 0)
@@ -226,11 +251,16 @@ class TextGenerator:
     @classmethod
     def from_run(cls, run: str | Path, device: str = "auto") -> TextGenerator:
         """The language model of a run folder or checkpoint."""
-        return cls(load_task(LanguageModel, run, device))
+        return cls(load_task(_require_task(run, LanguageModel, "TextGenerator"), run, device))
 
-    def sample(self, prompt: str = "", length: int = 300, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
+    def sample(self, prompt: str = "", length: int | None = None,
+               temperature: float | None = None, top_k: int | None = None,
+               top_p: float | None = None, seed: int | None = None) -> str:
         """The prompt followed by ``length`` sampled tokens (``<eos>`` as line breaks):
         ``temperature`` 0 is greedy, ``top_k`` 0 and ``top_p`` 1 are off; ``seed`` None draws
-        a fresh one."""
-        return self.task.generate_text(prompt, length, temperature, top_k, top_p, seed=seed)
+        a fresh one. Settings left out are the run's (``task.generation``)."""
+        saved = self.task.hparams.generation
+        given = {"length": length, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+        chosen = {k: saved[k] if v is None else v for k, v in given.items()}
+        return self.task.generate_text(prompt, chosen["length"], chosen["temperature"],
+                                       chosen["top_k"], chosen["top_p"], seed=seed)

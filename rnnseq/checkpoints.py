@@ -175,9 +175,10 @@ def run_folder_of(path: str | Path) -> Path:
 def load_task_or_report(task_class: type[TaskT], run: str | Path,
                         device: str = "auto") -> TaskT | None:
     """:func:`load_task` for command-line tools: a missing run or checkpoint is printed as one
-    ``error:`` line on stderr (no traceback) and gives ``None``."""
+    ``error:`` line on stderr (no traceback) and gives ``None``; so is a checkpoint of an older
+    format (its message names the upgrade command)."""
     try:
         return load_task(task_class, run, device)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return None

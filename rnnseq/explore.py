@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 
+import rnnseq.config  # noqa: F401  (registers the resolvers that run configs use)
 from rnnseq.checkpoints import find_checkpoint, load_task, run_folder_of
 from rnnseq.data.batching import Batch, collate_examples
 from rnnseq.plots import metric_against

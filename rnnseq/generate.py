@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         generator = TextGenerator.from_run(args.run, args.device)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for i in range(args.num_samples):

@@ -23,6 +23,7 @@ CHANGELOG.md:
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import shutil
 import sys
@@ -164,13 +165,18 @@ def upgraded_checkpoint(checkpoint: dict, path) -> dict:
     what comes out loads as it is."""
     task_class = task_class_of(checkpoint, path)
     hparams = {**checkpoint.get("hyper_parameters", {}), **upgraded_hparams(checkpoint)}
+    accepted = inspect.signature(task_class.__init__).parameters
+    unknown = sorted(set(hparams) - set(accepted))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        raise ValueError(f"{path}: {task_class.__name__} takes no hyper-parameters {unknown}")
     with torch.random.fork_rng(devices=[]):  # building the model draws initial weights
         model = task_class(**hparams)
     state = upgrade_parameter_names(checkpoint["state_dict"], model.state_dict().keys())
     model.load_state_dict(state)
     own = checkpoint.get("rnnseq", {})
     cls = task_class
-    return {**checkpoint, "hyper_parameters": hparams, "state_dict": state,
+    # the hyper-parameters as the task records them today, defaults of later settings included
+    return {**checkpoint, "hyper_parameters": dict(model.hparams), "state_dict": state,
             "rnnseq": {**own, "task": f"{cls.__module__}.{cls.__qualname__}",
                        "format": CHECKPOINT_FORMAT}}
 
@@ -207,10 +213,17 @@ def upgraded_data_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     sorted_first = data.pop("sorted_first_epoch", None)
     if sorted_first is not None:
         data["sorted_epochs"] = int(bool(sorted_first))
+    tokenizer = data.get("tokenizer")
+    if isinstance(tokenizer, dict) and "from_run" in tokenizer and "state" not in tokenizer:
+        data["tokenizer"] = {**tokenizer, "state": TOKENIZER_STATE}
     return data
 
 
-_OVERRIDE = re.compile(r"^(\+{0,2})data\.(noise_snr_db|sorted_first_epoch)=(.*)$")
+# How a language model's data config reads the tokenizer of the run named by ``from_run``.
+TOKENIZER_STATE = "${tokenizer_state_of_run:${data.tokenizer.from_run}}"
+
+
+_OVERRIDE = re.compile(r"^(~|\+{0,2})data\.(noise_snr_db|sorted_first_epoch)(?:=(.*))?$")
 
 
 def upgraded_overrides(overrides: list[str]) -> list[str]:
@@ -221,10 +234,13 @@ def upgraded_overrides(overrides: list[str]) -> list[str]:
         if not match:
             out.append(item)
             continue
-        key, value = match.group(2), yaml.safe_load(match.group(3))
-        if value is None:
+        key, value = match.group(2), yaml.safe_load(match.group(3) or "null")
+        if match.group(1) == "~" or value is None:  # removed, or null: nothing to say now
             continue
         if key == "noise_snr_db":
+            if not (isinstance(value, list) and len(value) == 2):
+                raise ValueError(f"cannot rewrite the override {item!r}: expected "
+                                 f"data.noise_snr_db=[low, high]; write data.augment.noise instead")
             out += ["data.augment.noise.p=1.0", f"data.augment.noise.snr_db={list(value)}",
                     "data.augment.noise.kinds=[white]"]
         else:
@@ -240,17 +256,25 @@ def upgrade_run_config(run: Path) -> bool:
     if config_path.is_file():
         config = yaml.safe_load(config_path.read_text()) or {}
         data = config.get("data")
-        if isinstance(data, dict) and ({"noise_snr_db", "sorted_first_epoch"} & set(data)):
-            config["data"] = upgraded_data_settings(data)
-            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        if isinstance(data, dict) and upgraded_data_settings(data) != data:
+            _rewrite(config_path, {**config, "data": upgraded_data_settings(data)})
             changed = True
     if overrides_path.is_file():
         overrides = yaml.safe_load(overrides_path.read_text()) or []
         new = upgraded_overrides(overrides)
         if new != overrides:
-            overrides_path.write_text(yaml.safe_dump(new))
+            _rewrite(overrides_path, new)
             changed = True
     return changed
+
+
+def _rewrite(path: Path, contents) -> None:
+    """Writes ``contents`` as YAML over ``path`` through a temporary file (the old file kept as
+    ``<name>.before-upgrade``)."""
+    shutil.copy2(path, path.with_name(f"{path.name}.before-upgrade"))
+    temporary = path.with_name(f".{path.name}.upgrading")
+    temporary.write_text(yaml.safe_dump(contents, sort_keys=False))
+    temporary.replace(path)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -264,9 +288,12 @@ def upgrade(path: Path, backup: bool = True) -> list[str]:
         files = sorted(checkpoint_folder(path).glob("*.ckpt"))
     else:
         files = [path]
-    for file in files:
-        if upgrade_checkpoint(file, backup):
-            done.append(f"{file}: checkpoint format {CHECKPOINT_FORMAT}")
+    for file in files:  # one that cannot be upgraded is named, and the others still are
+        try:
+            if upgrade_checkpoint(file, backup):
+                done.append(f"{file}: checkpoint format {CHECKPOINT_FORMAT}")
+        except (ValueError, TypeError, RuntimeError) as err:
+            done.append(f"error: {file}: {str(err).splitlines()[0]}")
     return done
 
 
@@ -287,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             status = 2
             continue
         print("\n".join(done) if done else f"{path}: already up to date")
+        status = 2 if any(line.startswith("error:") for line in done) else status
     return status
 
 

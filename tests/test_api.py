@@ -45,10 +45,12 @@ def test_a_recognizer_transcribes_files_waveforms_and_lists_alike(smoke_run, wav
     assert texts == alone
     # the task's own decoding of the same audio, with the same settings
     assert recognizer.task.transcribe_waves(waves) == alone
+    settings = dict(recognizer.task.hparams.decoding)
     nbest = recognizer.nbest(wav_paths[0], 2)
     assert nbest[0][0] == alone[0] and len(nbest) <= 2
-    assert nbest == sorted(nbest, key=lambda pair: -pair[1])
-    assert recognizer.task.hparams.decoding.get("nbest", 1) == 1  # nbest left the settings alone
+    assert dict(recognizer.task.hparams.decoding) == settings  # nbest left the settings alone
+    with pytest.raises(ValueError, match="nbest needs beam search"):
+        api.Recognizer.from_run(smoke_run, device="cpu", mode="greedy").nbest(wav_paths[0], 2)
 
 
 def test_a_recognizer_resamples_a_waveform_at_another_rate(smoke_run, wav_paths):
@@ -60,11 +62,14 @@ def test_a_recognizer_resamples_a_waveform_at_another_rate(smoke_run, wav_paths)
                                              2 * recognizer.sample_rate)
     resampled = recognizer._wave(doubled, 2 * recognizer.sample_rate)
     assert resampled.shape == wave.shape
+    assert float((resampled - wave).abs().max()) < 0.05 * float(wave.abs().max())
     with pytest.raises(ValueError, match="mono waveform"):
         recognizer.transcribe(torch.zeros(2, 100))
 
 
-def test_settings_are_checked_when_the_run_is_loaded(smoke_run, tts_run):
+def test_settings_and_the_kind_of_run_are_checked_when_the_run_is_loaded(smoke_run, tts_run):
+    with pytest.raises(ValueError, match="is a SpeechToText run; Synthesizer loads TextToSpeech"):
+        api.Synthesizer.from_run(smoke_run, device="cpu")
     with pytest.raises(ValueError, match="beam_sizes"):
         api.Recognizer.from_run(smoke_run, device="cpu", beam_sizes=4)
     with pytest.raises(ValueError, match="stop_threshold"):
@@ -84,11 +89,15 @@ def test_a_synthesizer_speaks_alone_as_in_a_batch_and_names_what_it_cannot_say(t
     assert first.wave.shape == ((first.mel.shape[0] - 1) * synthesizer.task.vocoder.features
                                 .hop_length,)
     assert "§" in both[1].unspoken and "§" not in first.unspoken
+    with pytest.raises(ValueError, match="the run has one voice"):  # speakers: a one-voice run
+        synthesizer.speak("good night", speaker="someone")
 
 
 def test_a_text_generator_repeats_itself_with_a_seed(textgen_run):
     generator = api.TextGenerator.from_run(textgen_run, device="cpu")
     text = generator.sample("ROMEO", 30, seed=7)
     assert text.startswith("ROMEO") and text == generator.sample("ROMEO", 30, seed=7)
-    assert generator.sample("ROMEO", 30, temperature=0) == generator.sample("ROMEO", 30,
-                                                                             temperature=0)
+    # settings left out are the run's own (task.generation), not the function's
+    saved = dict(generator.task.hparams.generation)
+    assert generator.sample("ROMEO", 30, seed=7) == generator.task.generate_text(
+        "ROMEO", 30, saved["temperature"], saved["top_k"], saved["top_p"], seed=7)

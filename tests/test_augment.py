@@ -225,11 +225,11 @@ def test_the_same_seed_draws_the_same_augmentation_with_any_number_of_workers(
     assert len(changed) >= len(ids) // 4
 
 
-def test_the_retired_noise_key_is_refused_naming_its_new_spelling_and_null_passes(tiny_corpus):
-    with pytest.raises(ValueError, match=r"data.noise_snr_db is now data.augment.noise .*"
-                                         r"python -m rnnseq.upgrade"):
-        SpeechDataModule(manifests=tiny_corpus, noise_snr_db=[10, 20])
-    assert SpeechDataModule(manifests=tiny_corpus, noise_snr_db=None).augment_settings.noise.p == 0
+def test_the_retired_noise_key_is_refused_naming_its_new_spelling(tiny_corpus):
+    for value in ([10, 20], None):  # null too: only run folders of an older rnnseq carry it
+        with pytest.raises(ValueError, match=r"data.noise_snr_db is now data.augment.noise .*"
+                                             r"python -m rnnseq.upgrade"):
+            SpeechDataModule(manifests=tiny_corpus, noise_snr_db=value)
     with pytest.raises(TypeError, match="data.noise_db"):
         SpeechDataModule(manifests=tiny_corpus, noise_db=[10, 20])
 

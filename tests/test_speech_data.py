@@ -114,7 +114,8 @@ def test_the_retired_sorted_first_epoch_key_is_refused_and_the_upgrade_rewrites_
     (hydra / "config.yaml").write_text(yaml.safe_dump({"data": {
         "max_frames": 100, "sorted_first_epoch": True, "noise_snr_db": [10, 20]}}))
     (hydra / "overrides.yaml").write_text(yaml.safe_dump(
-        ["experiment=asr", "data.sorted_first_epoch=false", "data.noise_snr_db=[5,15]"]))
+        ["experiment=asr", "data.sorted_first_epoch=false", "data.noise_snr_db=[5,15]",
+         "~data.noise_snr_db"]))
     assert upgrade_run_config(tmp_path) and not upgrade_run_config(tmp_path)
     data = yaml.safe_load((hydra / "config.yaml").read_text())["data"]
     assert data == {"max_frames": 100, "sorted_epochs": 1, "augment": {
@@ -122,6 +123,13 @@ def test_the_retired_sorted_first_epoch_key_is_refused_and_the_upgrade_rewrites_
     assert yaml.safe_load((hydra / "overrides.yaml").read_text()) == [
         "experiment=asr", "data.sorted_epochs=0", "data.augment.noise.p=1.0",
         "data.augment.noise.snr_db=[5, 15]", "data.augment.noise.kinds=[white]"]
+    assert (hydra / "config.yaml.before-upgrade").is_file()
+    # a language model's data read the tokenizer of from_run itself; now the config reads it
+    (hydra / "config.yaml").write_text(yaml.safe_dump({"data": {"tokenizer": {
+        "kind": "char", "from_run": "/runs/asr"}}}))
+    assert upgrade_run_config(tmp_path)
+    tokenizer = yaml.safe_load((hydra / "config.yaml").read_text())["data"]["tokenizer"]
+    assert tokenizer["state"] == "${tokenizer_state_of_run:${data.tokenizer.from_run}}"
 
 
 def test_training_on_a_corpus_full_of_bad_items_runs_to_the_end_and_reports_them(

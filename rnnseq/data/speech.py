@@ -233,16 +233,15 @@ RETIRED_SETTINGS = {"noise_snr_db": "data.augment.noise (p 1, kinds [white])",
 
 
 def require_no_retired_settings(settings: dict[str, Any]) -> None:
-    """Raises for a retired data setting with a value (``null`` ones mean nothing, and older run
-    folders carry them), naming today's spelling and the upgrade command; ``TypeError`` for a
-    setting that never existed."""
-    for key, value in settings.items():
+    """Raises for a retired data setting, naming today's spelling and the upgrade command (a run
+    folder of an older rnnseq carries them, ``null`` ones included); ``TypeError`` for a setting
+    that never existed."""
+    for key in settings:
         if key not in RETIRED_SETTINGS:
             raise TypeError(f"SpeechDataModule has no setting data.{key}")
-        if value is not None:
-            raise ValueError(f"data.{key} is now {RETIRED_SETTINGS[key]}; write that instead, or "
-                             f"convert a run folder written with it once with `python -m "
-                             f"rnnseq.upgrade RUN`")
+        raise ValueError(f"data.{key} is now {RETIRED_SETTINGS[key]}; write that instead, or "
+                         f"convert a run folder written with it once with `python -m "
+                         f"rnnseq.upgrade RUN`")
 
 
 class SpeechDataModule(SplitDataModule):
@@ -291,9 +290,9 @@ class SpeechDataModule(SplitDataModule):
         sorted_epochs: training epochs served from short to long utterances before shuffling
             starts (1: SortaGrad). ``experiment=asr`` sorts all three: see
             ``experiments/asr/README.md``.
-        retired: settings of older rnnseq versions (:data:`RETIRED_SETTINGS`): ``null`` is
-            accepted, so older run folders load; a value is an error naming today's setting and
-            ``python -m rnnseq.upgrade``, which rewrites the run folder's config.
+        retired: settings of older rnnseq versions (:data:`RETIRED_SETTINGS`): an error naming
+            today's setting and ``python -m rnnseq.upgrade``, which rewrites the run folder's
+            config.
     """
 
     def __init__(

@@ -192,7 +192,9 @@ class TextDataModule(SplitDataModule):
         if config.get("from_run"):  # the config resolves it into ``state`` (rnnseq.config)
             raise ValueError(f"data.tokenizer.from_run={config['from_run']} needs its tokenizer "
                              f"state: compose the config through rnnseq.config, or pass "
-                             f"tokenizer={{'state': ...}} (rnnseq.runs.tokenizer_of_run(run).state())")
+                             f"tokenizer={{'state': ...}} (rnnseq.runs.tokenizer_of_run(run).state()); "
+                             f"a run folder written before this converts with `python -m "
+                             f"rnnseq.upgrade RUN`")
         return build_tokenizer(config.get("kind", "char"), train_lines,
                                vocab_size=config.get("vocab_size"), seed=self.seed)
 

@@ -75,8 +75,8 @@ class Forecasting(Task):
 
     @functools.cached_property
     def scheduled_sampling(self) -> dict:
-        """The checked ``scheduled_sampling`` settings, checked once (checkpoints saved before
-        it existed: probability 1, the decoder's own predictions)."""
+        """The checked ``scheduled_sampling`` settings, checked once (none given: probability 1,
+        the decoder's own predictions, as at inference)."""
         return check_scheduled_sampling(self.hparams.get("scheduled_sampling"),
                                         default_probability=1.0)
 

@@ -238,14 +238,13 @@ class Seq2SeqTask(Task):
 
     @functools.cached_property
     def scheduled_sampling(self) -> dict:
-        """The checked ``scheduled_sampling`` settings (off for checkpoints saved before it
-        existed)."""
+        """The checked ``scheduled_sampling`` settings (off when none are given)."""
         return check_scheduled_sampling(self.hparams.get("scheduled_sampling"))
 
     @functools.cached_property
     def guided_attention(self) -> dict:
-        """The checked ``guided_attention`` settings (off for checkpoints saved before it existed),
-        checked once rather than at every step."""
+        """The checked ``guided_attention`` settings (off when none are given), checked once
+        rather than at every step."""
         return check_guided_attention(self.hparams.get("guided_attention"))
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
