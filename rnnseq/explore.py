@@ -20,7 +20,7 @@ from rnnseq.checkpoints import find_checkpoint, load_task, run_folder_of
 from rnnseq.data.batching import Batch, collate_examples
 from rnnseq.plots import metric_against
 from rnnseq.runs import task_class_for
-from rnnseq.summarize import job_folders, read_job, summary_rows
+from rnnseq.sweeps import job_folders, read_job, summary_rows
 
 RUN_VARIABLE = "RNNSEQ_RUN"
 SWEEP_VARIABLE = "RNNSEQ_SWEEP"

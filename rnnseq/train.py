@@ -295,7 +295,7 @@ def train(cfg: DictConfig) -> dict:
 def average_best(trainer, folder: Path, count: int) -> tuple[str, list[str]]:
     """Rank 0 writes the average of the ``count`` best checkpoints in ``folder`` (fewer, with a
     warning, when fewer validations ran); every rank gets ``(its path, the names averaged)``."""
-    from rnnseq.average import write_average
+    from rnnseq.averaging import write_average
 
     result = None
     if trainer.is_global_zero:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnseq.average import average_checkpoints, choose, main, write_average
+from rnnseq.average import main
+from rnnseq.averaging import average_checkpoints, choose, write_average
 from rnnseq.checkpoints import CHECKPOINT_FORMAT, find_checkpoint
 from tests.conftest import corpus_overrides
 from tests.test_train_smoke import run_module, run_train
