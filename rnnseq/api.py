@@ -33,6 +33,7 @@ import torch
 from rnnseq.checkpoints import load_task
 from rnnseq.data.audio import load_audio
 from rnnseq.data.batching import Example, collate_examples
+from rnnseq.tasks.base import Task
 from rnnseq.tasks.language_model import LanguageModel
 from rnnseq.tasks.speech_to_text import SpeechToText
 from rnnseq.tasks.text_to_speech import TextToSpeech
@@ -40,42 +41,53 @@ from rnnseq.tasks.text_to_speech import TextToSpeech
 Audio = str | Path | torch.Tensor
 
 
-def _require_task(run: str | Path, expected: type, api: str) -> type:
-    """The task class of ``run``, which must be ``expected`` (or a subclass): a ``ValueError``
-    naming the run's own task otherwise."""
-    from rnnseq.checkpoints import find_checkpoint
-    from rnnseq.runs import task_class_for
+class _FromRun:
+    """A trained model of one task class (:attr:`TASK`), loaded from its run."""
 
-    task_class = task_class_for(find_checkpoint(run))
-    if not issubclass(task_class, expected):
-        raise ValueError(f"{run} is a {task_class.__name__} run; {api} loads "
-                         f"{expected.__name__} runs")
-    return task_class
+    TASK: type = Task
+    SETTINGS: str | None = None  # the task's method that takes the keyword settings
 
-
-class Recognizer:
-    """A trained speech recogniser (``experiment=asr`` and its recipes).
-
-    ``decoding`` settings are ``task.decoding`` keys (``mode``, ``beam_size``, ``ctc_weight``,
-    ``lm``, ``lm_weight``, ...); an unknown key or one that cannot apply is a ``ValueError``
-    naming it. Audio is a file path (any format soundfile reads, resampled to the model's rate)
-    or an ``(N,)`` waveform at ``sample_rate`` (default: the model's).
-    """
-
-    def __init__(self, task: SpeechToText):
+    def __init__(self, task):
         self.task = task
 
     @classmethod
-    def from_run(cls, run: str | Path, device: str = "auto", **decoding) -> Recognizer:
-        """The recogniser of a run folder or checkpoint, with ``decoding`` changes."""
-        task = load_task(_require_task(run, SpeechToText, "Recognizer"), run, device)
-        task.set_decoding(decoding)
+    def from_run(cls, run: str | Path, device: str = "auto", **settings):
+        """The model of a run folder or checkpoint (its best checkpoint) on ``device``, with
+        ``settings`` changes; a run of another task is a ``ValueError`` naming it."""
+        from rnnseq.checkpoints import find_checkpoint
+        from rnnseq.runs import task_class_for
+
+        task_class = task_class_for(find_checkpoint(run))
+        if not issubclass(task_class, cls.TASK):
+            raise ValueError(f"{run} is a {task_class.__name__} run; {cls.__name__} loads "
+                             f"{cls.TASK.__name__} runs")
+        if settings and cls.SETTINGS is None:
+            raise TypeError(f"{cls.__name__}.from_run takes no settings, got {sorted(settings)}")
+        task = load_task(task_class, run, device)
+        if cls.SETTINGS is not None:
+            getattr(task, cls.SETTINGS)(settings)
         return cls(task)
+
+
+class _AudioModel(_FromRun):
+    """A trained model that hears or makes audio."""
 
     @property
     def sample_rate(self) -> int:
-        """The sample rate the model hears."""
+        """The sample rate of the audio the model hears or makes."""
         return int(self.task.hparams.features["sample_rate"])
+
+
+class Recognizer(_AudioModel):
+    """A trained speech recogniser (``experiment=asr`` and its recipes).
+
+    The settings ``from_run`` takes are ``task.decoding`` keys (``mode``, ``beam_size``,
+    ``ctc_weight``, ``lm``, ``lm_weight``, ...); an unknown key or one that cannot apply is a
+    ``ValueError`` naming it. Audio is a file path (any format soundfile reads, resampled to the
+    model's rate) or an ``(N,)`` waveform at ``sample_rate`` (default: the model's).
+    """
+
+    TASK, SETTINGS = SpeechToText, "set_decoding"
 
     def _wave(self, audio: Audio, sample_rate: int | None) -> torch.Tensor:
         if isinstance(audio, (str, Path)):
@@ -155,29 +167,16 @@ class Speech(NamedTuple):
     unspoken: list[str]  # what of the text the model could not say (dropped, or read as <unk>)
 
 
-class Synthesizer:
+class Synthesizer(_AudioModel):
     """A trained speech synthesiser (``experiment=tts``).
 
-    ``synthesis`` settings are ``task.synthesis`` keys (``stop_threshold``, ``window``,
+    The settings ``from_run`` takes are ``task.synthesis`` keys (``stop_threshold``, ``window``,
     ``max_length_ratio``, ``seed``). Text goes through the run's front end (numbers and
     abbreviations said in words, :mod:`rnnseq.data.spoken`); what still cannot be said is in
     :attr:`Speech.unspoken` and in a warning.
     """
 
-    def __init__(self, task: TextToSpeech):
-        self.task = task
-
-    @classmethod
-    def from_run(cls, run: str | Path, device: str = "auto", **synthesis) -> Synthesizer:
-        """The synthesiser of a run folder or checkpoint, with ``synthesis`` changes."""
-        task = load_task(_require_task(run, TextToSpeech, "Synthesizer"), run, device)
-        task.set_synthesis(synthesis)
-        return cls(task)
-
-    @property
-    def sample_rate(self) -> int:
-        """The sample rate of the waves it makes."""
-        return int(self.task.hparams.features["sample_rate"])
+    TASK, SETTINGS = TextToSpeech, "set_synthesis"
 
     @property
     def speakers(self) -> list[str]:
@@ -242,16 +241,11 @@ def synthesize_requests(task: TextToSpeech, requests: list[dict],
                          bool(result.stopped[i]), unspoken[i])
 
 
-class TextGenerator:
-    """A trained language model (``experiment=textgen``, ``asr_lm``)."""
+class TextGenerator(_FromRun):
+    """A trained language model (``experiment=textgen``, ``asr_lm``); ``from_run`` takes no
+    settings (``sample`` does)."""
 
-    def __init__(self, task: LanguageModel):
-        self.task = task
-
-    @classmethod
-    def from_run(cls, run: str | Path, device: str = "auto") -> TextGenerator:
-        """The language model of a run folder or checkpoint."""
-        return cls(load_task(_require_task(run, LanguageModel, "TextGenerator"), run, device))
+    TASK = LanguageModel
 
     def sample(self, prompt: str = "", length: int | None = None,
                temperature: float | None = None, top_k: int | None = None,
