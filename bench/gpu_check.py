@@ -57,6 +57,7 @@ from pathlib import Path
 
 import torch
 from common import REPO, SHUFFLED, build_experiment, compose, machine, timed_training
+from tiny import TINY_TTS
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "rnnseq" / "conf" / "experiment").glob("*.yaml"))
 
@@ -68,15 +69,6 @@ ESPEAK_TINY = ["data.corpus.num_utterances={train:24,valid:6,test:6,test_text:6,
 TINY_ASR = ["model.encoder.hidden_size=16", "model.encoder.num_layers=2",
             "model.encoder.conv_channels=4", "model.decoder.hidden_size=16",
             "model.decoder.embed_dim=8", "model.attention.attention_dim=8", "data.stats_utterances=10"]
-TINY_TTS = [
-    "model.encoder.embed_dim=16", "model.encoder.conv_layers=1", "model.encoder.hidden_size=8",
-    "model.decoder.prenet_sizes=[16]", "model.decoder.attention_rnn_size=16",
-    "model.decoder.decoder_rnn_size=16", "model.attention.attention_dim=8",
-    "model.attention.conv_channels=4", "model.postnet.channels=8", "model.postnet.layers=2",
-    "data.corpus.num_utterances={train:8,valid:4,test:4,test_long:2}",
-    "data.corpus.name=espeak_tts-tiny", "data.corpus.num_workers=1",
-    "task.synthesis.max_length_ratio=3",
-]
 TINY_LM = ["model.lm.embed_dim=16", "model.lm.hidden_size=24"]
 TINY = {
     "asr": TINY_ASR + ESPEAK_TINY,

