@@ -71,7 +71,7 @@ def time_cases(args) -> dict:
     cases = {}
     for vocab in args.vocab:
         if scorer_based:
-            from rnnseq.tasks.seq2seq import default_pre_beam
+            from rnnseq.decoding.settings import default_pre_beam
 
             cases[f"{vocab} full"] = (vocab, vocab)
             cases[f"{vocab} pre-beam"] = (vocab, default_pre_beam(args.beam))

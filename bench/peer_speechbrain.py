@@ -66,7 +66,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from rnnseq.data.batching import Batch, collate_examples
 from rnnseq.decoding.scorers import build_scorers, scorer_sources
 from rnnseq.decoding.search import beam
-from rnnseq.tasks.seq2seq import default_pre_beam
+from rnnseq.decoding.settings import default_pre_beam
 from rnnseq.train import build_task
 
 PARTS = ("params", "train", "decode", "memory", "wer")

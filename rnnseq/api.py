@@ -118,9 +118,9 @@ class Recognizer(_AudioModel):
         ``decoding.mode`` must be ``beam`` or ``ctc_beam``). The score is the hypothesis's
         total weighted log-score; the ranking divides it by ``(tokens + 1) ** length_penalty``."""
         decoding = self.task.hparams.decoding
-        if decoding.get("mode", "beam") not in ("beam", "ctc_beam"):
+        if not self.task.decoding.beam_search:
             raise ValueError(f"nbest needs beam search; this recogniser decodes with "
-                             f"decoding.mode={decoding['mode']} (from_run(..., mode='beam'))")
+                             f"decoding.mode={self.task.decoding.mode} (from_run(..., mode='beam'))")
         kept = dict(decoding)
         self.task.set_decoding({"nbest": n})
         try:

@@ -318,3 +318,25 @@ def test_debug_configs_compose_and_build_for_every_experiment(debug, tmp_path):
                               *on_this_machine(experiment, tmp_path)], tmp_path)
         _, _, trainer = _build(cfg)
         assert cfg.study == "debug" and isinstance(trainer, L.Trainer)
+
+
+def test_decoding_settings_are_one_typed_object_with_the_defaults_filled_in(tmp_path):
+    from dataclasses import fields
+
+    from rnnseq.decoding.settings import DECODING_KEYS, DecodingSettings, default_pre_beam
+
+    # every setting the search and the scorer registry know has its typed field (a new scorer's
+    # weight and options must be added to DecodingSettings too)
+    assert {f.name for f in fields(DecodingSettings)} == set(DECODING_KEYS)
+
+    settings = DecodingSettings.from_mapping({"mode": "ctc_beam", "beam_size": 12,
+                                              "pre_beam": None, "lm_weight": None})
+    assert (settings.beam_size, settings.pre_beam, settings.lm_weight) == (12, None, 0.0)
+    assert settings.candidates == default_pre_beam(12) == 36
+    assert settings.uses_ctc and settings.beam_search
+    greedy = DecodingSettings.from_mapping({"mode": "greedy", "ctc_weight": 0.3})
+    assert not greedy.beam_search and greedy.uses_ctc and greedy.length_penalty == 1.0
+    with pytest.raises(ValueError, match=r"unknown decoding settings \['beam_sizes'\]"):
+        DecodingSettings.from_mapping({"beam_sizes": 4})
+    recipe = compose_config(["experiment=asr"], tmp_path).task.decoding  # every key it knows
+    assert DecodingSettings.from_mapping(recipe).beam_size == recipe.beam_size

@@ -18,7 +18,7 @@ from rnnseq.models.language_model import RNNLanguageModel
 
 BLANK, EOS = 0, 1  # and 2 is <unk>, as in every tokenizer
 V, FRAMES = 300, 12  # a subword vocabulary
-PRE_BEAM = 32  # rnnseq.tasks.seq2seq.default_pre_beam for beams up to 10
+PRE_BEAM = 32  # rnnseq.decoding.settings.default_pre_beam for beams up to 10
 PIECES = CharTokenizer([*SPECIALS, *(chr(0x4E00 + i) for i in range(V - len(SPECIALS)))])
 
 

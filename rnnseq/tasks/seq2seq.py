@@ -13,10 +13,10 @@ from rnnseq import metrics as M
 from rnnseq.data.batching import Batch
 from rnnseq.data.tokenizer import Tokenizer
 from rnnseq.decoding.ctc_greedy import ctc_greedy_search
-from rnnseq.decoding.decoder_scorers import CoverageScorer
 from rnnseq.decoding.lm_fusion import LMFusion
-from rnnseq.decoding.scorers import SCORERS, build_scorers, scorer_sources
+from rnnseq.decoding.scorers import build_scorers, scorer_sources
 from rnnseq.decoding.search import Hypothesis, beam, greedy_search, max_decode_lengths
+from rnnseq.decoding.settings import DECODING_KEYS, DecodingSettings, check_decoding, not_applicable_in
 from rnnseq.models.guided_attention import guided_attention_loss
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
 from rnnseq.tasks.base import Task, gather_rows
@@ -25,15 +25,6 @@ from rnnseq.tasks.scheduled_sampling import check_scheduled_sampling, sampling_p
 # Hypotheses one beam search holds: a batch of utterances x beam_size above it is searched in
 # slices of utterances, so a wide beam does not raise the peak memory of a test batch.
 BEAM_ROWS = 128
-DECODING_MODES = ("beam", "greedy", "ctc_greedy", "ctc_beam")
-BEAM_MODES = ("beam", "ctc_beam")
-SEARCH_KEYS = ("mode", "max_length_ratio", "min_length_ratio", "beam_size", "length_penalty",
-               "pre_beam", "eos_threshold", "nbest", "lm")
-# the search's own settings, then each scorer's weight and options (rnnseq.decoding.scorers)
-DECODING_KEYS = SEARCH_KEYS + tuple(SCORERS) + tuple(
-    option for spec in SCORERS.values() for option in spec.options)
-
-
 GUIDED_ATTENTION_KEYS = ("weight", "sigma", "anneal_steps")
 
 
@@ -70,88 +61,6 @@ def guided_attention_weight(settings: dict, step: int) -> float:
     return weight * max(0.0, 1.0 - step / anneal)
 
 
-def default_pre_beam(beam_size: int) -> int:
-    """CTC prefix scores per hypothesis when ``decoding.pre_beam=null``: at least 32 candidates,
-    so a character vocabulary is scored whole (exact; ESPnet's 1.5 x beam cost 0.7 WER points at
-    beam 4 here, 3 x beam 0.4 with an LM), and 3 x beam for wide beams. Scoring a candidate is one
-    sum over frames, so 32 of 1,000 subwords cost 1.4x what 31 characters do
-    (bench/ctc_prefix_scoring.py)."""
-    return max(32, 3 * beam_size)
-
-
-# what each setting is when it is off: beam search alone reads these
-BEAM_ONLY_OFF = {**{key: 0.0 for key in SCORERS}, "lm": None, "pre_beam": None,
-                 "eos_threshold": None, "nbest": 1, "min_length_ratio": 0.0}
-
-
-def not_applicable_in(mode: str, decoding: dict, keep: dict) -> dict:
-    """The settings of ``decoding`` that ``mode`` cannot use, switched off, except those in
-    ``keep`` (the ones asked for now, which :func:`check_decoding` still judges): a recipe that
-    decodes with a CTC weight can still be scored with ``decoding.mode=greedy``."""
-    if mode == "beam":
-        return {}
-    off = {"ctc_weight": 0.0, "coverage_weight": 0.0} if mode == "ctc_beam" else BEAM_ONLY_OFF
-    return {key: value for key, value in off.items()
-            if key not in keep and key in decoding and decoding[key] not in (value, None)}
-
-
-def check_decoding(decoding: dict, has_ctc: bool) -> None:
-    """Raises a ``ValueError`` naming the key when a decoding setting cannot apply: CTC scores
-    without a CTC head, scorer weights outside beam search, a language model without a weight or
-    a weight without a language model, values out of range."""
-    mode = decoding.get("mode", "beam")
-    if mode not in DECODING_MODES:
-        raise ValueError(f"decoding.mode={mode!r} is not one of {', '.join(DECODING_MODES)}")
-    ctc_weight = decoding.get("ctc_weight") or 0.0
-    lm, lm_weight = decoding.get("lm"), decoding.get("lm_weight") or 0.0
-    if not has_ctc and (ctc_weight > 0 or mode.startswith("ctc")):
-        what = f"decoding.mode={mode}" if mode.startswith("ctc") else f"decoding.ctc_weight={ctc_weight}"
-        raise ValueError(f"{what} needs a CTC head, and this model has none (it was built with "
-                         f"task.ctc_weight=0); set decoding.ctc_weight=0 and decoding.mode=beam "
-                         f"or greedy, or train with task.ctc_weight > 0")
-    weights = {key: decoding.get(key) or 0.0 for key in SCORERS}
-    for key, value in {**weights, "min_length_ratio": decoding.get("min_length_ratio") or 0.0}.items():
-        if value < 0:
-            raise ValueError(f"decoding.{key} must be >= 0, got {value}")
-    used = [key for key, value in weights.items() if value > 0] + (["lm"] if lm else [])
-    used += [key for key in ("pre_beam", "eos_threshold") if decoding.get(key) is not None]
-    used += ["nbest"] if (decoding.get("nbest") or 1) > 1 else []
-    used += ["min_length_ratio"] if (decoding.get("min_length_ratio") or 0.0) > 0 else []
-    if mode not in BEAM_MODES and used:
-        raise ValueError(f"decoding.{used[0]} is used by beam search only, not by "
-                         f"decoding.mode={mode}; set decoding.mode=beam or drop it")
-    if mode == "ctc_beam":
-        for key in ("ctc_weight", "coverage_weight"):
-            if weights[key] > 0:
-                why = ("CTC weighs 1 there" if key == "ctc_weight"
-                       else "coverage reads the attention decoder's weights")
-                raise ValueError(f"decoding.{key}={weights[key]} does not apply to "
-                                 f"decoding.mode=ctc_beam ({why}); set decoding.{key}=0")
-    if weights["length_bonus"] > 0 and decoding.get("length_penalty", 1.0) == 1.0:
-        raise ValueError(f"decoding.length_bonus={weights['length_bonus']} changes nothing with "
-                         f"decoding.length_penalty=1 (every hypothesis's score per token gains "
-                         f"the same); set decoding.length_penalty=0 (ESPnet's way) or drop it")
-    kinds = CoverageScorer.KINDS
-    if decoding.get("coverage_kind", "count") not in kinds:
-        raise ValueError(f"decoding.coverage_kind={decoding['coverage_kind']!r} is not one of "
-                         f"{', '.join(kinds)}")
-    if decoding.get("pre_beam") is not None and (mode != "ctc_beam" and ctc_weight == 0):
-        raise ValueError(f"decoding.pre_beam={decoding['pre_beam']} limits CTC prefix scoring, "
-                         f"which is off (decoding.ctc_weight=0); drop it or set a CTC weight")
-    for key in ("pre_beam", "nbest", "beam_size"):
-        if decoding.get(key) is not None and decoding[key] < 1:
-            raise ValueError(f"decoding.{key} must be >= 1, got {decoding[key]}")
-    if decoding.get("eos_threshold") is not None and decoding["eos_threshold"] < 1:
-        raise ValueError(f"decoding.eos_threshold must be >= 1 (<eos> within that factor of the "
-                         f"best log-probability; 1.5 in SpeechBrain), got {decoding['eos_threshold']}")
-    if lm and lm_weight == 0:
-        raise ValueError(f"decoding.lm={lm} is set but decoding.lm_weight is 0, so it would not "
-                         f"change anything; give decoding.lm_weight (e.g. 0.2)")
-    if lm_weight and not lm:
-        raise ValueError(f"decoding.lm_weight={lm_weight} has no language model to weigh; give "
-                         f"decoding.lm=<language-model run folder or checkpoint>")
-
-
 class Seq2SeqTask(Task):
     """Base of the encoder-decoder tasks.
 
@@ -160,15 +69,16 @@ class Seq2SeqTask(Task):
     ``decoding`` (and optionally ``guided_attention``, see :func:`check_guided_attention`) in
     their hyper-parameters, and implement :meth:`encode` and :meth:`score`.
 
-    ``decoding`` holds ``mode`` (:data:`DECODING_MODES`: ``beam``, the default; ``greedy``,
-    attention greedy; ``ctc_greedy``, the CTC head's best path; ``ctc_beam``, CTC prefix beam
-    search without the attention decoder), the search settings (``beam_size``,
+    ``decoding`` holds ``mode`` (:data:`~rnnseq.decoding.settings.DECODING_MODES`: ``beam``, the
+    default; ``greedy``, attention greedy; ``ctc_greedy``, the CTC head's best path; ``ctc_beam``,
+    CTC prefix beam search without the attention decoder), the search settings (``beam_size``,
     ``length_penalty``, ``max_length_ratio`` and ``min_length_ratio`` in output tokens per
     encoder step, ``eos_threshold``, ``pre_beam``, ``nbest``) and the scorer weights
     (``ctc_weight`` for joint CTC/attention scoring, ``lm`` with ``lm_weight`` for shallow
     fusion, ``length_bonus``, ``coverage_weight`` with ``coverage_kind`` and
     ``coverage_threshold``); ``rnnseq/conf/task/speech_to_text.yaml`` explains each.
-    :meth:`set_decoding` changes them, refusing settings that could not apply.
+    :meth:`set_decoding` changes them, refusing settings that could not apply; :attr:`decoding`
+    reads them as one typed object (:class:`~rnnseq.decoding.settings.DecodingSettings`).
     """
 
     tokenizer: Tokenizer
@@ -293,9 +203,15 @@ class Seq2SeqTask(Task):
         check_decoding(merged, has_ctc=self.model.ctc_head is not None)
         decoding.update(changes)
 
+    @property
+    def decoding(self) -> DecodingSettings:
+        """The decoding settings (``hparams.decoding``, checked by :meth:`set_decoding`) as one
+        typed object."""
+        return DecodingSettings.from_mapping(self.hparams.decoding)
+
     # -- decoding -------------------------------------------------------------------------------
     def _max_lengths(self, memory_lengths: torch.Tensor) -> torch.Tensor:
-        return max_decode_lengths(memory_lengths, self.hparams.decoding.get("max_length_ratio", 1.0))
+        return max_decode_lengths(memory_lengths, self.decoding.max_length_ratio)
 
     @torch.no_grad()
     def greedy_hypotheses(self, batch: Batch, return_attention: bool = False,
@@ -316,14 +232,14 @@ class Seq2SeqTask(Task):
 
     def fusion(self) -> LMFusion | None:
         """The shallow-fusion language model named by ``decoding.lm`` (loaded once), or None."""
-        decoding = self.hparams.decoding
-        if not decoding.get("lm"):
+        path = self.decoding.lm
+        if not path:
             return None
         if self._fusion is None:
             from rnnseq.checkpoints import load_task
             from rnnseq.tasks.language_model import LanguageModel
 
-            lm = load_task(LanguageModel, decoding["lm"], str(self.device))
+            lm = load_task(LanguageModel, path, str(self.device))
             self._fusion = LMFusion(lm.model, lm.tokenizer, self.tokenizer)
         if self._fusion.index.device != self.device:
             self._fusion.to(self.device)
@@ -332,7 +248,7 @@ class Seq2SeqTask(Task):
     @torch.no_grad()
     def decode(self, batch: Batch) -> list[str]:
         """Outputs of a batch with the ``decoding`` settings (``decoding.mode``)."""
-        mode = self.hparams.decoding.get("mode", "beam")
+        mode = self.decoding.mode
         if mode == "greedy":
             return self.greedy_decode(batch)[0]
         if mode == "ctc_greedy":
@@ -360,36 +276,31 @@ class Seq2SeqTask(Task):
         prefix scores, the fusion language model, a length bonus, coverage.
         """
         enc = self.encode(batch) if enc is None else enc
-        decoding = self.hparams.decoding
-        k = decoding.get("beam_size", 4)
-        per_search = max(1, BEAM_ROWS // k)
+        settings = self.decoding
+        per_search = max(1, BEAM_ROWS // settings.beam_size)
         if enc.memory.shape[0] > per_search:  # each utterance's search is its own
             return [item for start in range(0, enc.memory.shape[0], per_search)
                     for item in self.beam_hypotheses(None, enc.rows(start, start + per_search))]
-        ctc_only = decoding.get("mode", "beam") == "ctc_beam"
-        uses_ctc = ctc_only or (decoding.get("ctc_weight") or 0.0) > 0
         sources = scorer_sources(
-            None if ctc_only else self.model.decoder, enc.memory, enc.mask,
+            None if settings.mode == "ctc_beam" else self.model.decoder, enc.memory, enc.mask,
             self.model.decoder.vocab_size, self.tokenizer.blank_id, self.tokenizer.eos_id,
-            ctc_log_probs=self.model.ctc_log_probs(enc.memory) if uses_ctc else None,
+            ctc_log_probs=self.model.ctc_log_probs(enc.memory) if settings.uses_ctc else None,
             memory_lengths=enc.lengths, lm=self.fusion())
-        scorers = build_scorers(decoding, sources)
-        pre_beam = decoding.get("pre_beam") or default_pre_beam(k)
-        min_ratio = decoding.get("min_length_ratio") or 0.0
+        scorers = build_scorers(self.hparams.decoding, sources)
         return beam(scorers, enc.memory.shape[0], self.model.decoder.vocab_size,
-                    self._max_lengths(enc.lengths), self.tokenizer.eos_id, beam_size=k,
-                    length_penalty=decoding.get("length_penalty", 1.0),
-                    min_lengths=torch.floor(enc.lengths.float() * min_ratio).long(),
-                    eos_threshold=decoding.get("eos_threshold"), pre_beam=pre_beam,
-                    nbest=decoding.get("nbest") or 1, device=enc.memory.device)
+                    self._max_lengths(enc.lengths), self.tokenizer.eos_id,
+                    beam_size=settings.beam_size, length_penalty=settings.length_penalty,
+                    min_lengths=torch.floor(enc.lengths.float() * settings.min_length_ratio).long(),
+                    eos_threshold=settings.eos_threshold, pre_beam=settings.candidates,
+                    nbest=settings.nbest, device=enc.memory.device)
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluation_step(self, batch: Batch, split: str) -> None:
         """Validation decodes greedily (and logs the loss); test splits use beam search."""
-        if split != "val" and self.hparams.decoding.get("mode", "beam") in BEAM_MODES:
+        if split != "val" and self.decoding.beam_search:
             nbest = self.beam_hypotheses(batch)
             hyps = self.best_texts(nbest)
-            if (self.hparams.decoding.get("nbest") or 1) > 1:
+            if self.decoding.nbest > 1:
                 self._nbest.extend([{"hypothesis": self.tokenizer.decode(h.tokens),
                                      "score": round(h.score, 4)} for h in item] for item in nbest)
         elif split != "val":
