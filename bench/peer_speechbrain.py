@@ -65,7 +65,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from rnnseq.data.batching import Batch, collate_examples
 from rnnseq.decoding.scorers import build_scorers, scorer_sources
-from rnnseq.decoding.search import beam
+from rnnseq.decoding.search import scorer_beam_search
 from rnnseq.decoding.settings import default_pre_beam
 from rnnseq.train import build_task
 
@@ -340,7 +340,7 @@ def rnnseq_search(task, memory, mask, lengths, beam_size: int, steps: int, ctc_w
                              ctc_log_probs=task.model.ctc_log_probs(memory) if ctc_weight else None,
                              memory_lengths=lengths)
     limit = torch.full_like(lengths, steps - 1)  # steps - 1 tokens, then <eos>: `steps` steps
-    return beam(build_scorers(decoding, sources), memory.shape[0], decoder.vocab_size, limit,
+    return scorer_beam_search(build_scorers(decoding, sources), memory.shape[0], decoder.vocab_size, limit,
                 tokenizer.eos_id, beam_size=beam_size, min_lengths=limit,
                 pre_beam=default_pre_beam(beam_size), device=memory.device)
 

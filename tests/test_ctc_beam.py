@@ -13,7 +13,7 @@ from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
 from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.decoding.scorer import Step
 from rnnseq.decoding.scorers import build_scorers, scorer_sources
-from rnnseq.decoding.search import beam
+from rnnseq.decoding.search import scorer_beam_search
 from rnnseq.models.language_model import RNNLanguageModel
 
 BLANK, EOS = 0, 1  # and 2 is <unk>, as in every tokenizer
@@ -55,7 +55,7 @@ def _ctc_beam(log_probs, lengths, max_lengths, pre_beam, lm=None, beam_size=4, n
     sources = scorer_sources(None, torch.zeros(b, FRAMES, 1), make_pad_mask(lengths, FRAMES), V,
                              BLANK, EOS, ctc_log_probs=log_probs, memory_lengths=lengths, lm=lm)
     scorers = build_scorers(weights, sources)
-    return beam(scorers, b, V, max_lengths, EOS, beam_size=beam_size, length_penalty=0.0,
+    return scorer_beam_search(scorers, b, V, max_lengths, EOS, beam_size=beam_size, length_penalty=0.0,
                 pre_beam=pre_beam, nbest=nbest, eos_threshold=eos_threshold)
 
 

@@ -12,7 +12,7 @@ from rnnseq.decoding.decoder_scorers import CoverageScorer, DecoderScorer
 from rnnseq.decoding.length_bonus import LengthBonus
 from rnnseq.decoding.lm_fusion import LMScorer
 from rnnseq.decoding.scorer import Step
-from rnnseq.decoding.search import beam, beam_search, greedy
+from rnnseq.decoding.search import beam_search, scorer_beam_search, scorer_greedy_search
 from tests.test_lm_fusion import _stateful_fusion
 from tests.test_search import EOS, _setup
 
@@ -68,7 +68,7 @@ def test_nbest_lists_are_sorted_distinct_and_start_with_the_best():
 
 def beam_search_nbest(decoder, memory, mask, max_len, nbest, beam_size, **weights):
     scorers = [(DecoderScorer(decoder, memory, mask), 1.0)]
-    return beam(scorers, memory.shape[0], decoder.vocab_size, max_len, EOS, beam_size=beam_size,
+    return scorer_beam_search(scorers, memory.shape[0], decoder.vocab_size, max_len, EOS, beam_size=beam_size,
                 nbest=nbest)
 
 
@@ -123,17 +123,17 @@ def test_width_one_is_greedy_and_batched_equals_alone_for_every_scorer_combinati
     decoder, memory, mask, max_len, ctc = _problem(0)
     b, v = memory.shape[0], decoder.vocab_size
     scorers = _scorers(kind, decoder, memory, mask, ctc)
-    greedy_hyps, _ = greedy(scorers, b, v, max_len, EOS, pre_beam=3)
-    width_one = beam(scorers, b, v, max_len, EOS, beam_size=1, length_penalty=0.0, pre_beam=3)
+    greedy_hyps, _ = scorer_greedy_search(scorers, b, v, max_len, EOS, pre_beam=3)
+    width_one = scorer_beam_search(scorers, b, v, max_len, EOS, beam_size=1, length_penalty=0.0, pre_beam=3)
     for g, (w,) in zip(greedy_hyps, width_one):
         if kind in ("decoder", "ctc", "lm", "ctc+lm"):  # log-probabilities: it stops as greedy
             assert w.tokens == g.tokens and w.score == pytest.approx(g.score, abs=1e-4)
         else:  # a reward for more tokens lets it look past greedy's <eos>, never for less
             assert w.score >= g.score - 1e-4
-    batched = beam(scorers, b, v, max_len, EOS, beam_size=3, pre_beam=4)
+    batched = scorer_beam_search(scorers, b, v, max_len, EOS, beam_size=3, pre_beam=4)
     for i in range(b):
         n = int(mask[i].sum())
-        alone = beam(_scorers(kind, decoder, memory[i : i + 1, :n], mask[i : i + 1, :n],
+        alone = scorer_beam_search(_scorers(kind, decoder, memory[i : i + 1, :n], mask[i : i + 1, :n],
                               ctc[i : i + 1, :n]), 1, v, max_len[i : i + 1], EOS, beam_size=3,
                      pre_beam=4)
         assert alone[0][0].tokens == batched[i][0].tokens
@@ -146,8 +146,8 @@ def test_stopping_an_utterance_early_never_changes_its_result(kind, length_penal
     decoder, memory, mask, max_len, ctc = _problem(2)
     scorers = _scorers(kind, decoder, memory, mask, ctc)
     args = (scorers, memory.shape[0], decoder.vocab_size, max_len + 3, EOS)
-    early = beam(*args, beam_size=3, length_penalty=length_penalty, nbest=2)
-    full = beam(*args, beam_size=3, length_penalty=length_penalty, nbest=2, stop_early=False)
+    early = scorer_beam_search(*args, beam_size=3, length_penalty=length_penalty, nbest=2)
+    full = scorer_beam_search(*args, beam_size=3, length_penalty=length_penalty, nbest=2, stop_early=False)
     assert [[h.tokens for h in u] for u in early] == [[h.tokens for h in u] for u in full]
 
 
@@ -172,7 +172,7 @@ def test_a_pre_beam_without_eos_still_lets_hypotheses_end_at_their_limit():
     with torch.no_grad():
         decoder.output.bias[EOS] = -30.0  # never among the decoder's best tokens
     scorers = _scorers("ctc", decoder, memory, mask, ctc)
-    hyps = beam(scorers, memory.shape[0], decoder.vocab_size, max_len, EOS, beam_size=2,
+    hyps = scorer_beam_search(scorers, memory.shape[0], decoder.vocab_size, max_len, EOS, beam_size=2,
                 pre_beam=1, nbest=2)
     # without <eos> among the candidates no hypothesis could end, not even at its limit
     assert [len(u) for u in hyps] == [2] * memory.shape[0]
@@ -207,12 +207,12 @@ def test_eos_threshold_and_minimum_length_hold_back_an_early_end_but_not_the_lim
     memory, mask = torch.zeros(1, 3, 2), torch.ones(1, 3, dtype=torch.bool)
     scorers = [(DecoderScorer(ScriptedDecoder(), memory, mask), 1.0)]
     args = (scorers, 1, 3, torch.tensor([5]), EOS)
-    assert beam(*args, beam_size=2, length_penalty=0.0)[0][0].tokens == []
-    held = beam(*args, beam_size=2, length_penalty=0.0, eos_threshold=1.5)[0][0]
+    assert scorer_beam_search(*args, beam_size=2, length_penalty=0.0)[0][0].tokens == []
+    held = scorer_beam_search(*args, beam_size=2, length_penalty=0.0, eos_threshold=1.5)[0][0]
     assert held.tokens == [2, 2] and held.score == pytest.approx(math.log(0.6 * 0.7 * 0.7))
-    assert greedy(*args, eos_threshold=1.5)[0][0].tokens == [2, 2]
-    longer = beam(*args, beam_size=2, length_penalty=0.0, min_lengths=torch.tensor([2]))[0][0]
+    assert scorer_greedy_search(*args, eos_threshold=1.5)[0][0].tokens == [2, 2]
+    longer = scorer_beam_search(*args, beam_size=2, length_penalty=0.0, min_lengths=torch.tensor([2]))[0][0]
     assert longer.tokens == [2, 2]
-    limited = beam(scorers, 1, 3, torch.tensor([1]), EOS, beam_size=2, length_penalty=0.0,
+    limited = scorer_beam_search(scorers, 1, 3, torch.tensor([1]), EOS, beam_size=2, length_penalty=0.0,
                    eos_threshold=1.5)[0][0]
     assert limited.tokens == [2] and limited.score == pytest.approx(math.log(0.6 * 0.3))

@@ -150,12 +150,15 @@ def _rules(max_lengths, min_lengths, eos_id, eos_threshold, pre_beam, rows) -> _
 
 
 @torch.no_grad()
-def greedy(scorers: Weighted, batch_size: int, vocab_size: int, max_lengths: torch.Tensor,
-           eos_id: int, min_lengths: torch.Tensor | None = None,
-           eos_threshold: float | None = None, pre_beam: int | None = None,
-           device: torch.device | None = None,
-           ) -> tuple[list[Hypothesis], torch.Tensor | None]:
-    """The best next token at every step, under the same scorers and rules as beam search.
+def scorer_greedy_search(scorers: Weighted, batch_size: int, vocab_size: int,
+                         max_lengths: torch.Tensor, eos_id: int,
+                         min_lengths: torch.Tensor | None = None,
+                         eos_threshold: float | None = None, pre_beam: int | None = None,
+                         device: torch.device | None = None,
+                         ) -> tuple[list[Hypothesis], torch.Tensor | None]:
+    """The best next token at every step over weighted ``scorers``, under the same rules as
+    :func:`scorer_beam_search` (:func:`greedy_search` builds the scorers of an attention
+    decoder).
 
     Returns one hypothesis per utterance and the ``(B, T, S)`` attention weights of every step
     (``None`` without an attention decoder).
@@ -186,12 +189,14 @@ def greedy(scorers: Weighted, batch_size: int, vocab_size: int, max_lengths: tor
 
 
 @torch.no_grad()
-def beam(scorers: Weighted, batch_size: int, vocab_size: int, max_lengths: torch.Tensor,
-         eos_id: int, beam_size: int = 4, length_penalty: float = 1.0,
-         min_lengths: torch.Tensor | None = None, eos_threshold: float | None = None,
-         pre_beam: int | None = None, nbest: int = 1, device: torch.device | None = None,
-         stop_early: bool = True) -> list[list[Hypothesis]]:
-    """Beam search over ``batch_size`` utterances x ``beam_size`` rows in one batch.
+def scorer_beam_search(scorers: Weighted, batch_size: int, vocab_size: int,
+                       max_lengths: torch.Tensor, eos_id: int, beam_size: int = 4,
+                       length_penalty: float = 1.0, min_lengths: torch.Tensor | None = None,
+                       eos_threshold: float | None = None, pre_beam: int | None = None,
+                       nbest: int = 1, device: torch.device | None = None,
+                       stop_early: bool = True) -> list[list[Hypothesis]]:
+    """Beam search over weighted ``scorers``, ``batch_size`` utterances x ``beam_size`` rows
+    in one batch (:func:`beam_search` builds the scorers of an attention decoder).
 
     Returns, per utterance, its ``nbest`` best finished hypotheses, best first by normalised
     score (each with its total, unnormalised score); see the module docstring for the rules.
@@ -335,7 +340,7 @@ def greedy_search(
     """
     scorers = [(DecoderScorer(decoder, memory, memory_mask), 1.0)]
     vocab_size = _vocab_size(decoder, memory, memory_mask)
-    hyps, attention = greedy(scorers, memory.shape[0], vocab_size, max_lengths, eos_id,
+    hyps, attention = scorer_greedy_search(scorers, memory.shape[0], vocab_size, max_lengths, eos_id,
                              device=memory.device)
     return hyps, (attention if return_attention else None)
 
@@ -356,21 +361,21 @@ def beam_search(
     lm_weight: float = 0.0,
     **options,
 ) -> list[Hypothesis]:
-    """The 1-best of :func:`beam` for an attention decoder over ``(B, S, D)`` memory.
+    """The 1-best of :func:`scorer_beam_search` for an attention decoder over ``(B, S, D)`` memory.
 
     With ``ctc_weight > 0`` and ``(B, S, V)`` CTC log-probabilities of the same memory frames, every
     step scores ``(1 - ctc_weight) * attention + ctc_weight * CTC prefix gain`` (joint
     CTC/attention decoding): CTC vetoes hypotheses that skip or repeat parts of the audio. With a
     language model ``lm``, ``lm_weight * log p_LM(token | prefix)`` is added to every step's score
     (shallow fusion). ``options`` are further scorer weights (``length_bonus``,
-    ``coverage_weight``) and :func:`beam`'s keywords.
+    ``coverage_weight``) and :func:`scorer_beam_search`'s keywords.
     """
     search_keys = ("min_lengths", "eos_threshold", "pre_beam", "nbest")
     search = {key: options.pop(key) for key in search_keys if key in options}
     vocab_size = _vocab_size(decoder, memory, memory_mask)
     scorers = _decoder_scorers(decoder, memory, memory_mask, vocab_size, ctc_log_probs,
                                ctc_weight, blank_id, eos_id, lm, lm_weight, **options)
-    nbest = beam(scorers, memory.shape[0], vocab_size, max_lengths, eos_id, beam_size,
+    nbest = scorer_beam_search(scorers, memory.shape[0], vocab_size, max_lengths, eos_id, beam_size,
                  length_penalty, device=memory.device, **search)
     return [hyps[0] if hyps else Hypothesis([], float("-inf")) for hyps in nbest]
 

@@ -15,7 +15,7 @@ from rnnseq.data.tokenizer import Tokenizer
 from rnnseq.decoding.ctc_greedy import ctc_greedy_search
 from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.decoding.scorers import build_scorers, scorer_sources
-from rnnseq.decoding.search import Hypothesis, beam, greedy_search, max_decode_lengths
+from rnnseq.decoding.search import Hypothesis, greedy_search, max_decode_lengths, scorer_beam_search
 from rnnseq.decoding.settings import DECODING_KEYS, DecodingSettings, check_decoding, not_applicable_in
 from rnnseq.models.guided_attention import guided_attention_loss
 from rnnseq.models.seq2seq import Encoded, Seq2Seq
@@ -287,7 +287,7 @@ class Seq2SeqTask(Task):
             ctc_log_probs=self.model.ctc_log_probs(enc.memory) if settings.uses_ctc else None,
             memory_lengths=enc.lengths, lm=self.fusion())
         scorers = build_scorers(self.hparams.decoding, sources)
-        return beam(scorers, enc.memory.shape[0], self.model.decoder.vocab_size,
+        return scorer_beam_search(scorers, enc.memory.shape[0], self.model.decoder.vocab_size,
                     self._max_lengths(enc.lengths), self.tokenizer.eos_id,
                     beam_size=settings.beam_size, length_penalty=settings.length_penalty,
                     min_lengths=torch.floor(enc.lengths.float() * settings.min_length_ratio).long(),
