@@ -72,6 +72,7 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         scheduled_sampling: Mapping[str, Any] | None = None,
     ):
         super().__init__()
+        self._host: dict[str, Any] = {}  # host-side helpers (see waves_batch), not submodules
         if not 0.0 <= ctc_weight <= 1.0:
             raise ValueError(f"task.ctc_weight must be in [0, 1], got {ctc_weight}")
         self.save_hyperparameters({
@@ -105,8 +106,12 @@ class SpeechToText(SpeechInput, Seq2SeqTask):
         from rnnseq.data.audio import FeatureConfig, LogMel
         from rnnseq.data.batching import Example, collate_examples
 
-        # host: features computed as the data pipeline computes them; the batch is moved below
-        logmel = LogMel(FeatureConfig(**self.hparams.features))
+        # host: features computed as the data pipeline computes them; the batch is moved below.
+        # Built once and kept in a plain dict: as an attribute it would become a submodule, and
+        # its buffers part of the checkpoints.
+        if "logmel" not in self._host:
+            self._host["logmel"] = LogMel(FeatureConfig(**self.hparams.features))  # host: above
+        logmel = self._host["logmel"]
         no_tokens = torch.zeros(0, dtype=torch.long)  # host: as above
         examples = [Example(str(i), logmel(wave.float().cpu()), no_tokens, "")  # host: as above
                     for i, wave in enumerate(waves)]
