@@ -546,8 +546,8 @@ def corpus_folders(work: Path) -> set[Path]:
     """The data folders the check reads, each built here first if it is missing."""
     from hydra.utils import instantiate
 
-    from rnnseq.data.corpus.shakespeare import fetch_shakespeare
-    from rnnseq.data.corpus.sotu import fetch_sotu
+    from rnnseq.data.builders.shakespeare import fetch_shakespeare
+    from rnnseq.data.builders.sotu import fetch_sotu
 
     check = Check(cpu_tiny=True, work=work, deadline=float("inf"))
     folders = set()

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rnnseq.checkpoints import load_checkpoint  # noqa: E402
-from rnnseq.data.corpus.text_sources import ShakespeareText  # noqa: E402
+from rnnseq.data.builders.text_sources import ShakespeareText  # noqa: E402
 from rnnseq.data.text import encode_stream  # noqa: E402
 from rnnseq.data.tokenizer import tokenizer_from_state  # noqa: E402
 

@@ -17,7 +17,8 @@ CHANGELOG.md:
 - the Griffin-Lim vocoder's mel filterbank, saved until format 2, is dropped (it is derived
   from the features now);
 - ``data.noise_snr_db`` becomes ``data.augment.noise`` and ``data.sorted_first_epoch``
-  ``data.sorted_epochs``.
+  ``data.sorted_epochs``; data classes of modules that moved (``rnnseq.data.corpus`` is now
+  ``rnnseq.data.builders``) get their new path.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 import yaml
 
 from rnnseq.checkpoints import CHECKPOINT_FORMAT, AtomicCheckpointIO, checkpoint_folder, load_checkpoint
+from rnnseq.runs import MOVED_MODULES
 from rnnseq.tasks.base import Task
 from rnnseq.tasks.classification import SpeechClassification
 from rnnseq.tasks.forecasting import Forecasting
@@ -199,11 +201,29 @@ def upgrade_checkpoint(path: Path, backup: bool = True) -> bool:
 
 
 # -- run configs ----------------------------------------------------------------------------------
+def moved_to(target: str) -> str:
+    """A ``_target_`` with its module's path of today (:data:`rnnseq.runs.MOVED_MODULES`)."""
+    for old, new in MOVED_MODULES.items():
+        if target.startswith(old):
+            return new + target[len(old):]
+    return target
+
+
+def with_moved_targets(config):
+    """``config`` (nested dicts and lists) with every ``_target_`` in today's module path."""
+    if isinstance(config, dict):
+        return {k: moved_to(v) if k == "_target_" and isinstance(v, str) else with_moved_targets(v)
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [with_moved_targets(v) for v in config]
+    return config
+
+
 def upgraded_data_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     """A run's ``data`` config with renamed settings in today's spelling: ``noise_snr_db``
     (white noise at an SNR range on every utterance) as ``augment.noise``, ``sorted_first_epoch``
-    as ``sorted_epochs``."""
-    data = dict(data)
+    as ``sorted_epochs``, and classes of moved modules by their new path."""
+    data = with_moved_targets(dict(data))
     snr = data.pop("noise_snr_db", None)
     if snr is not None:
         augment = dict(data.get("augment") or {})

@@ -44,7 +44,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(data_dir) -> dict[str, str]:
     """Manifests of a 54-utterance espeak corpus (built in a few seconds, then cached)."""
-    from rnnseq.data.corpus.speech_corpus import EspeakSpeechCorpus
+    from rnnseq.data.builders.speech_corpus import EspeakSpeechCorpus
 
     return EspeakSpeechCorpus(cache_dir=str(data_dir), name="espeak-tiny", num_workers=2,
                               **TINY_CORPUS).build()

@@ -60,7 +60,7 @@ CPU_ONLY_DRIVERS = {"gelsd", "gelsy", "gelss"}
 # applies everywhere.
 DEVICE_CODE = ("models/", "decoding/", "tasks/", "metrics.py", "callbacks.py", "data/vocoder.py",
                "data/audio.py", "synthesize.py", "evaluate.py", "transcribe.py", "generate.py",
-               "explore.py")
+               "finished_runs.py")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnseq import metrics as M
-from rnnseq.data.corpus.commands import EspeakCommands, SpeechCommandsFolder
+from rnnseq.data.builders.commands import EspeakCommands, SpeechCommandsFolder
 from rnnseq.data.tokenizer import LabelTokenizer, tokenizer_from_state
 from rnnseq.evaluate import evaluate
 from rnnseq.models.classifier import SequenceClassifier

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnseq.data.corpus import speech_corpus
-from rnnseq.data.corpus.espeak import EspeakSynthesizer, Voice
-from rnnseq.data.corpus.sentences import extract_sentences, normalize
-from rnnseq.data.corpus.speech_corpus import EspeakSpeechCorpus
+from rnnseq.data.builders import speech_corpus
+from rnnseq.data.builders.espeak import EspeakSynthesizer, Voice
+from rnnseq.data.builders.sentences import extract_sentences, normalize
+from rnnseq.data.builders.speech_corpus import EspeakSpeechCorpus
 from rnnseq.data.manifest import DataReport, read_manifest
 
 PLAY = """THE TRAGEDY OF TESTING
@@ -232,7 +232,7 @@ def test_a_second_source_trains_and_a_held_out_document_and_unheard_voices_form_
 
 
 def test_neural_voices_speak_reproducibly_at_the_asked_speed():
-    from rnnseq.data.corpus.neural_voices import neural_voice
+    from rnnseq.data.builders.neural_voices import neural_voice
 
     for name, rate in (("hibari:heart", 24000), ("piper:joe", 22050)):
         voice = neural_voice(name)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rnnseq import metrics as M
-from rnnseq.data.corpus.speech_corpus import EspeakSpeechCorpus
+from rnnseq.data.builders.speech_corpus import EspeakSpeechCorpus
 from tests.test_train_smoke import run_train
 
 LEARN_CORPUS = {
@@ -43,7 +43,7 @@ def test_tiny_model_learns_to_transcribe_its_training_utterances(tmp_path, data_
 def test_character_lm_learns_the_text_of_a_play(tmp_path, data_dir):
     """A small character LSTM trained on Macbeth must predict its held-out last lines far better
     than letter frequencies do (about 4.4 bits/char): below 3.0 bits/char."""
-    from rnnseq.data.corpus.shakespeare import fetch_shakespeare
+    from rnnseq.data.builders.shakespeare import fetch_shakespeare
 
     play = fetch_shakespeare(data_dir / "shakespeare") / "macbeth.txt"
     run_dir = tmp_path / "lm"
@@ -76,7 +76,7 @@ def test_tiny_synthesis_model_learns_to_align_and_stop(tmp_path, data_dir):
     at least 90 % stopping by themselves within 25 % of the recorded length. Measured (300 steps,
     about 3 minutes on the 2-core CI machine): focus rate 0.65, all 32 stopped, length ratios
     0.87-1.01; without alignment the focus rate is about one over the sentence length."""
-    from rnnseq.data.corpus.tts_corpus import EspeakTTSCorpus
+    from rnnseq.data.builders.tts_corpus import EspeakTTSCorpus
 
     manifests = EspeakTTSCorpus(cache_dir=str(data_dir), name="espeak_tts-learn", num_workers=2,
                                 num_utterances={"train": 32, "valid": 4, "test": 4},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rnnseq.data.corpus.sentences import normalize
+from rnnseq.data.builders.sentences import normalize
 from rnnseq.data.normalize import normalize_text
 
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from rnnseq import explore
+from rnnseq import finished_runs
 from tests.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -97,11 +97,11 @@ def test_speech_synthesis_notebook(monkeypatch, data_dir, tts_run):
     assert len(audio) == 1  # the player
 
 
-def test_explore_finds_the_newest_run_and_explains_a_missing_one(tmp_path, monkeypatch):
-    monkeypatch.delenv(explore.RUN_VARIABLE, raising=False)
+def test_finished_runs_finds_the_newest_run_and_explains_a_missing_one(tmp_path, monkeypatch):
+    monkeypatch.delenv(finished_runs.RUN_VARIABLE, raising=False)
     monkeypatch.setenv("RNNSEQ_EXPERIMENTS_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="experiment=asr"):
-        explore.find_run("asr")
+        finished_runs.find_run("asr")
     for name in ("old", "new", "no-checkpoint"):
         folder = tmp_path / "asr" / "runs" / name
         (folder / "checkpoints").mkdir(parents=True)
@@ -109,6 +109,6 @@ def test_explore_finds_the_newest_run_and_explains_a_missing_one(tmp_path, monke
             (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
     older = tmp_path / "asr" / "runs" / "old"
     os.utime(older, (1, 1))
-    assert explore.find_run("asr").name == "new"
-    monkeypatch.setenv(explore.RUN_VARIABLE, str(older / "checkpoints" / "last.ckpt"))
-    assert explore.find_run("asr") == older
+    assert finished_runs.find_run("asr").name == "new"
+    monkeypatch.setenv(finished_runs.RUN_VARIABLE, str(older / "checkpoints" / "last.ckpt"))
+    assert finished_runs.find_run("asr") == older

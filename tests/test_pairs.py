@@ -67,7 +67,7 @@ def test_phoneme_and_word_error_rates():
 
 
 def test_espeak_lexicon_splits_words_and_never_leaks(data_dir):
-    from rnnseq.data.corpus.lexicon import EspeakLexicon
+    from rnnseq.data.builders.lexicon import EspeakLexicon
 
     splits = EspeakLexicon(str(data_dir)).load(DataReport())
     words = {s: {p.source for p in pairs} for s, pairs in splits.items()}

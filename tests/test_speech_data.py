@@ -132,6 +132,29 @@ def test_the_retired_sorted_first_epoch_key_is_refused_and_the_upgrade_rewrites_
     assert tokenizer["state"] == "${tokenizer_state_of_run:${data.tokenizer.from_run}}"
 
 
+def test_a_run_naming_a_moved_data_class_is_refused_until_the_upgrade_rewrites_it(tmp_path):
+    import yaml
+
+    from rnnseq.runs import run_data_config
+    from rnnseq.upgrade import upgrade_run_config
+
+    hydra = tmp_path / ".hydra"
+    hydra.mkdir()
+    old = {"data": {"_target_": "rnnseq.data.speech.SpeechDataModule", "corpus": {
+        "_target_": "rnnseq.data.corpus.speech_corpus.EspeakSpeechCorpus", "sources": [
+            {"_target_": "rnnseq.data.readers.corpus.SplitCorpus"}]}}}
+    (hydra / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(ValueError, match=r"rnnseq.data.corpus.speech_corpus.EspeakSpeechCorpus, "
+                                         r"a module that has moved.*python -m rnnseq.upgrade"):
+        run_data_config(tmp_path, [])
+    assert upgrade_run_config(tmp_path)
+    corpus = run_data_config(tmp_path, []).data.corpus
+    assert corpus._target_ == "rnnseq.data.builders.speech_corpus.EspeakSpeechCorpus"
+    assert corpus.sources[0]._target_ == "rnnseq.data.readers.split_corpus.SplitCorpus"
+    from hydra.utils import get_class
+    assert get_class(corpus._target_).__name__ == "EspeakSpeechCorpus"  # the new path imports
+
+
 def test_training_on_a_corpus_full_of_bad_items_runs_to_the_end_and_reports_them(
         tiny_corpus, tmp_path, data_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

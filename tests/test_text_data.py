@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnnseq.data.corpus.text_sources import PennTreebank, ShakespeareText, TextFiles, read_lines
+from rnnseq.data.builders.text_sources import PennTreebank, ShakespeareText, TextFiles, read_lines
 from rnnseq.data.text import (
     StreamWindows,
     TextDataModule,

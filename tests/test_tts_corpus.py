@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from rnnseq.data.corpus.speech_corpus import trim_silence
-from rnnseq.data.corpus.tts_corpus import EspeakTTSCorpus
+from rnnseq.data.builders.speech_corpus import trim_silence
+from rnnseq.data.builders.tts_corpus import EspeakTTSCorpus
 
 
 def test_trimming_cuts_leading_and_trailing_silence_and_keeps_a_margin():

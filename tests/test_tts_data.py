@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnseq.data.corpus.espeak import EspeakSynthesizer
+from rnnseq.data.builders.espeak import EspeakSynthesizer
 from rnnseq.data.tts import TTSDataModule
 
 

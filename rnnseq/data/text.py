@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnseq.data.base import ResumableLoader, SplitDataModule, own_generator
 from rnnseq.data.batching import InOrderBatches
-from rnnseq.data.corpus.text_sources import SPLITS
+from rnnseq.data.builders.text_sources import SPLITS
 from rnnseq.data.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_state
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def collate_lines(items: Sequence[torch.Tensor], eos_id: int, pad_id: int = 0) -
 
 
 class TextDataModule(SplitDataModule):
-    """Language-model data from a text source (see :mod:`rnnseq.data.corpus.text_sources`).
+    """Language-model data from a text source (see :mod:`rnnseq.data.builders.text_sources`).
 
     Args:
         source: an object with ``load() -> {"train": lines, "valid": lines, "test": lines}``.

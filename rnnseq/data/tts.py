@@ -4,7 +4,7 @@ it must produce.
 
 Phonemes come from the manifest's ``phonemes`` field (the embedded corpus writes it) or, where a
 manifest has none (LJSpeech, your own recordings), from espeak-ng at setup, with word
-boundaries (:meth:`~rnnseq.data.corpus.espeak.EspeakSynthesizer.phoneme_symbols`). A manifest
+boundaries (:meth:`~rnnseq.data.builders.espeak.EspeakSynthesizer.phoneme_symbols`). A manifest
 ``speaker`` field gives every item a speaker id (multi-speaker synthesis).
 """
 
@@ -54,7 +54,7 @@ class TTSDataModule(SpeechDataModule):
             return utts
         missing = [i for i, u in enumerate(utts) if u.phonemes is None]
         if missing:
-            from rnnseq.data.corpus.espeak import EspeakSynthesizer
+            from rnnseq.data.builders.espeak import EspeakSynthesizer
 
             espeak = EspeakSynthesizer.shared()
             for i in tqdm(missing, desc=f"phonemes of {split} ({self.phoneme_voice})",

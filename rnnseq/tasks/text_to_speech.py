@@ -213,7 +213,7 @@ class TextToSpeech(Task):
         text = normalize_text(text, self.hparams.normalizer)
         if self.hparams.inputs != "phonemes":
             return text
-        from rnnseq.data.corpus.espeak import EspeakSynthesizer
+        from rnnseq.data.builders.espeak import EspeakSynthesizer
 
         return EspeakSynthesizer.shared().phoneme_symbols(text, self.hparams.phoneme_voice)
 

@@ -5,7 +5,7 @@
 - ``librispeech.py``, ``common_voice.py``, ``kaldi.py``, ``ljspeech.py``: corpora in their
   published layouts, as ``data.corpus`` objects (``data=librispeech``, ``data=common_voice``,
   ``data=kaldi``, ``data=ljspeech``) that write one manifest per split, and on the command line.
-- ``corpus.py``: what they share (one entry per audio file, the split manifests written once).
+- ``split_corpus.py``: what they share (one entry per audio file, the split manifests written once).
 
 Audio is read with soundfile (wav, flac, ogg, mp3, ...). Every line or file left out is reported
 with its file, line and reason: in ``<manifest>.report.json`` on the command line, and in the
@@ -13,7 +13,6 @@ run's ``data_report.json`` through ``data.corpus``.
 """
 
 from rnnseq.data.readers.common_voice import CommonVoice, read_common_voice
-from rnnseq.data.readers.corpus import SplitCorpus, audio_entry
 from rnnseq.data.readers.folder import (
     audio_files,
     folder_entries,
@@ -25,6 +24,7 @@ from rnnseq.data.readers.folder import (
 from rnnseq.data.readers.kaldi import KaldiData, read_kaldi
 from rnnseq.data.readers.librispeech import LibriSpeech, read_librispeech
 from rnnseq.data.readers.ljspeech import LJSpeech
+from rnnseq.data.readers.split_corpus import SplitCorpus, audio_entry
 
 __all__ = ["CommonVoice", "KaldiData", "LJSpeech", "LibriSpeech", "SplitCorpus", "audio_entry",
            "audio_files", "folder_entries", "folder_manifest", "ljspeech_entries",

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 
 from rnnseq.data.manifest import DataReport
-from rnnseq.data.readers.corpus import SplitCorpus, audio_entry
+from rnnseq.data.readers.split_corpus import SplitCorpus, audio_entry
 
 NEEDED_COLUMNS = ("path", "sentence")
 

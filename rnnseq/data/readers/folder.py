@@ -26,7 +26,7 @@ from pathlib import Path
 import soundfile
 
 from rnnseq.data.manifest import DataReport, write_manifest
-from rnnseq.data.readers.corpus import audio_entry
+from rnnseq.data.readers.split_corpus import audio_entry
 
 SIDECARS = (".txt", ".lab")
 _ID_AND_TEXT = re.compile(r"^(\S+?)(?:\t|\||\s+)(.*)$")

@@ -22,7 +22,7 @@ from pathlib import Path
 import soundfile
 
 from rnnseq.data.manifest import DataReport
-from rnnseq.data.readers.corpus import SplitCorpus, audio_entry
+from rnnseq.data.readers.split_corpus import SplitCorpus, audio_entry
 
 _ARCHIVE_OFFSET = re.compile(r"\.ark:\d+$")
 

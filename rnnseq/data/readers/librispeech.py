@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rnnseq.data.manifest import DataReport
-from rnnseq.data.readers.corpus import SplitCorpus, audio_entry
+from rnnseq.data.readers.split_corpus import SplitCorpus, audio_entry
 
 
 def read_librispeech(subset: Path, report: DataReport) -> list[dict]:

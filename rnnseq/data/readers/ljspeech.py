@@ -14,8 +14,8 @@ import hashlib
 from pathlib import Path
 
 from rnnseq.data.manifest import DataReport
-from rnnseq.data.readers.corpus import SplitCorpus
 from rnnseq.data.readers.folder import ljspeech_entries
+from rnnseq.data.readers.split_corpus import SplitCorpus
 
 
 class LJSpeech(SplitCorpus):

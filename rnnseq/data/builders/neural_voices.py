@@ -22,7 +22,7 @@ import json
 
 import numpy as np
 
-from rnnseq.data.corpus.espeak import EspeakSynthesizer
+from rnnseq.data.builders.espeak import EspeakSynthesizer
 
 PREFIXES = ("hibari:", "piper:")
 

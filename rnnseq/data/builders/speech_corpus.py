@@ -4,7 +4,7 @@ Splits: ``train``; ``valid`` and ``test`` (documents of the main text source tha
 reads, spoken by the training voices); ``test_text`` (a held-out document of a second, modern
 text source, same voices); ``test_voices`` (the test sentences again, spoken by espeak-ng voices
 that training never hears); ``test_engine`` (the test sentences again, spoken by a neural voice
-of an engine training never hears, :mod:`rnnseq.data.corpus.neural_voices`). The last three
+of an engine training never hears, :mod:`rnnseq.data.builders.neural_voices`). The last three
 exist when their ``num_utterances`` is above 0.
 
 Everything is derived from the build settings and the seed, so the same settings always give the
@@ -29,11 +29,11 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from rnnseq.data.corpus.espeak import Voice
-from rnnseq.data.corpus.neural_voices import is_neural, neural_voice
-from rnnseq.data.corpus.sentences import extract_sentences
-from rnnseq.data.corpus.shakespeare import fetch_shakespeare
-from rnnseq.data.corpus.sotu import fetch_sotu
+from rnnseq.data.builders.espeak import Voice
+from rnnseq.data.builders.neural_voices import is_neural, neural_voice
+from rnnseq.data.builders.sentences import extract_sentences
+from rnnseq.data.builders.shakespeare import fetch_shakespeare
+from rnnseq.data.builders.sotu import fetch_sotu
 from rnnseq.data.manifest import write_manifest
 
 log = logging.getLogger(__name__)
@@ -415,14 +415,14 @@ def _neural_jobs(jobs: list[_Job]) -> int:
 def _synthesize_block(jobs: list[_Job]) -> list[tuple[float, dict]]:
     """Runs in a worker process: :func:`_synthesize` for each job, in order, with an espeak-ng of
     the block's own, so the block sounds the same in any process after any other block."""
-    from rnnseq.data.corpus.espeak import EspeakSynthesizer
+    from rnnseq.data.builders.espeak import EspeakSynthesizer
 
     with EspeakSynthesizer.fresh() as espeak:
         return [_synthesize(job, espeak) for job in jobs]
 
 
 def _synthesize(job: _Job, espeak) -> tuple[float, dict]:
-    """Speaks one sentence (``espeak``: an :class:`~rnnseq.data.corpus.espeak.EspeakSynthesizer`)
+    """Speaks one sentence (``espeak``: an :class:`~rnnseq.data.builders.espeak.EspeakSynthesizer`)
     and writes it as 16-bit wav; returns its seconds and extra manifest fields (``phonemes``)."""
     import soundfile
     import torch

@@ -1,10 +1,10 @@
 """Looking at finished runs and sweeps from Python (the notebooks use this): find them, load
 their models, take a few examples of their data, tabulate and plot sweeps.
 
-    from rnnseq import explore
-    run = explore.find_run("asr")            # $RNNSEQ_RUN, else the newest run of the study
-    task = explore.load_run(run)             # the right task class, in eval mode
-    batch = explore.examples(run, "test", 3)
+    from rnnseq import finished_runs
+    run = finished_runs.find_run("asr")    # $RNNSEQ_RUN, else the newest run of the study
+    task = finished_runs.load_run(run)     # the right task class, in eval mode
+    batch = finished_runs.examples(run, "test", 3)
 """
 
 from __future__ import annotations

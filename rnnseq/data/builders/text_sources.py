@@ -8,8 +8,8 @@ import logging
 import re
 from pathlib import Path
 
-from rnnseq.data.corpus.sentences import extract_sentences
-from rnnseq.data.corpus.shakespeare import fetch_shakespeare
+from rnnseq.data.builders.sentences import extract_sentences
+from rnnseq.data.builders.shakespeare import fetch_shakespeare
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rnnseq.data.corpus.espeak import Voice
-from rnnseq.data.corpus.speech_corpus import (
+from rnnseq.data.builders.espeak import Voice
+from rnnseq.data.builders.speech_corpus import (
     SPLIT_NAMES,
     EspeakCorpus,
     EspeakSpeechCorpus,

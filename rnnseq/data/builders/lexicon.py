@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rnnseq.data.corpus.espeak import EspeakSynthesizer
-from rnnseq.data.corpus.sentences import normalize, speech_lines
-from rnnseq.data.corpus.shakespeare import fetch_shakespeare
+from rnnseq.data.builders.espeak import EspeakSynthesizer
+from rnnseq.data.builders.sentences import normalize, speech_lines
+from rnnseq.data.builders.shakespeare import fetch_shakespeare
 from rnnseq.data.manifest import DataReport
 from rnnseq.data.pairs import SPLITS, Pair, read_pairs, split_of
 

