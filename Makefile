@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # module fixtures are built once. TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= auto
 
-.PHONY: train test test-all gpu-check lint strip-notebooks clean-venv
+.PHONY: train test test-all docs docs-serve gpu-check lint strip-notebooks clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ test: $(STAMP)  ## default test suite (no slow learning tests)
 
 test-all: $(STAMP)  ## everything, learning tests included
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# MkDocs announces its successor at every start; the notice says nothing about this build.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+
+docs: $(STAMP)  ## the documentation site, offline, into site/ (strict: a broken link or reference fails)
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)  ## the documentation site with live reload on http://127.0.0.1:8000
+	$(DOCS_ENV) $(BIN)/mkdocs serve
 
 # On a GPU machine, with the corpora and wheels of `bench/gpu_check.py --prepare DIR` (the command
 # it prints); it needs no .venv there. ARGS="--cpu-tiny" runs the tiny CPU mode that `make test` runs.

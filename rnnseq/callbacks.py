@@ -54,14 +54,13 @@ class ReleaseFreeMemory(L.Callback):
     back to the system.
 
     Batches of changing lengths free blocks of every size each step, and glibc keeps them in its
-    heaps: over 400 steps of ``experiment=asr`` the training process's anonymous memory grew from
-    1.0 to 3.3 GB while what it used stayed near 1.1 GB (``experiments/asr/README.md``). Releasing
-    after every step held the peak near the step's own working set, but the next step takes the
-    same memory back page by page: about 90,000 page faults a step, a fifth of the process's CPU
-    time in the kernel. ``above_mb`` releases only when the process holds more than that, so a
-    step reuses what the last one freed until the heap has grown past it. The beam-search tests
-    after training grew the heap the same way (1.6 to 3.6 GB over four test splits), so every
-    validation and test batch releases too (under the same ``above_mb``).
+    heaps, so the process holds several times the memory it uses. Releasing after every step
+    holds the peak near the step's own working set, but the next step takes the same memory back
+    page by page, and the page faults cost a large share of the CPU time. ``above_mb`` releases
+    only when the process holds more than that, so a step reuses what the last one freed until
+    the heap has grown past it. Beam search grows the heap the same way, so every validation and
+    test batch releases too (under the same ``above_mb``). The measurements are in
+    ``experiments/asr/notes/`` (where the memory went, where a step's time went).
 
     Args:
         every_n_steps: release after every this many optimiser steps, and after every evaluation

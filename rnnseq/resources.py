@@ -1,6 +1,6 @@
 """How many CPU threads training uses, and how DataLoader workers share the cores with it.
 
-Measured on a 2-core machine (``bench/threads.py``, ``experiments/benchmarks/README.md``): torch's
+What ``bench/threads.py`` measures (its results are in ``experiments/benchmarks/notes/``): torch's
 intra-op threads should take every core, and with features cached (``data.feature_cache``) the
 training process should read batches itself rather than through a worker process competing for
 the same cores. Workers run single-threaded and, optionally, at a lower scheduling priority.

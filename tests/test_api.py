@@ -3,7 +3,10 @@ its doctested examples, and what each call must equal."""
 
 from __future__ import annotations
 
+import contextlib
 import doctest
+import io
+import re
 import warnings
 
 import pytest
@@ -13,6 +16,7 @@ import rnnseq
 from rnnseq import api
 from rnnseq.data.audio import load_audio
 from rnnseq.data.manifest import DataReport, read_manifest
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,25 @@ def test_the_examples_in_the_api_docstring_run(smoke_run, tts_run, textgen_run, 
                                                   "textgen_run": textgen_run,
                                                   "wav_path": wav_paths[0]})
     assert result.attempted >= 8 and result.failed == 0
+
+
+def test_the_front_pages_python_example_runs(smoke_run, tts_run, textgen_run, wav_paths):
+    readme = (REPO / "README.md").read_text()
+    code = re.search(r"## From Python\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    for study, run in (("asr", smoke_run), ("tts", tts_run), ("textgen", textgen_run)):
+        assert f'"experiments/{study}/runs/<time>"' in code
+        code = code.replace(f'"experiments/{study}/runs/<time>"', repr(str(run)))
+    assert '"speech.wav"' in code
+    code = code.replace('"speech.wav"', repr(wav_paths[0]))
+    printed = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
+        warnings.simplefilter("ignore", UserWarning)  # the tiny tts corpus lacks some letters
+        namespace = {}
+        exec(compile(code, "README.md (From Python)", "exec"), namespace)
+    transcript = namespace["recognizer"].transcribe(wav_paths[0])
+    sample = api.TextGenerator.from_run(textgen_run).sample("ROMEO.", 200, seed=1)
+    assert printed.getvalue() == f"{transcript}\n{sample}\n"
+    assert namespace["speech"].wave.ndim == 1 and namespace["speech"].sample_rate > 0
 
 
 def test_the_package_exports_the_api_without_importing_it_up_front():

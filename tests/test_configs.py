@@ -103,7 +103,7 @@ def test_experiment_composes_and_instantiates(experiment, tmp_path):
 
 
 def test_asr_recipe_on_your_own_manifests_has_no_embedded_corpus(tmp_path, tiny_corpus):
-    """`experiment=asr data=speech data.manifests...` (the README's own-data command) keeps the
+    """`experiment=asr data=speech data.manifests...` (the own-data command of docs/your-data.md) keeps the
     recipe's batch settings and reads the given manifests, with no corpus left over."""
     cfg = compose_config(["experiment=asr", "data=speech",
                           *(f"data.manifests.{k}={v}" for k, v in tiny_corpus.items()

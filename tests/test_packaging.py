@@ -85,7 +85,7 @@ def test_console_scripts_run_outside_the_checkout_with_a_users_config_folder(ins
           f"hydra.run.dir={run}"], cwd=work, **env)
     config = (run / ".hydra" / "config.yaml").read_text()
     assert "study: mine" in config and "hidden_size: 24" in config
-    # the same folder through hydra.searchpath, as the README shows
+    # the same folder through hydra.searchpath, as docs/getting-started.md shows
     job = _run([installed / "rnnseq-train", f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]",
                 "experiment=tiny_asr", "--cfg", "job"], cwd=work, **env).stdout
     assert "study: mine" in job

@@ -288,8 +288,8 @@ class SpeechDataModule(SplitDataModule):
             ``rnnseq.evaluate`` treats any reference the same way.
         stats_utterances: how many training utterances estimate the normalisation statistics.
         sorted_epochs: training epochs served from short to long utterances before shuffling
-            starts (1: SortaGrad). ``experiment=asr`` sorts all three: see
-            ``experiments/asr/README.md``.
+            starts (1: SortaGrad). ``experiment=asr`` sets how many; the runs that chose it
+            are in ``experiments/asr/notes/``.
         retired: settings of older rnnseq versions (:data:`RETIRED_SETTINGS`): an error naming
             today's setting and ``python -m rnnseq.upgrade``, which rewrites the run folder's
             config.

@@ -7,12 +7,11 @@ outputs and the final state out. Their weights have ``nn.LSTM``'s names, shapes 
 (input, forget, cell, output), so an ``nn.LSTM``'s weights load into them. The input projection
 of every step is one matrix product over the whole sequence; the recurrence is a loop over
 steps whose backward pass is written out, with everything that does not depend on the incoming
-gradient computed for all steps before the loop. On 2 CPU cores they cost 1.9-2.5x (peephole) and
-2.1-2.9x (layer-normalised) the fused ``nn.LSTM``, forward + backward (``bench/recurrent_cells.py``,
-experiments/benchmarks/README.md). Rejected: for batch 32 x 200 steps, 240 -> 256, where the fused
-LSTM took 0.069 s, the peephole loop under autograd took 0.53 s, as TorchScript 0.67 s, with
-``torch.compile`` of the gate arithmetic 0.61 s plus 18.6 s of compilation. Models build the
-cells by name through :func:`rnnseq.models.recurrent.build_recurrent`.
+gradient computed for all steps before the loop. They are slower than the fused ``nn.LSTM``, which
+runs one kernel for the whole sequence; ``bench/recurrent_cells.py`` measures by how much
+(``experiments/benchmarks/notes/``). The loop under autograd, TorchScript and ``torch.compile`` of
+the gate arithmetic were each slower than this written-out backward pass, compilation aside.
+Models build the cells by name through :func:`rnnseq.models.recurrent.build_recurrent`.
 """
 
 from __future__ import annotations

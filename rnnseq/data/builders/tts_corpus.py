@@ -60,9 +60,8 @@ class EspeakTTSCorpus(EspeakCorpus):
 
     Args:
         cache_dir, name, num_workers: as for :class:`EspeakSpeechCorpus`.
-        text_source, valid_documents, test_documents, extra_source, extra_share, min_words,
-            max_words: the speech corpus's text settings (the same sentences for the same
-            settings and seed).
+        text_source, valid_documents, test_documents, extra_source, extra_share, min_words, max_words: the
+            speech corpus's text settings (the same sentences for the same settings and seed).
         num_utterances: ``{"train", "valid", "test", "test_long"}`` counts.
         long_words: ``[low, high]`` words of a ``test_long`` sentence; ``low`` must exceed
             ``max_words``.
