@@ -1,5 +1,6 @@
-"""A sweep's jobs read back from their folders: each job's overrides against its metrics, as a
-table (Markdown and CSV). ``python -m rnnseq.summarize`` and the notebooks use it."""
+"""A sweep's jobs (or several runs) read back from their folders: each one's overrides against
+its metrics, as a table (Markdown and CSV); for runs of one recipe with different seeds, their
+mean and spread too. ``python -m rnnseq.summarize`` and the notebooks use it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def read_job(folder: Path) -> dict:
         results = json.loads(results_path.read_text())
         metrics.update(results.get("best_val") or {})
         metrics.update(results.get("test") or {})
+        for split, scores in results.items():  # further test splits: {"test_text/wer": ...}
+            if split != "test" and isinstance(scores, dict) and scores and all(
+                    str(k).startswith(f"{split}/") for k in scores):
+                metrics.update(scores)
         metrics["train_seconds"] = results.get("train_seconds")
     return {"job": folder.name, "overrides": overrides, "metrics": metrics}
 
@@ -44,6 +49,20 @@ def summary_rows(jobs: list[dict]) -> tuple[list[str], list[list]]:
     rows = [[j["job"], *(j["overrides"].get(k, "") for k in varying),
              *(j["metrics"].get(k) for k in metric_keys)] for j in jobs]
     return header, rows
+
+
+def with_mean_and_spread(header: list[str], rows: list[list], first_metric: int) -> list[list]:
+    """``rows`` (runs of one recipe, one per seed) followed by a ``mean`` row and a ``spread`` row
+    (lowest and highest, as ``"low-high"``) of every column from ``first_metric`` on that every
+    run has; the columns before it (the run, its overrides) stay empty in both."""
+    mean, spread = ["mean"] + [""] * (len(header) - 1), ["spread"] + [""] * (len(header) - 1)
+    for column in range(first_metric, len(header)):
+        values = [row[column] for row in rows]
+        if len(values) < 2 or any(not isinstance(v, (int, float)) for v in values):
+            continue
+        mean[column] = sum(values) / len(values)
+        spread[column] = f"{_cell(float(min(values)))}-{_cell(float(max(values)))}"
+    return [*rows, mean, spread]
 
 
 def _cell(value) -> str:
@@ -68,6 +87,21 @@ def to_csv(header: list[str], rows: list[list]) -> str:
     writer.writerow(header)
     writer.writerows([[("" if v is None else v) for v in row] for row in rows])
     return out.getvalue()
+
+
+def summarize_runs(runs: list[Path], seeds: bool = False) -> str:
+    """The Markdown table of several run folders (each with ``.hydra/overrides.yaml``), in the
+    order given; with ``seeds``, runs of one recipe, so a mean and a spread row follow."""
+    missing = [run for run in runs if not (run / ".hydra" / "overrides.yaml").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} is not a run folder (no .hydra/overrides.yaml)")
+    jobs = [{**read_job(run), "job": run.name} for run in runs]
+    header, rows = summary_rows(jobs)
+    if seeds:
+        metrics = {name for job in jobs for name in job["metrics"]}
+        first_metric = next((i for i, name in enumerate(header) if name in metrics), len(header))
+        rows = with_mean_and_spread(header, rows, first_metric)
+    return to_markdown(header, rows)
 
 
 def summarize(sweep: Path) -> str:

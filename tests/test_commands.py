@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rnnseq import metrics as M
 from rnnseq.data.builders.commands import EspeakCommands, SpeechCommandsFolder
 from rnnseq.data.tokenizer import LabelTokenizer, tokenizer_from_state
-from rnnseq.evaluate import evaluate
+from rnnseq.evaluation import evaluate
 from rnnseq.models.classifier import SequenceClassifier
 from rnnseq.models.encoder import RecurrentEncoder
 from tests.test_train_smoke import run_train

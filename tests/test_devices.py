@@ -209,7 +209,7 @@ def test_a_decoding_sweep_moves_its_batches_and_autocast_to_the_device_it_is_giv
     """``evaluate --sweep`` decodes where ``--device`` says (a GPU by default where there is one):
     every batch goes to that device and autocast is set up for that device's type."""
     from rnnseq import resources
-    from rnnseq.evaluate import sweep_decoding
+    from rnnseq.evaluation import sweep_decoding
     from rnnseq.tasks.speech_to_text import SpeechToText
 
     moved, autocast_devices = [], []

@@ -16,7 +16,7 @@ from rnnseq import metrics as M
 from rnnseq.data.forecast import ForecastDataModule, Scaler, seasonal_naive, split_bounds
 from rnnseq.data.manifest import DataReport
 from rnnseq.data.series import BUILTIN_SERIES, load_series, read_csv_column
-from rnnseq.evaluate import evaluate
+from rnnseq.evaluation import evaluate
 from rnnseq.models.attention import AdditiveAttention
 from rnnseq.models.encoder import RecurrentEncoder
 from rnnseq.models.forecaster import RegressionDecoder, Seq2SeqForecaster

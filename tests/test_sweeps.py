@@ -41,6 +41,31 @@ def test_summarize_tabulates_varying_overrides_against_metrics(tmp_path):
         summarize(tmp_path / "0" / "nothing-here")
 
 
+def test_the_seeds_of_one_recipe_get_their_mean_and_spread(tmp_path, capsys):
+    from statistics import mean
+
+    from rnnseq.summarize import main
+
+    wers, cers = [0.25, 0.125, 0.5], [0.1, 0.2, 0.3]
+    for seed, (wer, cer) in enumerate(zip(wers, cers), 1):
+        _job(tmp_path, seed, ["experiment=asr", "model/attention=location", f"seed={seed}"],
+             {"test": {"test/wer": wer}, "test_voices": {"test_voices/cer": cer},
+              "train_seconds": 10.0 * seed})
+    runs = [str(tmp_path / str(seed)) for seed in (1, 2, 3)]
+    assert main(["--seeds", *runs]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| job | seed | test/wer | test_voices/cer | train_seconds |"
+    assert lines[2:5] == ["| 1 | 1 | 0.2500 | 0.1000 | 10.0000 |",
+                          "| 2 | 2 | 0.1250 | 0.2000 | 20.0000 |",
+                          "| 3 | 3 | 0.5000 | 0.3000 | 30.0000 |"]
+    assert lines[5] == (f"| mean |  | {mean(wers):.4f} | {mean(cers):.4f} | 20.0000 |")
+    assert lines[6] == "| spread |  | 0.1250-0.5000 | 0.1000-0.3000 | 10.0000-30.0000 |"
+    assert main(["--runs", *runs]) == 0  # a row each, no summary rows
+    assert "mean" not in capsys.readouterr().out
+    assert main(["--seeds", str(tmp_path)]) == 2  # a sweep folder is not a run
+    assert "is not a run folder" in capsys.readouterr().err
+
+
 def test_two_job_multirun_writes_one_folder_per_job(tiny_sweep, data_dir):
     for job in ("0", "1"):
         results = json.loads((tiny_sweep / job / "results.json").read_text())

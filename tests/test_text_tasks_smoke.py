@@ -49,7 +49,8 @@ def test_g2p_runs_and_evaluate_rescores_with_other_decoding(tmp_path, data_dir):
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["test"]) == {M.TEST_PER, M.TEST_WER}
     assert results["test_items"] > 0 and M.VAL_PER in results["best_val"]
-    from rnnseq.evaluate import evaluate, main
+    from rnnseq.evaluate import main
+    from rnnseq.evaluation import evaluate
 
     record = evaluate(run_dir, {"beam_size": 2}, split="valid", data_overrides=["data.max_batch_size=4"])
     assert "valid/per" in record["metrics"]
@@ -86,7 +87,7 @@ def _check_heatmaps_have_one_labelled_row_per_phoneme(run_dir):
 
 
 def test_lm_fusion_through_evaluate(tmp_path, data_dir, smoke_run):
-    from rnnseq.evaluate import evaluate
+    from rnnseq.evaluation import evaluate
 
     lm_dir = tmp_path / "asr_lm"
     run_train(lm_dir, data_dir, "trainer.fast_dev_run=2", "data.batch_size=16",
@@ -99,7 +100,7 @@ def test_lm_fusion_through_evaluate(tmp_path, data_dir, smoke_run):
 def test_subword_speech_recognition_trains_decodes_and_fuses_a_language_model_of_its_pieces(
         tmp_path, data_dir, tiny_corpus):
     from rnnseq.checkpoints import find_checkpoint
-    from rnnseq.evaluate import evaluate
+    from rnnseq.evaluation import evaluate
     from rnnseq.runs import tokenizer_of_run
     from rnnseq.tasks.speech_to_text import SpeechToText
     from tests.conftest import corpus_overrides

@@ -230,7 +230,8 @@ def test_transcribe_prints_one_line_per_file_at_any_sample_rate(smoke_run, tiny_
 
 def test_evaluate_scores_any_manifest_with_errors_and_real_time_factor(smoke_run, tiny_corpus,
                                                                        tmp_path, capsys):
-    from rnnseq.evaluate import evaluate, main
+    from rnnseq.evaluate import main
+    from rnnseq.evaluation import evaluate
 
     checkpoint = smoke_run / "checkpoints" / "last.ckpt"
     assert main([f"run={checkpoint}", "--manifest", tiny_corpus["valid"], "decoding.beam_size=1"]) == 0
@@ -267,7 +268,7 @@ def test_evaluate_scores_any_manifest_with_errors_and_real_time_factor(smoke_run
 def test_evaluate_reads_the_runs_batching_and_decodes_with_the_ctc_head_alone(smoke_run):
     import itertools
 
-    from rnnseq.evaluate import evaluate
+    from rnnseq.evaluation import evaluate
     from rnnseq.runs import manifest_batching, run_data_config
 
     run_config = run_data_config(smoke_run, [])
@@ -294,7 +295,8 @@ def test_evaluate_reads_the_runs_batching_and_decodes_with_the_ctc_head_alone(sm
 
 
 def test_evaluate_writes_nbest_lists_with_an_oracle_and_runs_ctc_prefix_beam_search(smoke_run):
-    from rnnseq.evaluate import evaluate, item_errors, parse_args
+    from rnnseq.evaluate import parse_args
+    from rnnseq.evaluation import evaluate, item_errors
 
     assert parse_args([str(smoke_run), "--nbest", "3"]).decoding == {"nbest": 3}
     record = evaluate(smoke_run, {"nbest": 3, "ctc_weight": 0.3, "beam_size": 3})
@@ -324,7 +326,8 @@ def test_evaluate_writes_nbest_lists_with_an_oracle_and_runs_ctc_prefix_beam_sea
 
 
 def test_a_decoding_sweep_encodes_once_and_scores_as_evaluate_does(smoke_run, monkeypatch):
-    from rnnseq.evaluate import evaluate, main, parse_sweep, sweep_decoding
+    from rnnseq.evaluate import main, parse_sweep
+    from rnnseq.evaluation import evaluate, sweep_decoding
 
     calls = []
     encode = SpeechToText.encode
@@ -344,7 +347,7 @@ def test_a_decoding_sweep_encodes_once_and_scores_as_evaluate_does(smoke_run, mo
 
 
 def test_evaluate_scores_an_extra_test_split_as_the_run_did_and_names_unknown_ones(smoke_run):
-    from rnnseq.evaluate import evaluate
+    from rnnseq.evaluation import evaluate
 
     record = evaluate(smoke_run, {})
     voices = evaluate(smoke_run, {}, split="test_voices")

@@ -155,7 +155,8 @@ def test_a_multi_speaker_manifest_trains_a_speaker_embedding_that_synthesize_sel
 
 def test_evaluate_rescores_a_synthesis_run_with_other_stop_settings_and_a_listener(
         tts_run, smoke_run, capsys):
-    from rnnseq.evaluate import evaluate, main
+    from rnnseq.evaluate import main
+    from rnnseq.evaluation import evaluate
 
     record = evaluate(tts_run, {}, split="test_long", synthesis={"stop_threshold": 0.99},
                       evaluation={"asr": str(smoke_run)})
