@@ -44,7 +44,7 @@ strip-notebooks: $(STAMP)  ## clear notebook outputs before committing them
 	$(BIN)/python notebooks/strip_outputs.py notebooks/*.ipynb
 
 lint: $(STAMP)  ## ruff, and the package's layers (pyproject.toml [tool.importlinter])
-	$(BIN)/ruff check rnnseq tests bench
+	$(BIN)/ruff check rnnseq tests bench docs
 	$(BIN)/lint-imports
 
 clean-venv:
