@@ -538,7 +538,7 @@ def settle_allocator() -> None:
     blocks from fresh pages (``mmap``, page faults on first touch) to its maximum. A training or
     evaluation process gets there with its first large batch; a benchmark that skipped it would
     time its first cases with page faults its later ones do not pay (SpeechBrain's beam search
-    measured 1.18 against 0.80 ms per utterance-step, depending on what ran before it)."""
+    measured much slower per utterance-step when it ran first)."""
     block = torch.ones(8 * 2**20 - 2**12)  # float32: 32 MiB less 16 KiB
     del block
 

@@ -91,6 +91,9 @@ class Recognizer(_AudioModel):
 
     def _wave(self, audio: Audio, sample_rate: int | None) -> torch.Tensor:
         if isinstance(audio, (str, Path)):
+            if sample_rate is not None:
+                raise ValueError(f"sample_rate={sample_rate} is for waveforms; {audio} carries its "
+                                 f"own rate (drop sample_rate)")
             return load_audio(str(audio), self.sample_rate)
         wave = torch.as_tensor(audio, dtype=torch.float32)
         if wave.dim() != 1:
@@ -191,17 +194,22 @@ class Synthesizer(_AudioModel):
                     batch_size: int = 8) -> list[Speech]:
         """Every text synthesised, ``batch_size`` at a time, in order; ``speaker``: one name for
         all texts, or one per text."""
+        return list(self.speak_each(texts, speaker, batch_size))
+
+    def speak_each(self, texts: Sequence[str], speaker: str | Sequence[str] | None = None,
+                   batch_size: int = 8, ids: Sequence[str] | None = None) -> Iterator[Speech]:
+        """:meth:`speak_batch` one :class:`Speech` at a time, as each batch is done (for long
+        lists); ``ids`` name the texts in warnings and errors (default: their positions)."""
         speakers = [speaker] * len(texts) if speaker is None or isinstance(speaker, str) else speaker
-        if len(speakers) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(speakers)} speakers")
-        requests = [{"id": str(i), "text": t, "speaker": s}
-                    for i, (t, s) in enumerate(zip(texts, speakers))]
-        return list(synthesize_requests(self.task, requests, batch_size))
+        ids = [str(i) for i in range(len(texts))] if ids is None else list(ids)
+        if not len(speakers) == len(ids) == len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(speakers)} speakers and {len(ids)} ids")
+        requests = [{"id": i, "text": t, "speaker": s} for i, t, s in zip(ids, texts, speakers)]
+        return _synthesize(self.task, requests, batch_size)
 
 
 @torch.no_grad()
-def synthesize_requests(task: TextToSpeech, requests: list[dict],
-                        batch_size: int = 8) -> Iterator[Speech]:
+def _synthesize(task: TextToSpeech, requests: list[dict], batch_size: int) -> Iterator[Speech]:
     """Yields a :class:`Speech` for every request (``{"id", "text", "speaker"}``), in order; a
     request with text the model cannot fully say gives a warning naming it."""
     speakers = task.hparams.speakers

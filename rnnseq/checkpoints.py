@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -170,15 +169,3 @@ def run_folder_of(path: str | Path) -> Path:
     if path.is_file():
         return path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return path
-
-
-def load_task_or_report(task_class: type[TaskT], run: str | Path,
-                        device: str = "auto") -> TaskT | None:
-    """:func:`load_task` for command-line tools: a missing run or checkpoint is printed as one
-    ``error:`` line on stderr (no traceback) and gives ``None``; so is a checkpoint of an older
-    format (its message names the upgrade command)."""
-    try:
-        return load_task(task_class, run, device)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return None

@@ -87,25 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import soundfile
 
-    from rnnseq.api import synthesize_requests
-    from rnnseq.checkpoints import load_task_or_report
+    from rnnseq.api import Synthesizer
     from rnnseq.data.manifest import write_manifest
-    from rnnseq.tasks.text_to_speech import TextToSpeech
 
-    task = load_task_or_report(TextToSpeech, args.run, args.device)
-    if task is None:
-        return 2
     try:
         requests = read_requests(args)
-        task.set_synthesis(args.synthesis)
+        synthesizer = Synthesizer.from_run(args.run, args.device, **args.synthesis)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    rate = int(task.hparams.features["sample_rate"])
+    rate = synthesizer.sample_rate
+    spoken = synthesizer.speak_each([r["text"] for r in requests], [r["speaker"] for r in requests],
+                                    args.batch_size, ids=[r["id"] for r in requests])
     entries, status = [], 0
     try:
-        for request, speech in zip(requests, synthesize_requests(task, requests, args.batch_size)):
+        for request, speech in zip(requests, spoken):
             wave, stopped = speech.wave, speech.stopped
             path = args.out / f"{request['id']}.wav"
             soundfile.write(path, wave.clamp(-1, 1).cpu().numpy(), rate, subtype="PCM_16")

@@ -88,6 +88,8 @@ def test_a_recognizer_resamples_a_waveform_at_another_rate(smoke_run, wav_paths)
     assert float((resampled - wave).abs().max()) < 0.05 * float(wave.abs().max())
     with pytest.raises(ValueError, match="mono waveform"):
         recognizer.transcribe(torch.zeros(2, 100))
+    with pytest.raises(ValueError, match="carries its own rate"):  # not silently ignored
+        recognizer.transcribe(wav_paths[0], sample_rate=8000)
 
 
 def test_settings_and_the_kind_of_run_are_checked_when_the_run_is_loaded(smoke_run, tts_run):

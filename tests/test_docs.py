@@ -27,7 +27,22 @@ from rnnseq.models.seq2seq import build_seq2seq
 from tests.conftest import REPO, compose_config
 from tests.test_train_smoke import run_module
 
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("**/*.md"))]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+         *sorted((REPO / "experiments").glob("*/README.md"))]
+
+
+def documented_commands(module_pattern: str) -> list[tuple[str, str, str]]:
+    """``(page, module, arguments)`` of every ``python -m <module> ...`` line of a ``bash`` block
+    on the front page, the docs and the results pages (continuation lines joined, comments cut)."""
+    found = []
+    for page in PAGES:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split("  #")[0].strip()
+                match = re.match(rf"(?:\S*/)?python -m ({module_pattern}) (.*)", line)
+                if match:
+                    found.append((str(page.relative_to(REPO)), match.group(1), match.group(2)))
+    return found
 
 
 def block_after(page: str, marker: str, language: str) -> str:
@@ -62,7 +77,8 @@ def test_the_site_builds_in_strict_mode(tmp_path):
     """``mkdocs build --strict`` fails on a link to a missing page or file, an anchor no heading
     makes, a ``::: module`` that does not resolve and a docstring griffe cannot read."""
     built = build_site(REPO, tmp_path / "site")
-    assert built.returncode == 0, built.stderr[-4000:]
+    problems = [line for line in built.stderr.splitlines() if not line.startswith(("INFO", "  - "))]
+    assert built.returncode == 0, "\n".join(problems)[-4000:]
     home = (tmp_path / "site" / "index.html").read_text()
     assert "Install and run" in home and "Recognizer" in home  # the front page is the home
     api = (tmp_path / "site" / "docs" / "reference" / "api" / "index.html").read_text()
@@ -96,25 +112,19 @@ def test_the_api_reference_names_every_module():
 
 
 def training_commands() -> list[tuple[str, list[str]]]:
-    """Every ``python -m rnnseq.train`` line of a ``bash`` block on the front page and in docs/,
-    as (page, overrides), but for lines with placeholders (``<run>``, ``[...]``, ``...``,
-    ``$VAR``), sweeps over a launcher, help and resumes, which compose differently."""
+    """Every documented ``python -m rnnseq.train`` line as (page, overrides), but for lines with
+    placeholders (``<run>``, ``[...]``, ``...``, ``$VAR``), sweeps over a launcher, help and
+    resumes, which compose differently."""
     found = []
-    for page in PAGES:
-        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
-            for line in block.replace("\\\n", " ").splitlines():
-                line = line.split("  #")[0].strip()
-                if not line.startswith("python -m rnnseq.train "):
-                    continue
-                words = shlex.split(line)[3:]
-                if any(re.search(r"<|\[\.\.\.|\.\.\.|\$|^--|^resume=|^hydra/launcher", w)
-                       for w in words):
-                    continue
-                multirun = "-m" in words
-                words = [w for w in words if w != "-m"]
-                if multirun:  # the first value of each swept key
-                    words = [w if "=" not in w or "[" in w else w.split(",")[0] for w in words]
-                found.append((str(page.relative_to(REPO)), words))
+    for page, _, arguments in documented_commands(r"rnnseq\.train"):
+        words = shlex.split(arguments)
+        if any(re.search(r"<|\[\.\.\.|\.\.\.|\$|^--|^resume=|^hydra/launcher", w) for w in words):
+            continue
+        multirun = "-m" in words
+        words = [w for w in words if w != "-m"]
+        if multirun:  # the first value of each swept key
+            words = [w if "=" not in w or "[" in w else w.split(",")[0] for w in words]
+        found.append((page, words))
     return found
 
 
@@ -130,12 +140,49 @@ def test_every_training_command_in_the_docs_composes(tmp_path):
     assert not failed, "\n".join(failed)
 
 
+def test_every_other_documented_command_parses():
+    """The other commands' documented lines, placeholders (``<run>``) filled in, are accepted by
+    their argument parsers: no option, subcommand or setting prefix that does not exist."""
+    commands = [c for c in documented_commands(r"rnnseq\.[a-z_.]+") if c[1] != "rnnseq.train"]
+    assert len(commands) >= 10, commands
+    failed = []
+    for page, module, arguments in commands:
+        if "..." in arguments:
+            continue
+        words = shlex.split(re.sub(r"<[^>]*>", "x", arguments))
+        name = module + ".__main__" if module == "rnnseq.data.readers" else module
+        parse = getattr(importlib.import_module(name), "parse_args", None)
+        if parse is None:
+            continue
+        try:
+            parse(words)
+        except SystemExit:
+            failed.append(f"{page}: python -m {module} {arguments}")
+    assert not failed, "\n".join(failed)
+
+
 def test_every_entry_point_the_docs_name_exists():
     module = re.compile(r"python -m (rnnseq(?:\.[a-z_]+)*)")
     named = {m for page in PAGES for m in module.findall(page.read_text())}
     assert {"rnnseq.train", "rnnseq.evaluate", "rnnseq.upgrade"} <= named
     missing = [m for m in named if importlib.util.find_spec(m) is None]
     assert not missing, missing
+
+
+def test_the_front_pages_results_are_those_of_the_experiment_pages():
+    """Every figure of the front page's results table is on the results page its row links to,
+    so the front page cannot drift from the pages (which hold every seed)."""
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Results"):readme.index("## Documentation")]
+    rows = [line for line in table.splitlines() if line.startswith("| [")]
+    assert len(rows) >= 6
+    for row in rows:
+        page = REPO / re.search(r"\]\(([^)]+)\)", row).group(1)
+        figures = re.findall(r"\d+\.\d+", row.split("|")[4])
+        assert figures, row
+        text = page.read_text()
+        missing = [f for f in figures if f not in text]
+        assert not missing, f"{page}: {missing} of {row!r}"
 
 
 def test_encoder_example_builds_into_a_seq2seq_model(monkeypatch):

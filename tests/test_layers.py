@@ -61,6 +61,14 @@ def test_every_module_of_the_package_has_a_layer():
                           f"not in the package: {sorted(named - top)}")
 
 
+def test_every_decoding_module_has_a_layer_inside_decoding():
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    inner = next(c for c in contracts["contracts"] if c.get("containers") == ["rnnseq.decoding"])
+    named = {name.strip() for layer in inner["layers"] for name in layer.split("|")}
+    modules = {p.stem for p in (REPO / "rnnseq" / "decoding").glob("*.py") if p.stem != "__init__"}
+    assert named == modules, (sorted(modules - named), sorted(named - modules))
+
+
 def test_no_modules_import_each_other_in_a_circle():
     circles = _import_circles(grimp.build_graph("rnnseq"))
     assert circles == [], circles

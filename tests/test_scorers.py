@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from rnnseq.decoding.coverage import CoverageScorer
 from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
-from rnnseq.decoding.decoder_scorers import CoverageScorer, DecoderScorer
+from rnnseq.decoding.decoder_scorer import DecoderScorer
 from rnnseq.decoding.length_bonus import LengthBonus
 from rnnseq.decoding.lm_fusion import LMScorer
 from rnnseq.decoding.scorer import Step

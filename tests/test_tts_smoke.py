@@ -96,19 +96,15 @@ def test_synthesize_writes_readable_wavs_and_a_manifest(tts_run, tmp_path, data_
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
         str(out / "001.wav"), str(out / "002.wav")]
     # the wav is the in-process synthesis of the same text and seed, in 16 bit, and not silent
-    from rnnseq.api import synthesize_requests
-    from rnnseq.checkpoints import load_task
-    from rnnseq.tasks.text_to_speech import TextToSpeech
+    from rnnseq.api import Synthesizer
 
-    task = load_task(TextToSpeech, tts_run)  # on the device the CLI picks, as the vocoder's phase
-    task.set_synthesis({"seed": 3})
-    requests = [{"id": f"00{i}", "text": text, "speaker": None}
-                for i, text in enumerate(["good night", "sweet prince"], start=1)]
+    # on the device the CLI picks, as the vocoder's phase
+    synthesizer = Synthesizer.from_run(tts_run, seed=3)
     with warnings.catch_warnings():  # symbols the tiny corpus never had, as the CLI said too
-        warnings.filterwarnings("ignore", "00.: cannot speak", UserWarning)
-        spoken = list(synthesize_requests(task, requests))
-    for i, request in enumerate(requests):
-        assert_wav_is(out / f"{request['id']}.wav", spoken[i].wave)
+        warnings.filterwarnings("ignore", ".: cannot speak", UserWarning)
+        spoken = synthesizer.speak_batch(["good night", "sweet prince"])
+    for i, name in enumerate(["001", "002"]):
+        assert_wav_is(out / f"{name}.wav", spoken[i].wave)
     wave = soundfile.read(out / "001.wav")[0]
     again = tmp_path / "again"
     manifest = tmp_path / "lines.jsonl"
@@ -179,16 +175,15 @@ def test_evaluate_rescores_a_synthesis_run_with_other_stop_settings_and_a_listen
 def test_a_synthesis_model_says_numbers_in_words_and_names_what_it_cannot_say(tts_run):
     """The speech synthesis recipe records the ``spoken`` front end in its checkpoint, so a new
     text is read as training text was; what it still cannot say is named, not dropped silently."""
-    from rnnseq.api import synthesize_requests
-    from rnnseq.checkpoints import load_task
-    from rnnseq.tasks.text_to_speech import TextToSpeech
+    from rnnseq.api import Synthesizer
 
-    task = load_task(TextToSpeech, tts_run, "cpu")
+    synthesizer = Synthesizer.from_run(tts_run, "cpu")
+    task = synthesizer.task
     assert task.hparams.normalizer == "spoken"
     assert task.input_symbols("In 1850.") == task.input_symbols("in eighteen fifty")
-    speaker = (task.hparams.speakers or [None])[0]
+    speaker = (synthesizer.speakers or [None])[0]
     with pytest.warns(UserWarning, match=r"x: cannot speak '§'") as caught:
-        list(synthesize_requests(task, [{"id": "x", "text": "a § 2 b", "speaker": speaker}]))
+        list(synthesizer.speak_each(["a § 2 b"], speaker, ids=["x"]))
     assert "'2'" not in str(caught[0].message)  # a number is said, not named
 
 

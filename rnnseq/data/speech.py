@@ -278,7 +278,7 @@ class SpeechDataModule(SplitDataModule):
         pin_memory: batches in page-locked memory, copied to the GPU asynchronously; ``auto``:
             when the trainer runs on CUDA (:meth:`SplitDataModule.pins_memory`).
         worker_nice: how much lower the workers' scheduling priority is (``os.nice``); 0 keeps
-            the training process's priority (``bench/threads.py`` found no gain on 2 cores).
+            the training process's priority (``bench/threads.py`` measures whether lowering it helps).
         feature_cache: a folder where the features of every split are computed once and read
             back in every epoch and run (:mod:`rnnseq.data.feature_cache`); ``None`` computes them
             from the audio every time.

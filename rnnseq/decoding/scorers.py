@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from rnnseq.decoding.coverage import CoverageScorer
 from rnnseq.decoding.ctc_prefix import CTCPrefixScorer
-from rnnseq.decoding.decoder_scorers import CoverageScorer, DecoderScorer
+from rnnseq.decoding.decoder_scorer import DecoderScorer
 from rnnseq.decoding.length_bonus import LengthBonus
 from rnnseq.decoding.lm_fusion import LMScorer
 from rnnseq.decoding.scorer import Scorer

