@@ -120,18 +120,12 @@ class Recognizer(_AudioModel):
         """The ``n`` best ``(transcript, score)`` pairs of beam search, best first (the settings'
         ``decoding.mode`` must be ``beam`` or ``ctc_beam``). The score is the hypothesis's
         total weighted log-score; the ranking divides it by ``(tokens + 1) ** length_penalty``."""
-        decoding = self.task.hparams.decoding
         if not self.task.decoding.beam_search:
             raise ValueError(f"nbest needs beam search; this recogniser decodes with "
                              f"decoding.mode={self.task.decoding.mode} (from_run(..., mode='beam'))")
-        kept = dict(decoding)
-        self.task.set_decoding({"nbest": n})
-        try:
+        with self.task.decoding_changed({"nbest": n}):
             batch = self.task.waves_batch([self._wave(audio, sample_rate)])
             hypotheses = self.task.beam_hypotheses(batch)[0]
-        finally:
-            decoding.clear()
-            decoding.update(kept)
         return [(self.task.tokenizer.decode(h.tokens), float(h.score)) for h in hypotheses]
 
     @torch.no_grad()

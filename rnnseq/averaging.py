@@ -4,6 +4,7 @@ writing it. ``python -m rnnseq.average`` and ``task.average_checkpoints`` use it
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -11,6 +12,8 @@ import torch
 from rnnseq.checkpoints import AtomicCheckpointIO, checkpoint_folder, load_checkpoint, ranked_best
 
 RECENT_PREFIX = "recent"
+
+log = logging.getLogger(__name__)
 
 
 def latest(folder: Path) -> list[Path]:
@@ -75,3 +78,16 @@ def write_average(run: str | Path, best: int | None = None, last: int | None = N
     return out, chosen
 
 
+def average_best(trainer, folder: Path, count: int) -> tuple[str, list[str]]:
+    """Rank 0 writes the average of the ``count`` best checkpoints in ``folder`` (fewer, with a
+    warning, when fewer validations ran); every rank gets ``(its path, the names averaged)``."""
+    result = None
+    if trainer.is_global_zero:
+        kept = min(count, len(ranked_best(folder)))
+        if kept < count:
+            log.warning("the %d best checkpoints were asked for, but only %d validation "
+                        "checkpoint(s) were kept: averaging those", count, kept)
+        path, chosen = write_average(folder, best=kept, out=folder / f"average-best{kept}.ckpt")
+        log.info("testing the average of %s", ", ".join(p.name for p in chosen))
+        result = (str(path), [p.name for p in chosen])
+    return trainer.strategy.broadcast(result, src=0)  # the folder may be rank 0's own disk

@@ -170,16 +170,14 @@ def sweep_decoding(run: Path, grid: dict[str, list], decoding: dict | None = Non
     rows = []
     for values in itertools.product(*grid.values()):
         settings = dict(zip(grid, values))
-        task.hparams.decoding.clear()
-        task.hparams.decoding.update(base)
-        task.set_decoding(settings)
-        if task.hparams.decoding.get("mode", "beam") not in ("beam", "ctc_beam"):
-            raise ValueError("--sweep decodes with beam search (decoding.mode=beam or ctc_beam)")
-        started = time.time()
-        with torch.no_grad(), autocast():
-            hypotheses = [text for enc in encoded
-                          for text in task.best_texts(task.beam_hypotheses(None, enc=enc))]
-        seconds = time.time() - started
+        with task.decoding_changed(settings) as decoding:
+            if not decoding.beam_search:
+                raise ValueError("--sweep decodes with beam search (decoding.mode=beam or ctc_beam)")
+            started = time.time()
+            with torch.no_grad(), autocast():
+                hypotheses = [text for enc in encoded
+                              for text in task.best_texts(task.beam_hypotheses(None, enc=enc))]
+            seconds = time.time() - started
         metrics = {k.replace("test/", f"{split}/", 1): float(v)
                    for k, v in task.score(references, hypotheses, "test").items()}
         rows.append({"settings": settings, "metrics": metrics, "seconds": round(seconds, 2)})

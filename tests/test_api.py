@@ -126,3 +126,18 @@ def test_a_text_generator_repeats_itself_with_a_seed(textgen_run):
     saved = dict(generator.task.hparams.generation)
     assert generator.sample("ROMEO", 30, seed=7) == generator.task.generate_text(
         "ROMEO", 30, saved["temperature"], saved["top_k"], saved["top_p"], seed=7)
+
+
+def test_changed_decoding_settings_hold_for_their_block_only(smoke_run, wav_paths):
+    recognizer = api.Recognizer.from_run(smoke_run, device="cpu", beam_size=3)
+    before = dict(recognizer.task.hparams.decoding)
+    assert len(recognizer.nbest(wav_paths[0], 2)) == 2  # nbest=2 inside, not after
+    assert dict(recognizer.task.hparams.decoding) == before
+    with pytest.raises(RuntimeError), recognizer.task.decoding_changed({"beam_size": 5}) as settings:
+        assert settings.beam_size == 5 and recognizer.task.decoding.beam_size == 5
+        raise RuntimeError("the block fails")
+    assert dict(recognizer.task.hparams.decoding) == before
+    with pytest.raises(ValueError, match="unknown decoding settings"):
+        with recognizer.task.decoding_changed({"beam": 5}):
+            pass
+    assert dict(recognizer.task.hparams.decoding) == before

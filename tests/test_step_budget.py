@@ -17,8 +17,9 @@ from lightning.pytorch.trainer.states import RunningStage
 from omegaconf import OmegaConf
 
 from rnnseq import resources
+from rnnseq.results import time_capped
 from rnnseq.tasks.base import planned_steps
-from rnnseq.train import resolve_precision, time_capped
+from rnnseq.train import resolve_precision
 from tests.conftest import compose_config
 
 

@@ -4,6 +4,7 @@ fusion) in test, and corpus-level scores over whole splits."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -202,6 +203,19 @@ class Seq2SeqTask(Task):
         merged = {**decoding, **changes}
         check_decoding(merged, has_ctc=self.model.ctc_head is not None)
         decoding.update(changes)
+
+    @contextlib.contextmanager
+    def decoding_changed(self, changes: dict):
+        """Inside the block, the decoding settings with ``changes`` (checked as
+        :meth:`set_decoding` checks them); after it, the settings as they were. Yields
+        :attr:`decoding`."""
+        kept = dict(self.hparams.decoding)
+        try:
+            self.set_decoding(changes)
+            yield self.decoding
+        finally:
+            self.hparams.decoding.clear()
+            self.hparams.decoding.update(kept)
 
     @property
     def decoding(self) -> DecodingSettings:
