@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from rnnseq.formats import CHECKPOINT_FORMAT, upgrade_advice
+
 TaskT = TypeVar("TaskT", bound=L.LightningModule)
 
 
@@ -55,11 +57,6 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-# The layout of the checkpoints rnnseq writes and reads (``checkpoint["rnnseq"]["format"]``);
-# ``python -m rnnseq.upgrade`` brings older ones to it, and CHANGELOG.md says what each changed.
-CHECKPOINT_FORMAT = 3
-
-
 def require_current_format(contents: dict[str, Any], path: str | Path) -> None:
     """Raises a ``ValueError`` naming the upgrade command when ``contents`` (of the checkpoint
     at ``path``) were written in another format than :data:`CHECKPOINT_FORMAT`."""
@@ -70,8 +67,8 @@ def require_current_format(contents: dict[str, Any], path: str | Path) -> None:
         raise ValueError(f"{path} has checkpoint format {found}, newer than this rnnseq reads "
                          f"({CHECKPOINT_FORMAT}); upgrade rnnseq")
     raise ValueError(f"{path} was written by an older rnnseq (checkpoint format {found}; this one "
-                     f"reads {CHECKPOINT_FORMAT}): convert it once with `python -m rnnseq.upgrade "
-                     f"{path}` (or the run folder, for all of its checkpoints)")
+                     f"reads {CHECKPOINT_FORMAT}): {upgrade_advice(path)} (or the run folder, for "
+                     f"all of its checkpoints)")
 
 
 def load_checkpoint(path: str | Path, current: bool = True) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import yaml
 
 from rnnseq.checkpoints import find_checkpoint, load_checkpoint
 from rnnseq.data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_state
+from rnnseq.formats import require_current_data_config
 from rnnseq.tasks.base import Task
 
 
@@ -73,24 +74,6 @@ def manifest_loader(task, manifest: Path, batching: dict, report):
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_examples), utterances
 
 
-# Modules that moved, by their old prefix: a run config that names one is refused with the
-# command that rewrites it (``rnnseq.upgrade``), which reads this table too.
-MOVED_MODULES = {"rnnseq.data.corpus.": "rnnseq.data.builders.",
-                 "rnnseq.data.readers.corpus.": "rnnseq.data.readers.split_corpus."}
-
-
-def moved_targets(config) -> list[str]:
-    """The ``_target_`` values anywhere in ``config`` (nested dicts and lists) that name a module
-    of :data:`MOVED_MODULES` by its old path."""
-    if isinstance(config, dict):
-        found = [t for k, t in config.items() if k == "_target_" and isinstance(t, str)
-                 and t.startswith(tuple(MOVED_MODULES))]
-        return found + [t for v in config.values() for t in moved_targets(v)]
-    if isinstance(config, list):
-        return [t for v in config for t in moved_targets(v)]
-    return []
-
-
 def run_data_config(run: Path, data_overrides: list[str]):
     """The ``data`` config the run was trained with (``None`` for a bare checkpoint without its
     run folder), with ``data.KEY=VALUE`` overrides applied; an override of a key the config does
@@ -104,10 +87,7 @@ def run_data_config(run: Path, data_overrides: list[str]):
                              f"{data_overrides}")
         return None
     cfg = OmegaConf.load(config_path)
-    moved = moved_targets(OmegaConf.to_container(cfg))
-    if moved:
-        raise ValueError(f"{config_path} names {moved[0]}, a module that has moved since the run "
-                         f"was trained; run `python -m rnnseq.upgrade {run}` once to rewrite it")
+    require_current_data_config(OmegaConf.to_container(cfg.get("data") or {}), run)
     for item in data_overrides:
         key, _, value = item.partition("=")
         if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":

@@ -18,12 +18,13 @@ import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnseq.callbacks import DataReportPublisher
 from rnnseq.checkpoints import load_checkpoint
 from rnnseq.config import AVERAGE_KEY, CONFIG_DIR, task_config
 from rnnseq.console import quiet_third_party
+from rnnseq.formats import require_current_data_config
 from rnnseq.resources import auto_precision, limit_kernel_cache, set_threads, share_cores
 from rnnseq.results import best_checkpoint_callback, fit_results, publish_results, test_results
 from rnnseq.safeguards import TrainingInterrupted
@@ -97,6 +98,7 @@ def build_data_and_task(cfg: DictConfig):
     and statistics of the data: ``(datamodule, task)``."""
     set_threads(cfg.get("threads"))
     L.seed_everything(cfg.seed, workers=True)
+    require_current_data_config(OmegaConf.to_container(cfg.data), cfg.get("resume") or "RUN")
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")

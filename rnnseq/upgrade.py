@@ -1,5 +1,5 @@
 """Brings checkpoints and run folders written by older rnnseq versions up to date, once, so that
-the rest of rnnseq reads only today's format (``rnnseq.checkpoints.CHECKPOINT_FORMAT``).
+the rest of rnnseq reads only today's format (``rnnseq.formats.CHECKPOINT_FORMAT``).
 
     python -m rnnseq.upgrade experiments/asr/runs/<time>     # every checkpoint and the config
     rnnseq-upgrade old.ckpt                                  # one checkpoint
@@ -36,7 +36,7 @@ import torch
 import yaml
 
 from rnnseq.checkpoints import CHECKPOINT_FORMAT, AtomicCheckpointIO, checkpoint_folder, load_checkpoint
-from rnnseq.runs import MOVED_MODULES
+from rnnseq.formats import MOVED_MODULES
 from rnnseq.tasks.base import Task
 from rnnseq.tasks.classification import SpeechClassification
 from rnnseq.tasks.forecasting import Forecasting
@@ -202,7 +202,7 @@ def upgrade_checkpoint(path: Path, backup: bool = True) -> bool:
 
 # -- run configs ----------------------------------------------------------------------------------
 def moved_to(target: str) -> str:
-    """A ``_target_`` with its module's path of today (:data:`rnnseq.runs.MOVED_MODULES`)."""
+    """A ``_target_`` with its module's path of today (:data:`rnnseq.formats.MOVED_MODULES`)."""
     for old, new in MOVED_MODULES.items():
         if target.startswith(old):
             return new + target[len(old):]

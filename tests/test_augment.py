@@ -225,13 +225,19 @@ def test_the_same_seed_draws_the_same_augmentation_with_any_number_of_workers(
     assert len(changed) >= len(ids) // 4
 
 
-def test_the_retired_noise_key_is_refused_naming_its_new_spelling(tiny_corpus):
+def test_the_retired_noise_key_is_refused_naming_its_new_spelling(tmp_path):
+    from rnnseq.formats import require_current_data_config
+    from rnnseq.train import build_data_and_task
+    from tests.conftest import compose_config
+
     for value in ([10, 20], None):  # null too: only run folders of an older rnnseq carry it
         with pytest.raises(ValueError, match=r"data.noise_snr_db is now data.augment.noise .*"
-                                             r"python -m rnnseq.upgrade"):
-            SpeechDataModule(manifests=tiny_corpus, noise_snr_db=value)
-    with pytest.raises(TypeError, match="data.noise_db"):
-        SpeechDataModule(manifests=tiny_corpus, noise_db=[10, 20])
+                                             r"python -m rnnseq.upgrade RUN"):
+            require_current_data_config({"max_frames": 100, "noise_snr_db": value})
+    # a training command with it stops before any data is read
+    cfg = compose_config(["experiment=asr", "+data.noise_snr_db=[10,20]"], tmp_path)
+    with pytest.raises(ValueError, match="data.noise_snr_db is now"):
+        build_data_and_task(cfg)
 
 
 def test_a_quick_run_with_every_augmentation_on_the_fly_and_the_recipes_cached_copies(

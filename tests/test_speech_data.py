@@ -104,10 +104,11 @@ def test_the_retired_sorted_first_epoch_key_is_refused_and_the_upgrade_rewrites_
         tiny_corpus, tmp_path):
     import yaml
 
+    from rnnseq.formats import require_current_data_config
     from rnnseq.upgrade import upgrade_run_config
 
     with pytest.raises(ValueError, match="data.sorted_first_epoch is now data.sorted_epochs"):
-        SpeechDataModule(manifests=tiny_corpus, sorted_first_epoch=True)
+        require_current_data_config({"sorted_first_epoch": True}, tmp_path)
     assert SpeechDataModule(manifests=tiny_corpus, sorted_epochs=3).sorted_epochs == 3
     hydra = tmp_path / ".hydra"  # a run folder written with both retired settings
     hydra.mkdir()
@@ -144,7 +145,7 @@ def test_a_run_naming_a_moved_data_class_is_refused_until_the_upgrade_rewrites_i
         "_target_": "rnnseq.data.corpus.speech_corpus.EspeakSpeechCorpus", "sources": [
             {"_target_": "rnnseq.data.readers.corpus.SplitCorpus"}]}}}
     (hydra / "config.yaml").write_text(yaml.safe_dump(old))
-    with pytest.raises(ValueError, match=r"rnnseq.data.corpus.speech_corpus.EspeakSpeechCorpus, "
+    with pytest.raises(ValueError, match=r"rnnseq.data.corpus.speech_corpus.EspeakSpeechCorpus is "
                                          r"a module that has moved.*python -m rnnseq.upgrade"):
         run_data_config(tmp_path, [])
     assert upgrade_run_config(tmp_path)

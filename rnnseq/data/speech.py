@@ -227,23 +227,6 @@ def check_audio(utterances: list[Utterance], report: DataReport, split: str) -> 
     return good
 
 
-# Data settings that were renamed: the old name, and today's.
-RETIRED_SETTINGS = {"noise_snr_db": "data.augment.noise (p 1, kinds [white])",
-                    "sorted_first_epoch": "data.sorted_epochs"}
-
-
-def require_no_retired_settings(settings: dict[str, Any]) -> None:
-    """Raises for a retired data setting, naming today's spelling and the upgrade command (a run
-    folder of an older rnnseq carries them, ``null`` ones included); ``TypeError`` for a setting
-    that never existed."""
-    for key in settings:
-        if key not in RETIRED_SETTINGS:
-            raise TypeError(f"SpeechDataModule has no setting data.{key}")
-        raise ValueError(f"data.{key} is now {RETIRED_SETTINGS[key]}; write that instead, or "
-                         f"convert a run folder written with it once with `python -m "
-                         f"rnnseq.upgrade RUN`")
-
-
 class SpeechDataModule(SplitDataModule):
     """Speech corpora given as JSONL manifests (see :mod:`rnnseq.data.manifest`).
 
@@ -290,9 +273,6 @@ class SpeechDataModule(SplitDataModule):
         sorted_epochs: training epochs served from short to long utterances before shuffling
             starts (1: SortaGrad). ``experiment=asr`` sets how many; the runs that chose it
             are in ``experiments/asr/notes/``.
-        retired: settings of older rnnseq versions (:data:`RETIRED_SETTINGS`): an error naming
-            today's setting and ``python -m rnnseq.upgrade``, which rewrites the run folder's
-            config.
     """
 
     def __init__(
@@ -317,7 +297,6 @@ class SpeechDataModule(SplitDataModule):
         stats_utterances: int = 500,
         sorted_epochs: int = 1,
         seed: int = 0,
-        **retired: Any,
     ):
         super().__init__(pin_memory)
         if manifests is None and corpus is None:
@@ -344,7 +323,6 @@ class SpeechDataModule(SplitDataModule):
         if kind != "char" and not self.tokenizer_config.get("vocab_size"):
             raise ValueError(f"data.tokenizer.kind={kind} needs data.tokenizer.vocab_size "
                              f"(pieces, e.g. 300)")
-        require_no_retired_settings(retired)
         self.augment_settings = augment_settings(augment, seed)
         self.num_workers = data_workers(num_workers)
         self.worker_nice = worker_nice

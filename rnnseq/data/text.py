@@ -23,6 +23,7 @@ from rnnseq.data.base import ResumableLoader, SplitDataModule, own_generator
 from rnnseq.data.batching import InOrderBatches
 from rnnseq.data.builders.text_sources import SPLITS
 from rnnseq.data.tokenizer import Tokenizer, build_tokenizer, tokenizer_from_state
+from rnnseq.formats import upgrade_advice
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,7 @@ class TextDataModule(SplitDataModule):
             raise ValueError(f"data.tokenizer.from_run={config['from_run']} needs its tokenizer "
                              f"state: compose the config through rnnseq.config, or pass "
                              f"tokenizer={{'state': ...}} (rnnseq.runs.tokenizer_of_run(run).state()); "
-                             f"a run folder written before this converts with `python -m "
-                             f"rnnseq.upgrade RUN`")
+                             f"for a run folder written before this, {upgrade_advice()}")
         return build_tokenizer(config.get("kind", "char"), train_lines,
                                vocab_size=config.get("vocab_size"), seed=self.seed)
 
