@@ -260,3 +260,8 @@ class TextGenerator(_FromRun):
         chosen = {k: saved[k] if v is None else v for k, v in given.items()}
         return self.task.generate_text(prompt, chosen["length"], chosen["temperature"],
                                        chosen["top_k"], chosen["top_p"], seed=seed)
+
+    def score(self, text: str):
+        """How well the model predicts ``text``: its ``loss`` in nats per token, ``perplexity``,
+        ``bits_per_char`` (characters models) and the number of ``tokens``."""
+        return self.task.score_text(text)

@@ -81,7 +81,12 @@ def load_checkpoint(path: str | Path, current: bool = True) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # mapped, not read: a caller that wants the metadata does not read every weight
+            contents = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            contents = torch.load(path, map_location="cpu", weights_only=True)  # an old layout
     except pickle.UnpicklingError as err:
         raise ValueError(f"{path} holds objects other than tensors and plain data, so it was not "
                          f"written by rnnseq or has been altered; rnnseq does not load it "

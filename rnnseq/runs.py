@@ -19,7 +19,9 @@ from rnnseq.tasks.base import Task
 
 def task_class_named(recorded: str, checkpoint) -> type[Task]:
     """The task class of the import path ``recorded`` (``package.module.Class``), which
-    ``checkpoint`` names: a task of your own package needs no entry anywhere."""
+    ``checkpoint`` names: a task of your own package needs no entry anywhere. Importing a module
+    runs its top-level code, so load checkpoints whose task package you trust (their weights and
+    settings are read without running any code)."""
     module_name, _, class_name = recorded.rpartition(".")
     try:
         task_class = getattr(importlib.import_module(module_name), class_name)

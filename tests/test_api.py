@@ -128,6 +128,23 @@ def test_a_text_generator_repeats_itself_with_a_seed(textgen_run):
         "ROMEO", 30, saved["temperature"], saved["top_k"], saved["top_p"], seed=7)
 
 
+def test_a_text_generator_scores_a_text_by_its_tokens_log_probabilities(textgen_run):
+    import math
+
+    generator = api.TextGenerator.from_run(textgen_run, device="cpu")
+    text = "ROMEO and JULIET"
+    score = generator.score(text)
+    # by hand: every token after the <eos> that starts the line, given the tokens before it
+    ids = [generator.task.tokenizer.eos_id, *generator.task.tokenizer.encode(text),
+           generator.task.tokenizer.eos_id]
+    with torch.no_grad():
+        logits = generator.task.model(torch.tensor([ids[:-1]]))[0][0]
+    nll = -torch.log_softmax(logits.float(), -1)[range(len(ids) - 1), ids[1:]].sum().item()
+    assert score.tokens == len(ids) - 1
+    assert score.loss == pytest.approx(nll / score.tokens, rel=1e-4)
+    assert score.perplexity == pytest.approx(math.exp(score.loss), rel=1e-6)
+
+
 def test_changed_decoding_settings_hold_for_their_block_only(smoke_run, wav_paths):
     recognizer = api.Recognizer.from_run(smoke_run, device="cpu", beam_size=3)
     before = dict(recognizer.task.hparams.decoding)
