@@ -75,14 +75,23 @@ def settings_digest(settings, corpus_format: int) -> str:
 
 
 @dataclass
-class SpeechCorpusSettings:
-    """Everything that determines the corpus (its hash names the cache folder)."""
+class SentenceSettings:
+    """Where a spoken corpus's sentences come from, shared by the speech and the synthesis
+    corpus: the text source, the documents held out for validation and test, and a second
+    source mixed into training. (The digest hashes the settings with sorted keys, so the fields'
+    order here does not name another cache folder.)"""
 
     text_source: str = "shakespeare"
     valid_documents: list[str] = field(default_factory=lambda: ["much_ado_about_nothing"])
     test_documents: list[str] = field(default_factory=lambda: ["hamlet"])
     extra_source: str | None = "sotu"
     extra_share: float = 0.3
+
+
+@dataclass
+class SpeechCorpusSettings(SentenceSettings):
+    """Everything that determines the corpus (its hash names the cache folder)."""
+
     test_text_documents: list[str] = field(default_factory=lambda: ["2023-Biden-1"])
     num_utterances: dict[str, int] = field(
         default_factory=lambda: {"train": 8000, "valid": 300, "test": 500, "test_text": 300,

